@@ -1,0 +1,56 @@
+package plugin
+
+import "github.com/pingap-go/pingap/internal/httpx"
+
+// Chain is the ordered plugin list of one location (server plugins first),
+// composed once when a snapshot is built.
+type Chain struct {
+	plugins   []Plugin
+	responses []ResponseHandler // responses[i] is plugins[i] as a ResponseHandler, or nil
+}
+
+// NewChain composes plugins in order.
+func NewChain(plugins ...Plugin) *Chain {
+	c := &Chain{plugins: plugins, responses: make([]ResponseHandler, len(plugins))}
+	for i, p := range plugins {
+		if rh, ok := p.(ResponseHandler); ok {
+			c.responses[i] = rh
+		}
+	}
+	return c
+}
+
+// Len returns the number of plugins.
+func (ch *Chain) Len() int {
+	if ch == nil {
+		return 0
+	}
+	return len(ch.plugins)
+}
+
+// Request runs the request phase. It returns how many plugins ran and
+// whether the last of them answered the request.
+func (ch *Chain) Request(c *httpx.Ctx) (ran int, handled bool) {
+	if ch == nil {
+		return 0, false
+	}
+	for i, p := range ch.plugins {
+		if p.Request(c) {
+			return i + 1, true
+		}
+	}
+	return len(ch.plugins), false
+}
+
+// Response runs the response phase, in reverse order, for the first ran
+// plugins.
+func (ch *Chain) Response(c *httpx.Ctx, ran int) {
+	if ch == nil {
+		return
+	}
+	for i := ran - 1; i >= 0; i-- {
+		if rh := ch.responses[i]; rh != nil {
+			rh.Response(c)
+		}
+	}
+}
