@@ -103,6 +103,11 @@ type ResponseWriter interface {
 	Written() bool
 }
 
+// ErrBodyTooLarge is returned by a request body reader once the body passed
+// a configured limit (client_max_body_size, body_limit); the proxy answers
+// 413 when it can.
+var ErrBodyTooLarge = errors.New("request body too large")
+
 // ErrHijackUnsupported is returned by Hijack on protocols without upgrades.
 var ErrHijackUnsupported = errors.New("httpx: connection cannot be hijacked")
 
@@ -138,6 +143,7 @@ type Ctx struct {
 
 	filters []BodyFilter
 	errBuf  []byte
+	values  []ctxValue
 	// Scratch is a reusable byte buffer for code on the request path that
 	// needs to build a string (templates, keys). Valid until the next use.
 	Scratch []byte
@@ -153,6 +159,8 @@ func (c *Ctx) Reset() {
 	c.Resp = Response{Header: c.Resp.Header, Trailer: c.Resp.Trailer}
 	clear(c.filters)
 	c.filters = c.filters[:0]
+	clear(c.values)
+	c.values = c.values[:0]
 	c.Conn = ConnInfo{}
 	c.W = nil
 	c.Context = nil
@@ -212,4 +220,30 @@ func AppendJSONError(dst []byte, msg string) []byte {
 		}
 	}
 	return append(dst, `"}`...)
+}
+
+type ctxValue struct {
+	key, val any
+}
+
+// SetValue stores per-request data for a plugin (the key is usually the
+// plugin itself). It replaces an earlier value under the same key.
+func (c *Ctx) SetValue(key, val any) {
+	for i := range c.values {
+		if c.values[i].key == key {
+			c.values[i].val = val
+			return
+		}
+	}
+	c.values = append(c.values, ctxValue{key, val})
+}
+
+// Value returns the per-request data stored under key, or nil.
+func (c *Ctx) Value(key any) any {
+	for i := range c.values {
+		if c.values[i].key == key {
+			return c.values[i].val
+		}
+	}
+	return nil
 }

@@ -7,14 +7,18 @@ import "github.com/pingap-go/pingap/internal/httpx"
 type Chain struct {
 	plugins   []Plugin
 	responses []ResponseHandler // responses[i] is plugins[i] as a ResponseHandler, or nil
+	finishers []Finisher        // likewise for Finisher
 }
 
 // NewChain composes plugins in order.
 func NewChain(plugins ...Plugin) *Chain {
-	c := &Chain{plugins: plugins, responses: make([]ResponseHandler, len(plugins))}
+	c := &Chain{plugins: plugins, responses: make([]ResponseHandler, len(plugins)), finishers: make([]Finisher, len(plugins))}
 	for i, p := range plugins {
 		if rh, ok := p.(ResponseHandler); ok {
 			c.responses[i] = rh
+		}
+		if f, ok := p.(Finisher); ok {
+			c.finishers[i] = f
 		}
 	}
 	return c
@@ -51,6 +55,19 @@ func (ch *Chain) Response(c *httpx.Ctx, ran int) {
 	for i := ran - 1; i >= 0; i-- {
 		if rh := ch.responses[i]; rh != nil {
 			rh.Response(c)
+		}
+	}
+}
+
+// Finish tells the first ran plugins, in reverse order, that the request is
+// over.
+func (ch *Chain) Finish(c *httpx.Ctx, ran int) {
+	if ch == nil {
+		return
+	}
+	for i := ran - 1; i >= 0; i-- {
+		if f := ch.finishers[i]; f != nil {
+			f.Finish(c)
 		}
 	}
 }

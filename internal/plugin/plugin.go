@@ -31,6 +31,14 @@ type ResponseHandler interface {
 	Response(c *httpx.Ctx)
 }
 
+// Finisher is implemented by plugins that must learn when a request is over
+// (after the last body byte was written or the request failed), such as an
+// in-flight limit. Finish runs for every plugin whose Request ran, in reverse
+// order.
+type Finisher interface {
+	Finish(c *httpx.Ctx)
+}
+
 // Closer is implemented by plugins that hold background resources
 // (goroutines, connections); Close is called once the plugin is retired by a
 // reload or at shutdown.
