@@ -1,0 +1,125 @@
+// Command pingap is the pingap-go reverse proxy. This file only wires flags,
+// signals and packages together; the behaviour lives under internal/.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/pingap-go/pingap/internal/config"
+	"github.com/pingap-go/pingap/internal/demo"
+	"github.com/pingap-go/pingap/internal/engine"
+	"github.com/pingap-go/pingap/internal/logging"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pingap", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration: a TOML file, a folder of *.toml files, or etcd://HOST:PORT/PREFIX")
+	test := fs.Bool("t", false, "validate the configuration, print every problem and exit (0 valid, 1 invalid)")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	demoBackends := fs.Bool("demo", false, "also start the two demo backends of configs/example.toml (127.0.0.1:8001 and :8002)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "pingap %s (%s)\n", version, runtime.Version())
+		return 0
+	}
+	if *cfgPath == "" {
+		fmt.Fprintln(stderr, "pingap: -config is required (see -h)")
+		return 2
+	}
+	load := func() (*config.Config, error) { return config.Load(*cfgPath) }
+	cfg, err := load()
+	if *test {
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			fmt.Fprintf(stderr, "configuration %s is invalid\n", *cfgPath)
+			return 1
+		}
+		if err := engine.Check(cfg); err != nil {
+			fmt.Fprintln(stderr, err)
+			fmt.Fprintf(stderr, "configuration %s is invalid\n", *cfgPath)
+			return 1
+		}
+		fmt.Fprintf(stdout, "configuration %s is valid\n", *cfgPath)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+
+	logger, level := logging.New(cfg.Basic.LogLevel, cfg.Basic.LogFormat, stderr)
+	if cfg.Basic.Threads > 0 {
+		runtime.GOMAXPROCS(cfg.Basic.Threads)
+	}
+	tuneGC()
+
+	if *demoBackends {
+		stop, err := demo.Start("127.0.0.1:8001", "127.0.0.1:8002")
+		if err != nil {
+			logger.Error("demo backends", slog.String("error", err.Error()))
+			return 1
+		}
+		defer stop()
+	}
+
+	e := engine.New(engine.Options{Logger: logger, LogLevel: level, Load: load})
+	if err := e.Start(cfg); err != nil {
+		logger.Error("start failed", slog.String("error", err.Error()))
+		return 1
+	}
+	logger.Info("pingap started", slog.String("version", version), slog.String("config", *cfgPath), slog.Int("pid", os.Getpid()))
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGHUP:
+			logger.Info("SIGHUP: reloading configuration")
+			e.Reload()
+		case syscall.SIGUSR1:
+			e.ReopenAccessLog()
+		case syscall.SIGTERM, syscall.SIGINT:
+			grace := e.Snapshot().Config().Basic.GracePeriod.D()
+			logger.Info("shutting down", slog.String("signal", sig.String()), slog.Duration("grace_period", grace))
+			ctx, cancel := context.WithTimeout(context.Background(), grace)
+			err := e.Shutdown(ctx)
+			cancel()
+			if err != nil && !errors.Is(err, context.Canceled) {
+				logger.Warn("grace period over; remaining connections closed", slog.String("error", err.Error()))
+			}
+			logger.Info("stopped")
+			return 0
+		}
+	}
+	return 0
+}
+
+// tuneGC applies the proxy's GC default unless the operator set GOGC: the
+// live heap of a proxy is small, so the default GOGC=100 collects dozens of
+// times a second under load; 400 trades a few MB of memory for much less CPU
+// (see docs/performance.md).
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(400)
+	}
+}

@@ -1,0 +1,442 @@
+// Package engine turns configurations into running state: it compiles a
+// config into an immutable Snapshot (routers, plugin chains, upstream pools),
+// publishes it through one atomic pointer that every request reads, opens and
+// closes listeners to match the config, and applies reloads all or nothing.
+// Live state (upstream health, pooled connections, plugin state of unchanged
+// plugins) outlives snapshots.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pingap-go/pingap/internal/config"
+	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/logging"
+	"github.com/pingap-go/pingap/internal/metrics"
+	"github.com/pingap-go/pingap/internal/plugin"
+	"github.com/pingap-go/pingap/internal/proxy"
+	"github.com/pingap-go/pingap/internal/server"
+	"github.com/pingap-go/pingap/internal/upstream"
+	"github.com/pingap-go/pingap/internal/upstream/health"
+	"github.com/pingap-go/pingap/internal/upstream/transport"
+)
+
+// Options configure an Engine.
+type Options struct {
+	Logger   *slog.Logger
+	LogLevel *slog.LevelVar
+	// Load reads the configuration from its source (file, folder, etcd);
+	// Reload calls it.
+	Load func() (*config.Config, error)
+	// Listen opens a listener; it defaults to net.Listen. A graceful binary
+	// upgrade passes one that hands out inherited sockets first.
+	Listen func(network, addr string) (net.Listener, error)
+}
+
+// Engine runs configurations.
+type Engine struct {
+	snap      atomic.Pointer[Snapshot]
+	accessLog atomic.Pointer[*logging.AccessLog]
+	inflight  atomic.Int64
+
+	opts     Options
+	log      *slog.Logger
+	metrics  *metrics.Metrics
+	registry *upstream.Registry
+	checker  *health.Checker
+	proxy    *proxy.Proxy
+	// acme answers ACME HTTP-01 challenges before routing (nil: none).
+	acme func(c *httpx.Ctx) bool
+
+	mu        sync.Mutex // serializes Start, Apply and Shutdown
+	listeners map[string]*listener
+	metricsSrv *auxServer
+	accessPath string
+}
+
+type listener struct {
+	name string
+	addr string
+	ln   net.Listener
+	srv  *server.Server
+	done chan struct{}
+}
+
+// New returns an engine; Start runs the first configuration.
+func New(opts Options) *Engine {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Listen == nil {
+		opts.Listen = net.Listen
+	}
+	e := &Engine{
+		opts:      opts,
+		log:       opts.Logger,
+		listeners: make(map[string]*listener),
+	}
+	e.metrics = metrics.New("")
+	e.registry = upstream.NewRegistry(transport.New, e.log)
+	e.checker = health.New(e.log, e.onHealthChange)
+	e.proxy = proxy.New(e)
+	return e
+}
+
+// Metrics returns the engine's metrics.
+func (e *Engine) Metrics() *metrics.Metrics { return e.metrics }
+
+// Snapshot returns the live snapshot.
+func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
+
+// Registry returns the upstream live-state registry (admin API).
+func (e *Engine) Registry() *upstream.Registry { return e.registry }
+
+func (e *Engine) onHealthChange(up, addr string, healthy bool) {
+	e.metrics.UpstreamAddr(up, addr).SetHealth(healthy)
+}
+
+// UpstreamDone implements proxy.Observer.
+func (e *Engine) UpstreamDone(h *upstream.Host, d time.Duration, reused bool, err error) {
+	am := h.Metrics
+	if am == nil {
+		return
+	}
+	am.Done(d, reused, err != nil)
+}
+
+// Start compiles and runs cfg: listeners, health checks, metrics.
+func (e *Engine) Start(cfg *config.Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	snap, err := e.buildSnapshot(cfg, nil)
+	if err != nil {
+		return err
+	}
+	if err := e.activate(snap, nil); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Reload re-reads the configuration from its source and applies it. A
+// failure leaves the running configuration untouched.
+func (e *Engine) Reload() error {
+	if e.opts.Load == nil {
+		return errors.New("no configuration source")
+	}
+	cfg, err := e.opts.Load()
+	if err != nil {
+		e.metrics.ConfigReload(false)
+		e.log.Error("reload failed: invalid configuration; the running configuration stays", slog.String("error", err.Error()))
+		return err
+	}
+	return e.Apply(cfg)
+}
+
+// Apply replaces the running configuration by cfg, all or nothing: the new
+// snapshot is built and its listeners opened before anything changes; on
+// any error the old configuration keeps serving.
+func (e *Engine) Apply(cfg *config.Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	old := e.snap.Load()
+	snap, err := e.buildSnapshot(cfg, old)
+	if err == nil {
+		err = e.activate(snap, old)
+	}
+	if err != nil {
+		e.metrics.ConfigReload(false)
+		e.log.Error("reload failed; the running configuration stays", slog.String("error", err.Error()))
+		return err
+	}
+	e.metrics.ConfigReload(true)
+	e.log.Info("configuration reloaded", slog.String("source", cfg.Source))
+	return nil
+}
+
+// activate makes snap live: open new listeners first (so a bad addr fails
+// the whole reload), swap the snapshot, then retire what the old one had.
+func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
+	cfg := snap.cfg
+	// Open listeners of new servers and servers whose addr changed.
+	opened := map[string]*listener{}
+	for _, name := range sortedKeys(cfg.Servers) {
+		sc := cfg.Servers[name]
+		if l := e.listeners[name]; l != nil && l.addr == sc.Addr {
+			continue
+		}
+		ln, err := e.listen(name, sc)
+		if err != nil {
+			for _, l := range opened {
+				l.ln.Close()
+			}
+			return fmt.Errorf("servers.%s: addr: %w", name, err)
+		}
+		opened[name] = ln
+	}
+	// Everything that can fail has been done: swap.
+	e.applyBasic(cfg)
+	e.snap.Store(snap)
+
+	pools := make([]*upstream.Pool, 0, len(snap.pools))
+	for _, name := range sortedKeys(snap.pools) {
+		pools = append(pools, snap.pools[name])
+	}
+	e.registry.Commit(pools)
+	e.checker.Sync(pools)
+
+	for name, sc := range cfg.Servers {
+		opts := e.serverOptions(name, sc)
+		if l, ok := opened[name]; ok {
+			if prev := e.listeners[name]; prev != nil {
+				go e.drain(prev, cfg.Basic.GracePeriod.D())
+			}
+			l.srv = server.New(&serverHandler{e: e, name: name}, opts)
+			e.listeners[name] = l
+			go e.serve(l)
+			continue
+		}
+		e.listeners[name].srv.SetOptions(opts)
+	}
+	for name, l := range e.listeners {
+		if _, ok := cfg.Servers[name]; !ok {
+			delete(e.listeners, name)
+			go e.drain(l, cfg.Basic.GracePeriod.D())
+		}
+	}
+	e.retainMetrics(snap)
+	if old != nil {
+		e.retirePlugins(old, snap, cfg.Basic.GracePeriod.D())
+	}
+	return nil
+}
+
+func (e *Engine) listen(name string, sc config.Server) (*listener, error) {
+	ln, err := e.opts.Listen("tcp", sc.Addr)
+	if err != nil {
+		return nil, err
+	}
+	return &listener{name: name, addr: sc.Addr, ln: ln, done: make(chan struct{})}, nil
+}
+
+func (e *Engine) serve(l *listener) {
+	defer close(l.done)
+	e.log.Info("listening", slog.String("server", l.name), slog.String("addr", l.ln.Addr().String()))
+	if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, server.ErrServerClosed) {
+		e.log.Error("server stopped", slog.String("server", l.name), slog.String("error", err.Error()))
+	}
+}
+
+// drain stops a listener that a reload removed or moved: it stops accepting
+// at once and lets its requests finish within the grace period.
+func (e *Engine) drain(l *listener, grace time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	l.srv.Shutdown(ctx)
+	e.log.Info("listener closed", slog.String("server", l.name), slog.String("addr", l.addr))
+}
+
+func (e *Engine) serverOptions(name string, sc config.Server) server.Options {
+	return server.Options{
+		Name:              name,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
+		IdleTimeout:       sc.IdleTimeout.D(),
+		MaxHeaderBytes:    int(sc.MaxHeaderBytes),
+		H2C:               sc.H2C,
+		Logger:            e.log,
+		OnConn:            e.metrics.ConnHook(name),
+	}
+}
+
+// applyBasic applies the [basic] settings that can change at runtime.
+func (e *Engine) applyBasic(cfg *config.Config) {
+	b := cfg.Basic
+	if e.opts.LogLevel != nil {
+		e.opts.LogLevel.Set(logging.ParseLevel(b.LogLevel))
+	}
+	// Access log: reopen only when the target changed.
+	target := ""
+	if b.AccessLog.Enabled {
+		target = b.AccessLog.Path
+		if target == "" {
+			target = "-"
+		}
+	}
+	if target != e.accessPath {
+		var al *logging.AccessLog
+		if target != "" {
+			var err error
+			al, err = logging.NewAccessLog(target)
+			if err != nil {
+				e.log.Error("access log", slog.String("path", target), slog.String("error", err.Error()))
+			}
+		}
+		if prev := e.accessLog.Swap(&al); prev != nil && *prev != nil {
+			go func(p *logging.AccessLog) { time.Sleep(time.Second); p.Close() }(*prev)
+		}
+		e.accessPath = target
+	}
+	if b.MetricsAddr != e.metricsSrv.addrOrEmpty() {
+		if e.metricsSrv != nil {
+			e.metricsSrv.close()
+			e.metricsSrv = nil
+		}
+		if b.MetricsAddr != "" {
+			mux := http.NewServeMux()
+			mux.Handle("/metrics", e.metrics.Handler())
+			s, err := startAux(b.MetricsAddr, mux, e.opts.Listen)
+			if err != nil {
+				e.log.Error("metrics listener", slog.String("addr", b.MetricsAddr), slog.String("error", err.Error()))
+			} else {
+				e.metricsSrv = s
+				e.log.Info("metrics listening", slog.String("addr", b.MetricsAddr))
+			}
+		}
+	}
+}
+
+// ReopenAccessLog reopens a file access log (SIGUSR1, logrotate).
+func (e *Engine) ReopenAccessLog() {
+	if al := e.accessLog.Load(); al != nil && *al != nil {
+		if err := (*al).Reopen(); err != nil {
+			e.log.Error("reopen access log", slog.String("error", err.Error()))
+		}
+	}
+}
+
+// retainMetrics drops series of servers, locations and addrs the new
+// snapshot no longer has.
+func (e *Engine) retainMetrics(snap *Snapshot) {
+	var locs, addrs [][2]string
+	for sname, sc := range snap.cfg.Servers {
+		locs = append(locs, [2]string{sname, ""})
+		for _, l := range sc.Locations {
+			locs = append(locs, [2]string{sname, l})
+		}
+	}
+	for name, p := range snap.pools {
+		for _, h := range p.Hosts {
+			addrs = append(addrs, [2]string{name, h.Addr})
+		}
+	}
+	e.metrics.Retain(locs, addrs)
+}
+
+// retirePlugins closes plugins of old that snap no longer uses, after the
+// grace period (in-flight requests of the old snapshot may still run them).
+func (e *Engine) retirePlugins(old, snap *Snapshot, grace time.Duration) {
+	var retired []plugin.Closer
+	for name, pi := range old.plugins {
+		if cur := snap.plugins[name]; cur == pi {
+			continue
+		}
+		if c, ok := pi.plugin.(plugin.Closer); ok {
+			retired = append(retired, c)
+		}
+	}
+	if len(retired) == 0 {
+		return
+	}
+	go func() {
+		time.Sleep(grace)
+		for _, c := range retired {
+			c.Close()
+		}
+	}()
+}
+
+// Shutdown stops accepting, waits for in-flight requests up to ctx's
+// deadline, then stops health checks and background work.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var wg sync.WaitGroup
+	names := make([]string, 0, len(e.listeners))
+	for name := range e.listeners {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		l := e.listeners[name]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.srv.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	e.checker.Stop()
+	if e.metricsSrv != nil {
+		e.metricsSrv.close()
+	}
+	if al := e.accessLog.Load(); al != nil && *al != nil {
+		(*al).Close()
+	}
+	if snap := e.snap.Load(); snap != nil {
+		for _, pi := range snap.plugins {
+			if c, ok := pi.plugin.(plugin.Closer); ok {
+				c.Close()
+			}
+		}
+	}
+	e.registry.Commit(nil)
+	return ctx.Err()
+}
+
+// Addr returns the bound address of a server's listener ("" when none), for
+// tests that listen on port 0.
+func (e *Engine) Addr(server string) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if l := e.listeners[server]; l != nil {
+		return l.ln.Addr().String()
+	}
+	return ""
+}
+
+// auxServer is a small net/http server (metrics, admin).
+type auxServer struct {
+	addr string
+	srv  *http.Server
+	ln   net.Listener
+}
+
+func startAux(addr string, h http.Handler, listen func(string, string) (net.Listener, error)) (*auxServer, error) {
+	ln, err := listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s := &auxServer{addr: addr, ln: ln, srv: &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+func (s *auxServer) addrOrEmpty() string {
+	if s == nil {
+		return ""
+	}
+	return s.addr
+}
+
+func (s *auxServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s.srv.Shutdown(ctx)
+}
+
+// Check compiles cfg the way Start would, without opening anything: plugin
+// options, routers and upstream pools are validated (pingap -t).
+func Check(cfg *config.Config) error {
+	e := New(Options{Logger: slog.New(slog.DiscardHandler)})
+	_, err := e.buildSnapshot(cfg, nil)
+	return err
+}

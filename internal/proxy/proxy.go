@@ -1,0 +1,310 @@
+// Package proxy is the terminal handler of a request: it picks an upstream
+// addr, builds the upstream request from the client's (hop-by-hop fields
+// removed, X-Forwarded-* added, proxy_* header operations applied), sends it
+// through the addr's RoundTripper, retries a connect failure once on another
+// addr, and maps failures to the contract's 502 / 503 / 504 answers. It
+// fills c.Resp; the engine writes it.
+package proxy
+
+import (
+	"errors"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/upstream"
+)
+
+// HeaderOp is one compiled proxy_* header operation.
+type HeaderOp struct {
+	Name  string
+	Value *httpx.Template
+}
+
+// Route is what the proxy needs of a location, compiled once per snapshot.
+type Route struct {
+	Pool *upstream.Pool
+	// SetHeaders are proxy_set_headers (a "Host" entry overrides the Host
+	// sent upstream), AddHeaders proxy_add_headers, RemoveHeaders
+	// proxy_remove_headers.
+	SetHeaders    []HeaderOp
+	AddHeaders    []HeaderOp
+	RemoveHeaders []string
+	// MaxBodySize is client_max_body_size (0 = unlimited).
+	MaxBodySize int64
+	hostOverride *httpx.Template
+}
+
+// Compile finishes a Route after its fields are set: it pulls a Host entry
+// out of SetHeaders.
+func (r *Route) Compile() {
+	ops := r.SetHeaders[:0:0]
+	for _, op := range r.SetHeaders {
+		if httpx.EqualFold(op.Name, "Host") {
+			r.hostOverride = op.Value
+			continue
+		}
+		ops = append(ops, op)
+	}
+	r.SetHeaders = ops
+}
+
+// Observer receives the outcome of each upstream attempt (metrics, logs).
+type Observer interface {
+	UpstreamDone(h *upstream.Host, d time.Duration, reused bool, err error)
+}
+
+// Proxy forwards requests. It is stateless apart from pooled scratch state.
+type Proxy struct {
+	obs   Observer
+	state sync.Pool
+}
+
+// New returns a Proxy reporting to obs (may be nil).
+func New(obs Observer) *Proxy {
+	p := &Proxy{obs: obs}
+	p.state.New = func() any {
+		s := &attempt{}
+		s.onInfo = s.informational
+		return s
+	}
+	return p
+}
+
+// attempt is the per-request scratch state, pooled so that building the
+// upstream request allocates nothing.
+type attempt struct {
+	out    httpx.OutRequest
+	hdr    httpx.Header
+	buf    []byte
+	c      *httpx.Ctx
+	onInfo func(status int, h *httpx.Header) error
+}
+
+func (a *attempt) informational(status int, h *httpx.Header) error {
+	if a.c.W == nil {
+		return nil
+	}
+	return a.c.W.WriteInformational(status, h)
+}
+
+// Forward sends c's request to route's upstream and leaves the response (or
+// an error answer) in c.Resp. When the request was a protocol upgrade that
+// the upstream accepted, Forward relays both directions itself and sets
+// c.Hijacked.
+func (p *Proxy) Forward(c *httpx.Ctx, route *Route) {
+	pool := route.Pool
+	if pool == nil {
+		c.Error(502, "no upstream configured")
+		return
+	}
+	c.Upstream = pool.Name
+	a := p.state.Get().(*attempt)
+	defer func() {
+		a.c = nil
+		a.out = httpx.OutRequest{}
+		a.hdr.Reset()
+		p.state.Put(a)
+	}()
+	a.c = c
+	body := c.Req.Body
+	if route.MaxBodySize > 0 {
+		if c.Req.ContentLength > route.MaxBodySize {
+			c.Error(413, "request body too large")
+			return
+		}
+		if c.Req.ContentLength != 0 {
+			body = &limitedBody{r: body, left: route.MaxBodySize}
+		}
+	}
+	upgrade := upgradeToken(c)
+	a.buildRequest(c, route, body, upgrade)
+
+	var exclude *upstream.Host
+	for try := 0; try < 2; try++ {
+		h := pool.Select(c, exclude)
+		if h == nil {
+			if exclude != nil {
+				// The only other candidate failed to connect.
+				c.Error(502, "upstream unreachable")
+			} else {
+				c.Error(503, "no healthy upstream")
+			}
+			return
+		}
+		c.UpstreamAddr = h.Addr
+		start := time.Now()
+		h.Begin()
+		res, err := h.Transport.RoundTrip(c.Context, &a.out, &c.Resp)
+		d := time.Since(start)
+		c.UpstreamDuration += d
+		h.Done(err != nil)
+		if p.obs != nil {
+			p.obs.UpstreamDone(h, d, res.Reused, err)
+		}
+		if err == nil {
+			h.ReportSuccess()
+			if res.Upgraded != nil {
+				p.relayUpgrade(c, res.Upgraded)
+				return
+			}
+			stripConnectionFields(&c.Resp.Header)
+			return
+		}
+		if httpx.IsConnectError(err) {
+			h.ReportConnectFailure()
+			exclude = h
+			continue
+		}
+		switch {
+		case errors.Is(err, httpx.ErrBodyTooLarge):
+			c.Error(413, "request body too large")
+		case httpx.IsTimeout(err):
+			c.Error(504, "upstream timeout")
+		default:
+			c.Error(502, "bad gateway")
+		}
+		return
+	}
+	c.Error(502, "upstream unreachable")
+}
+
+// buildRequest fills a.out from the client's request.
+func (a *attempt) buildRequest(c *httpx.Ctx, route *Route, body io.Reader, upgrade string) {
+	out := &a.out
+	out.Method = c.Req.Method
+	if c.Req.RawQuery != "" {
+		a.buf = append(a.buf[:0], c.Req.Path...)
+		a.buf = append(a.buf, '?')
+		a.buf = append(a.buf, c.Req.RawQuery...)
+		out.URI = string(a.buf)
+	} else {
+		out.URI = c.Req.Path
+	}
+	out.Host = c.Req.Host
+	if route.hostOverride != nil {
+		out.Host = route.hostOverride.String(c)
+	}
+	out.Upgrade = upgrade
+	out.ReadTimeout = route.Pool.Config.ReadTimeout.D()
+	out.OnInformational = a.onInfo
+	if c.Req.ContentLength != 0 {
+		out.Body = body
+		out.ContentLength = c.Req.ContentLength
+		if c.Req.ContentLength < 0 {
+			out.Trailer = &c.Req.Trailer
+		}
+	}
+
+	h := &a.hdr
+	h.Reset()
+	conn := c.Req.Header.Get("Connection")
+	var xff string
+	for _, f := range c.Req.Header.Fields() {
+		if isHopByHop(f.Name) || (conn != "" && httpx.HasToken(conn, f.Name)) {
+			// TE: trailers announces that the client accepts trailers;
+			// gRPC needs it to reach an HTTP/2 upstream.
+			if httpx.EqualFold(f.Name, "TE") && httpx.EqualFold(strings.TrimSpace(f.Value), "trailers") {
+				h.Add(f.Name, f.Value)
+			}
+			continue
+		}
+		switch {
+		case httpx.EqualFold(f.Name, "Host"), httpx.EqualFold(f.Name, "Content-Length"):
+			continue
+		case httpx.EqualFold(f.Name, "X-Forwarded-For"):
+			if xff == "" {
+				xff = f.Value
+			} else {
+				xff = xff + ", " + f.Value
+			}
+			continue
+		case httpx.EqualFold(f.Name, "X-Forwarded-Proto"), httpx.EqualFold(f.Name, "X-Forwarded-Host"):
+			continue
+		}
+		h.Add(f.Name, f.Value)
+	}
+	// X-Forwarded-For gets the peer appended (the contract: appended).
+	a.buf = a.buf[:0]
+	if xff != "" {
+		a.buf = append(a.buf, xff...)
+		a.buf = append(a.buf, ", "...)
+	}
+	if c.Conn.RemoteAddr.IsValid() {
+		a.buf = c.Conn.RemoteAddr.Addr().AppendTo(a.buf)
+	}
+	h.Add("X-Forwarded-For", string(a.buf))
+	h.Add("X-Forwarded-Proto", c.Scheme)
+	if c.Req.Host != "" {
+		h.Add("X-Forwarded-Host", c.Req.Host)
+	}
+	for _, name := range route.RemoveHeaders {
+		h.Del(name)
+	}
+	for _, op := range route.SetHeaders {
+		h.Set(op.Name, op.Value.String(c))
+	}
+	for _, op := range route.AddHeaders {
+		h.Add(op.Name, op.Value.String(c))
+	}
+	out.Header = h
+}
+
+// hopByHop are the RFC 9110 §7.6.1 connection-specific fields, plus the
+// framing field Transfer-Encoding (the transport re-frames bodies).
+var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authorization", "TE", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+func isHopByHop(name string) bool {
+	for _, h := range hopByHop {
+		if httpx.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// stripConnectionFields removes hop-by-hop fields from an upstream response,
+// including those the upstream named in its Connection field.
+func stripConnectionFields(h *httpx.Header) {
+	conn := h.Get("Connection")
+	h.DelFunc(func(f *httpx.Field) bool {
+		return isHopByHop(f.Name) || httpx.EqualFold(f.Name, "Proxy-Authenticate") ||
+			(conn != "" && httpx.HasToken(conn, f.Name))
+	})
+}
+
+// upgradeToken returns the Upgrade value of an HTTP/1.1 upgrade request
+// (WebSocket), or "".
+func upgradeToken(c *httpx.Ctx) string {
+	if c.Req.Proto != "HTTP/1.1" {
+		return ""
+	}
+	conn := c.Req.Header.Get("Connection")
+	if conn == "" || !httpx.HasToken(conn, "upgrade") {
+		return ""
+	}
+	return c.Req.Header.Get("Upgrade")
+}
+
+// limitedBody enforces client_max_body_size while streaming.
+type limitedBody struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedBody) Read(p []byte) (int, error) {
+	if l.left < 0 {
+		return 0, httpx.ErrBodyTooLarge
+	}
+	if int64(len(p)) > l.left+1 {
+		p = p[:l.left+1]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return 0, httpx.ErrBodyTooLarge
+	}
+	return n, err
+}
