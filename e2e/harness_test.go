@@ -1,0 +1,320 @@
+// Package e2e runs the real pingap binary on loopback ports against real
+// backends. TestMain builds the binary once.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pingap-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "pingap")
+	build := exec.Command("go", "build", "-race", "-o", binary, "../cmd/pingap")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building pingap:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a running pingap.
+type proc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	dir    string
+	config string
+
+	mu    sync.Mutex
+	lines []map[string]any
+	raw   bytes.Buffer
+	addrs map[string]string // server name -> bound addr
+	added chan struct{}
+	done  chan struct{}
+}
+
+// writeConfig writes body to a config file in a new temp dir.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pingap.toml")
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// start runs pingap on config (a file path) and waits until every server in
+// servers is listening. Servers should use "127.0.0.1:0": the bound address
+// is read from the "listening" log line.
+func start(t *testing.T, config string, servers ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, config: config, addrs: map[string]string{}, added: make(chan struct{}, 64), done: make(chan struct{})}
+	p.cmd = exec.Command(binary, "-config", config)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go p.readLogs(stderr)
+	t.Cleanup(func() { p.stop() })
+	for _, s := range servers {
+		p.waitAddr(s)
+	}
+	return p
+}
+
+func (p *proc) readLogs(r io.Reader) {
+	defer close(p.done)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		p.mu.Lock()
+		p.raw.Write(line)
+		p.raw.WriteByte('\n')
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil {
+			p.lines = append(p.lines, m)
+			if m["msg"] == "listening" {
+				if s, ok := m["server"].(string); ok {
+					p.addrs[s], _ = m["addr"].(string)
+				}
+			}
+		}
+		p.mu.Unlock()
+		select {
+		case p.added <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitAddr returns the bound address of server, waiting for it up to 20s.
+func (p *proc) waitAddr(server string) string {
+	p.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		p.mu.Lock()
+		a := p.addrs[server]
+		p.mu.Unlock()
+		if a != "" {
+			return a
+		}
+		select {
+		case <-p.added:
+		case <-p.done:
+			p.t.Fatalf("pingap exited before server %q listened:\n%s", server, p.logs())
+		case <-deadline:
+			p.t.Fatalf("server %q not listening after 20s:\n%s", server, p.logs())
+		}
+	}
+}
+
+// url returns "http://ADDR" of server.
+func (p *proc) url(server string) string { return "http://" + p.waitAddr(server) }
+
+// logs returns everything pingap logged so far.
+func (p *proc) logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.raw.String()
+}
+
+// logLines returns the parsed JSON log lines with msg.
+func (p *proc) logLines(msg string) []map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []map[string]any
+	for _, l := range p.lines {
+		if l["msg"] == msg {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// waitLog waits up to 10s for a log line with msg for which match returns
+// true (match may be nil).
+func (p *proc) waitLog(msg string, match func(map[string]any) bool) map[string]any {
+	p.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		for _, l := range p.logLines(msg) {
+			if match == nil || match(l) {
+				return l
+			}
+		}
+		select {
+		case <-p.added:
+		case <-p.done:
+			p.t.Fatalf("pingap exited while waiting for log %q:\n%s", msg, p.logs())
+		case <-deadline:
+			p.t.Fatalf("no log %q after 10s:\n%s", msg, p.logs())
+		}
+	}
+}
+
+func (p *proc) signal(sig os.Signal) {
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *proc) wait(timeout time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		p.t.Fatalf("pingap did not exit within %v:\n%s", timeout, p.logs())
+	}
+	err := p.cmd.Wait()
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	p.t.Fatal(err)
+	return -1
+}
+
+func (p *proc) stop() {
+	if p.cmd.ProcessState != nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+	}
+	p.cmd.Wait()
+	if p.t.Failed() {
+		p.t.Logf("pingap logs:\n%s", p.logs())
+	}
+}
+
+// backend is a real HTTP server on 127.0.0.1 that tags its answers.
+type backend struct {
+	*http.Server
+	ln   net.Listener
+	Addr string
+}
+
+func newBackend(t *testing.T, h http.Handler) *backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &backend{Server: &http.Server{Handler: h}, ln: ln, Addr: ln.Addr().String()}
+	go b.Serve(ln)
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// echoBackend answers with a JSON description of the request and
+// X-Backend: name.
+func echoBackend(t *testing.T, name string) *backend {
+	return newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Backend", name)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(echo{
+			Backend: name, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+			RequestURI: r.RequestURI, Host: r.Host, Header: r.Header, Body: string(body),
+		})
+	}))
+}
+
+type echo struct {
+	Backend    string      `json:"backend"`
+	Method     string      `json:"method"`
+	Path       string      `json:"path"`
+	Query      string      `json:"query"`
+	RequestURI string      `json:"request_uri"`
+	Host       string      `json:"host"`
+	Header     http.Header `json:"header"`
+	Body       string      `json:"body"`
+}
+
+var client = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// get sends a GET with optional header lines and returns the response with
+// its body read.
+func do(t *testing.T, method, url string, body io.Reader, headers ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		if strings.EqualFold(k, "Host") {
+			req.Host = strings.TrimSpace(v)
+			continue
+		}
+		req.Header.Add(k, strings.TrimSpace(v))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("%s %s: reading body: %v", method, url, err)
+	}
+	return resp, b
+}
+
+func decodeEcho(t *testing.T, b []byte) echo {
+	t.Helper()
+	var e echo
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatalf("not an echo body: %v: %q", err, b)
+	}
+	return e
+}
+
+// rawRequest writes raw bytes to addr and returns everything read back
+// until the server closes or 5s pass.
+func rawRequest(t *testing.T, addr, raw string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(conn)
+	return string(b)
+}
