@@ -13,12 +13,16 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pingap-go/pingap/internal/config"
+	"github.com/pingap-go/pingap/internal/config/source"
 	"github.com/pingap-go/pingap/internal/demo"
 	"github.com/pingap-go/pingap/internal/engine"
 	"github.com/pingap-go/pingap/internal/logging"
+	"github.com/pingap-go/pingap/internal/upgrade"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -82,36 +86,96 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer stop()
 	}
 
-	e := engine.New(engine.Options{Logger: logger, LogLevel: level, Load: load})
+	inherited, err := upgrade.FromEnv()
+	if err != nil {
+		logger.Error("inherited listeners", slog.String("error", err.Error()))
+		return 1
+	}
+	e := engine.New(engine.Options{Logger: logger, LogLevel: level, Load: load, Listen: inherited.Listen})
 	if err := e.Start(cfg); err != nil {
 		logger.Error("start failed", slog.String("error", err.Error()))
 		return 1
 	}
+	inherited.Ready()
 	logger.Info("pingap started", slog.String("version", version), slog.String("config", *cfgPath), slog.Int("pid", os.Getpid()))
 
+	reload := func() {
+		e.Reload()
+	}
+	watch := &watcher{path: *cfgPath, log: logger, reload: reload}
+	watch.set(cfg.Basic.AutoReload)
+	defer watch.set(false)
+
+	shutdown := func(why string) int {
+		grace := e.Snapshot().Config().Basic.GracePeriod.D()
+		logger.Info("shutting down", slog.String("reason", why), slog.Duration("grace_period", grace))
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
+		err := e.Shutdown(ctx)
+		cancel()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			logger.Warn("grace period over; remaining connections closed", slog.String("error", err.Error()))
+		}
+		logger.Info("stopped")
+		return 0
+	}
+
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGHUP:
 			logger.Info("SIGHUP: reloading configuration")
-			e.Reload()
+			reload()
+			watch.set(e.Snapshot().Config().Basic.AutoReload)
 		case syscall.SIGUSR1:
 			e.ReopenAccessLog()
-		case syscall.SIGTERM, syscall.SIGINT:
-			grace := e.Snapshot().Config().Basic.GracePeriod.D()
-			logger.Info("shutting down", slog.String("signal", sig.String()), slog.Duration("grace_period", grace))
-			ctx, cancel := context.WithTimeout(context.Background(), grace)
-			err := e.Shutdown(ctx)
-			cancel()
-			if err != nil && !errors.Is(err, context.Canceled) {
-				logger.Warn("grace period over; remaining connections closed", slog.String("error", err.Error()))
+		case syscall.SIGUSR2:
+			logger.Info("SIGUSR2: starting a new process for a graceful upgrade")
+			child, err := upgrade.Spawn(args, e.Listeners(), 30*time.Second)
+			if err != nil {
+				logger.Error("upgrade failed; this process keeps serving", slog.String("error", err.Error()))
+				continue
 			}
-			logger.Info("stopped")
-			return 0
+			logger.Info("new process serves; draining this one", slog.Int("new_pid", child.Pid))
+			return shutdown("upgrade")
+		case syscall.SIGTERM, syscall.SIGINT:
+			return shutdown(sig.String())
 		}
 	}
 	return 0
+}
+
+// watcher runs the auto_reload file watcher while it is enabled.
+type watcher struct {
+	path   string
+	log    *slog.Logger
+	reload func()
+	cancel context.CancelFunc
+}
+
+func (w *watcher) set(on bool) {
+	if on == (w.cancel != nil) {
+		return
+	}
+	if !on {
+		w.cancel()
+		w.cancel = nil
+		return
+	}
+	if strings.HasPrefix(w.path, "etcd://") {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	go func() {
+		err := source.Watch(ctx, w.path, 300*time.Millisecond, w.log, func() {
+			w.log.Info("configuration changed on disk: reloading", slog.String("path", w.path))
+			w.reload()
+		})
+		if err != nil {
+			w.log.Error("auto_reload watcher", slog.String("error", err.Error()))
+		}
+	}()
 }
 
 // tuneGC applies the proxy's GC default unless the operator set GOGC: the

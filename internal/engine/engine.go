@@ -440,3 +440,18 @@ func Check(cfg *config.Config) error {
 	_, err := e.buildSnapshot(cfg, nil)
 	return err
 }
+
+// Listeners returns every socket the engine listens on (servers, metrics),
+// for a graceful binary upgrade that hands them to a new process.
+func (e *Engine) Listeners() []net.Listener {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []net.Listener
+	for _, name := range sortedKeys(e.listeners) {
+		out = append(out, e.listeners[name].ln)
+	}
+	if e.metricsSrv != nil {
+		out = append(out, e.metricsSrv.ln)
+	}
+	return out
+}
