@@ -33,12 +33,12 @@ const (
 type chunkState uint8
 
 const (
-	chunkSize chunkState = iota // next: a chunk-size line
-	chunkData                   // inside chunk data, n bytes left
-	chunkCRLF                   // next: the CRLF after chunk data
-	chunkTrailer                // last chunk read, trailer section next
-	chunkDone                   // last chunk and trailers read: io.EOF
-	chunkErr                    // err is sticky
+	chunkSize    chunkState = iota // next: a chunk-size line
+	chunkData                      // inside chunk data, n bytes left
+	chunkCRLF                      // next: the CRLF after chunk data
+	chunkTrailer                   // last chunk read, trailer section next
+	chunkDone                      // last chunk and trailers read: io.EOF
+	chunkErr                       // err is sticky
 )
 
 // ChunkedReader decodes a chunked body (RFC 9112 §7.1) from a bufio.Reader,
