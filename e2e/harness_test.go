@@ -52,7 +52,13 @@ type proc struct {
 	raw   bytes.Buffer
 	addrs map[string]string // server name -> bound addr
 	added chan struct{}
-	done  chan struct{}
+	// done is closed when the log pipe ends (every process holding it,
+	// including a process started by a binary upgrade, has exited); exited
+	// when this process has.
+	done    chan struct{}
+	exited  chan struct{}
+	exitErr error
+	logR    *os.File
 }
 
 // writeConfig writes body to a config file in a new temp dir.
@@ -70,17 +76,24 @@ func writeConfig(t *testing.T, body string) string {
 // is read from the "listening" log line.
 func start(t *testing.T, config string, servers ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, config: config, addrs: map[string]string{}, added: make(chan struct{}, 64), done: make(chan struct{})}
+	p := &proc{t: t, config: config, addrs: map[string]string{}, added: make(chan struct{}, 64), done: make(chan struct{}), exited: make(chan struct{})}
 	p.cmd = exec.Command(binary, "-config", config)
-	stderr, err := p.cmd.StderrPipe()
+	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.cmd.Stderr = w
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go p.readLogs(stderr)
-	t.Cleanup(func() { p.stop() })
+	w.Close()
+	p.logR = r
+	go p.readLogs(r)
+	go func() {
+		p.exitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() { p.stop(); r.Close() })
 	for _, s := range servers {
 		p.waitAddr(s)
 	}
@@ -126,7 +139,7 @@ func (p *proc) waitAddr(server string) string {
 		}
 		select {
 		case <-p.added:
-		case <-p.done:
+		case <-p.exited:
 			p.t.Fatalf("pingap exited before server %q listened:\n%s", server, p.logs())
 		case <-deadline:
 			p.t.Fatalf("server %q not listening after 20s:\n%s", server, p.logs())
@@ -171,7 +184,7 @@ func (p *proc) waitLog(msg string, match func(map[string]any) bool) map[string]a
 		select {
 		case <-p.added:
 		case <-p.done:
-			p.t.Fatalf("pingap exited while waiting for log %q:\n%s", msg, p.logs())
+			p.t.Fatalf("log ended while waiting for log %q:\n%s", msg, p.logs())
 		case <-deadline:
 			p.t.Fatalf("no log %q after 10s:\n%s", msg, p.logs())
 		}
@@ -188,11 +201,11 @@ func (p *proc) signal(sig os.Signal) {
 func (p *proc) wait(timeout time.Duration) int {
 	p.t.Helper()
 	select {
-	case <-p.done:
+	case <-p.exited:
 	case <-time.After(timeout):
 		p.t.Fatalf("pingap did not exit within %v:\n%s", timeout, p.logs())
 	}
-	err := p.cmd.Wait()
+	err := p.exitErr
 	if err == nil {
 		return 0
 	}
@@ -204,16 +217,17 @@ func (p *proc) wait(timeout time.Duration) int {
 }
 
 func (p *proc) stop() {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.cmd.Process.Kill()
+	case <-p.exited:
+	default:
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
 	}
-	p.cmd.Wait()
 	if p.t.Failed() {
 		p.t.Logf("pingap logs:\n%s", p.logs())
 	}

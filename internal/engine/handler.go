@@ -50,18 +50,16 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 		return
 	}
 
-	loc, ok := ss.router.Match(c.Req.Host, c.Req.Path)
+	m, ok := ss.router.Match(c.Req.Host, c.Req.Path)
 	if !ok {
 		c.Error(404, "no location matches")
 		e.write(c)
 		e.finish(c, ss.notFound)
 		return
 	}
-	l := loc.Value()
+	l := m.Value()
 	c.Location = l.Name
-	if p, changed := loc.Rewrite(c.Req.Path); changed {
-		c.Req.Path = p
-	}
+	c.Req.Path = m.RewritePath()
 
 	ran, handled := l.Chain.Request(c)
 	if handled && ran > 0 && ran <= len(l.PluginNames) {
