@@ -168,8 +168,7 @@ func newHash(hosts []*Host, hashKey string) (*hashPolicy, error) {
 func (s *hashPolicy) Select(c *httpx.Ctx, exclude *Host) *Host {
 	key, ok := s.key(c)
 	if !ok {
-		hosts := s.ring.hosts
-		return scanFrom(hosts, int((s.next.Add(1)-1)%uint64(len(hosts))), exclude)
+		return rrPick(s.ring.hosts, &s.next, exclude)
 	}
 	return s.ring.get(key, exclude)
 }

@@ -7,10 +7,9 @@ import (
 )
 
 // leastConn picks the usable host with the fewest requests in flight
-// (HostState.Inflight, shared across snapshots). The scan starts at a
-// round-robin offset and only a strictly smaller count wins, so ties — the
-// common case under light load — rotate over the tied hosts instead of
-// always landing on the first one.
+// (HostState.Inflight, shared across snapshots). Ties — the common case
+// under light load — are broken round robin over the tied hosts, so load
+// spreads instead of always landing on the first one.
 type leastConn struct {
 	hosts []*Host
 	_     pad
@@ -21,19 +20,32 @@ type leastConn struct {
 func newLeastConn(hosts []*Host) *leastConn { return &leastConn{hosts: hosts} }
 
 func (s *leastConn) Select(_ *httpx.Ctx, exclude *Host) *Host {
-	n := len(s.hosts)
-	i := int((s.next.Add(1) - 1) % uint64(n))
 	var best *Host
 	var min int64
-	for range n {
-		h := s.hosts[i]
-		if usable(h, exclude) {
-			if v := h.inflight.Load(); best == nil || v < min {
-				best, min = h, v
-			}
+	ties := uint64(0)
+	for _, h := range s.hosts {
+		if !usable(h, exclude) {
+			continue
 		}
-		if i++; i == n {
-			i = 0
+		switch v := h.inflight.Load(); {
+		case best == nil || v < min:
+			best, min, ties = h, v, 1
+		case v == min:
+			ties++
+		}
+	}
+	if ties <= 1 {
+		return best
+	}
+	// Second pass: the k-th tied host. Counts may have moved meanwhile; then
+	// the first pass's answer stands.
+	k := (s.next.Add(1) - 1) % ties
+	for _, h := range s.hosts {
+		if usable(h, exclude) && h.inflight.Load() == min {
+			if k == 0 {
+				return h
+			}
+			k--
 		}
 	}
 	return best
