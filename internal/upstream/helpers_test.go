@@ -118,3 +118,20 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+func TestSelectAllocatesNothing(t *testing.T) {
+	for _, cfg := range []config.Upstream{
+		{Algorithm: RoundRobin}, {Algorithm: WeightedRoundRobin}, {Algorithm: LeastConn},
+		{Algorithm: IPHash}, {Algorithm: Random}, {Algorithm: Hash, HashKey: "uri"},
+		{Algorithm: Hash, HashKey: "header:X-User"}, {Algorithm: Hash, HashKey: "cookie:sid"},
+		{Algorithm: Hash, HashKey: "query:page"},
+	} {
+		cfg.Addrs = testAddrs(4)
+		p := testPool(t, cfg)
+		p.Hosts[1].SetHealthy(false)
+		c := plugintest.NewCtx("GET", "/a?page=2", "X-User: u", "Cookie: a=b; sid=x")
+		if n := testing.AllocsPerRun(100, func() { p.Select(c, p.Hosts[0]) }); n != 0 {
+			t.Errorf("%s %s: %v allocs per Select", cfg.Algorithm, cfg.HashKey, n)
+		}
+	}
+}

@@ -8,6 +8,27 @@
 // takes no lock and allocates nothing. Health is written rarely (active
 // checks in package health, passive connect-failure reports from the proxy)
 // and read on every selection.
+//
+// How the proxy uses a pool (one retry on another addr after a connect
+// failure, per the contract):
+//
+//	h := pool.Select(c, nil) // nil: 503
+//	h.Begin()
+//	_, err := h.Transport.RoundTrip(ctx, req, &c.Resp)
+//	if httpx.IsConnectError(err) {
+//		h.ReportConnectFailure()
+//		h.Done(true)
+//		if h = pool.Select(c, h); h == nil { ... 502 }
+//		h.Begin() // and RoundTrip again
+//	}
+//	if err == nil {
+//		h.ReportSuccess()
+//	}
+//	... stream and release the body ...
+//	h.Done(err != nil)
+//
+// Wiring on every (re)load: Registry.Build each upstream, swap the snapshot
+// in, Registry.Commit(pools), then health.Checker.Sync(pools).
 package upstream
 
 import (
