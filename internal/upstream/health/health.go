@@ -108,7 +108,8 @@ type addrCheck struct {
 }
 
 // New returns a Checker. onChange (may be nil) is called on every health
-// transition an active check decides.
+// transition an active check decides, from the probe goroutine; it must be
+// quick and must not call the Checker (Sync waits for stopped probes).
 func New(logger *slog.Logger, onChange func(upstream, addr string, healthy bool)) *Checker {
 	if logger == nil {
 		logger = slog.Default()
