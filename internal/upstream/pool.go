@@ -20,13 +20,14 @@ type Pool struct {
 
 // NewPool compiles a pool over existing states, one per cfg.Addrs entry in
 // order. The Registry is the usual constructor (it finds or makes the
-// states); NewPool serves tests and the Registry itself.
+// states); NewPool serves tests and the Registry itself. Errors start with
+// the key at fault ("weights: ..."); the caller names the section.
 func NewPool(name string, cfg config.Upstream, states []*HostState) (*Pool, error) {
 	if len(states) != len(cfg.Addrs) {
-		return nil, fmt.Errorf("upstreams.%s: %d states for %d addrs", name, len(states), len(cfg.Addrs))
+		return nil, fmt.Errorf("addrs: %d states for %d addrs", len(states), len(cfg.Addrs))
 	}
 	if len(cfg.Weights) != 0 && len(cfg.Weights) != len(cfg.Addrs) {
-		return nil, fmt.Errorf("upstreams.%s: weights: %d weights for %d addrs", name, len(cfg.Weights), len(cfg.Addrs))
+		return nil, fmt.Errorf("weights: %d weights for %d addrs", len(cfg.Weights), len(cfg.Addrs))
 	}
 	hosts := make([]*Host, len(states))
 	for i, st := range states {
@@ -38,7 +39,7 @@ func NewPool(name string, cfg config.Upstream, states []*HostState) (*Pool, erro
 	}
 	sel, err := NewSelector(cfg, hosts)
 	if err != nil {
-		return nil, fmt.Errorf("upstreams.%s: %w", name, err)
+		return nil, err
 	}
 	return &Pool{Name: name, Hosts: hosts, Config: cfg, selector: sel}, nil
 }

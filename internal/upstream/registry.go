@@ -89,10 +89,11 @@ func NewRegistry(newTransport func(cfg config.Upstream, addr string) (httpx.Roun
 // Build compiles [upstreams.name] into a Pool for a new snapshot. An addr
 // whose live state has the same transport settings reuses it; otherwise a
 // new state with a new transport is made, starting with the health of the
-// old one. Nothing the live snapshot uses is changed.
+// old one. Nothing the live snapshot uses is changed. Errors start with the
+// key at fault ("algorithm: ..."); the caller names the section.
 func (r *Registry) Build(name string, cfg config.Upstream) (*Pool, error) {
 	if len(cfg.Addrs) == 0 {
-		return nil, fmt.Errorf("upstreams.%s: addrs: no addr", name)
+		return nil, fmt.Errorf("addrs: no addr")
 	}
 	tk := newTransportKey(&cfg)
 	r.mu.Lock()
@@ -121,7 +122,7 @@ func (r *Registry) Build(name string, cfg config.Upstream) (*Pool, error) {
 		if r.newTransport != nil {
 			t, err := r.newTransport(cfg, addr)
 			if err != nil {
-				return fail(fmt.Errorf("upstreams.%s: addr %s: %w", name, addr, err))
+				return fail(fmt.Errorf("addrs: %s: %w", addr, err))
 			}
 			st.Transport = t
 		}

@@ -136,7 +136,7 @@ func TestRegistryDiscardAndErrors(t *testing.T) {
 	if p1.Hosts[0].Retired() || !p2.Hosts[1].Retired() || closes(p2.Hosts[1].HostState) != 1 {
 		t.Fatal("Discard must retire only states that are not live")
 	}
-	if _, err := r.Build("web", config.Upstream{Addrs: []string{"c:1", "bad:1"}}); err == nil || !contains(err.Error(), "upstreams.web") {
+	if _, err := r.Build("web", config.Upstream{Addrs: []string{"c:1", "bad:1"}}); err == nil || !contains(err.Error(), "bad:1") {
 		t.Fatalf("transport error: %v", err)
 	}
 	if _, err := r.Build("web", config.Upstream{}); err == nil || !contains(err.Error(), "addrs") {

@@ -183,6 +183,16 @@ type Host struct {
 	*HostState
 	Index  int
 	Weight int
+	// Metrics, when the engine sets it after Build (a per-addr handle of
+	// package metrics), receives the outcome of each round trip. It is per
+	// snapshot, so setting it never touches the live snapshot.
+	Metrics AddrObserver
+}
+
+// AddrObserver receives the outcome of each round trip to one addr
+// (metrics.AddrMetrics implements it).
+type AddrObserver interface {
+	Done(d time.Duration, reused, failed bool)
 }
 
 // usable reports whether h may be picked: healthy and not the excluded one.
