@@ -135,3 +135,48 @@ func TestSelectAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectConcurrentHealthFlaps: with host 0 always up, no policy may
+// return nil while other hosts flap and many goroutines select at once.
+func TestSelectConcurrentHealthFlaps(t *testing.T) {
+	for _, algo := range []string{RoundRobin, WeightedRoundRobin, LeastConn, IPHash, Random, Hash} {
+		p := testPool(t, config.Upstream{Addrs: testAddrs(4), Algorithm: algo, Weights: []int{1, 7, 3, 2}})
+		stop := make(chan struct{})
+		flapped := make(chan struct{})
+		go func() {
+			defer close(flapped)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p.Hosts[1+i%3].SetHealthy(i%2 == 0)
+			}
+		}()
+		errs := make(chan string, 4)
+		for range 4 {
+			go func() {
+				c := ctx()
+				for i := range 2000 {
+					c.Req.Path = testAddrs(1)[0] + string(rune('a'+i%26))
+					h := p.Select(c, nil)
+					if h == nil {
+						errs <- algo + ": nil with host 0 up"
+						return
+					}
+					h.Begin()
+					h.Done(false)
+				}
+				errs <- ""
+			}()
+		}
+		for range 4 {
+			if e := <-errs; e != "" {
+				t.Error(e)
+			}
+		}
+		close(stop)
+		<-flapped
+	}
+}

@@ -174,6 +174,7 @@ func (r *Registry) Commit(pools []*Pool) {
 					time.AfterFunc(time.Duration(st.passiveCooldown.Load()), st.passiveRetry)
 				}
 			}
+			st.retired.Store(false) // live again (a pool built before an earlier Commit)
 			st.passiveThreshold.Store(th)
 			st.passiveCooldown.Store(int64(cool))
 			if p.Config.HealthCheck == "" && st.downBy.Load() == downActive {
