@@ -87,7 +87,7 @@ func New(opts Options) *Engine {
 	e.metrics = metrics.New("")
 	e.registry = upstream.NewRegistry(transport.New, e.log)
 	e.checker = health.New(e.log, e.onHealthChange)
-	e.proxy = proxy.New(e)
+	e.proxy = proxy.New()
 	return e
 }
 
@@ -102,15 +102,6 @@ func (e *Engine) Registry() *upstream.Registry { return e.registry }
 
 func (e *Engine) onHealthChange(up, addr string, healthy bool) {
 	e.metrics.UpstreamAddr(up, addr).SetHealth(healthy)
-}
-
-// UpstreamDone implements proxy.Observer.
-func (e *Engine) UpstreamDone(h *upstream.Host, d time.Duration, reused bool, err error) {
-	am := h.Metrics
-	if am == nil {
-		return
-	}
-	am.Done(d, reused, err != nil)
 }
 
 // Start compiles and runs cfg: listeners, health checks, metrics.

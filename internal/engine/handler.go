@@ -66,11 +66,14 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 		e.metrics.PluginResponse(l.PluginNames[ran-1], c.Resp.Status)
 	}
 	if !handled {
-		e.proxy.Forward(c, &l.Route)
+		host := e.proxy.Forward(c, &l.Route)
 		if c.Hijacked {
 			l.Chain.Finish(c, ran)
 			e.finish(c, l.Metrics)
 			return
+		}
+		if host != nil {
+			defer host.Done(false)
 		}
 	}
 	l.Chain.Response(c, ran)

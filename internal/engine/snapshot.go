@@ -105,6 +105,9 @@ func (e *Engine) buildSnapshot(cfg *config.Config, prev *Snapshot) (*Snapshot, e
 			errs = append(errs, config.NewError(file, "upstreams."+name, "", err.Error()))
 			continue
 		}
+		for _, h := range pool.Hosts {
+			h.Metrics = e.metrics.UpstreamAddr(name, h.Addr)
+		}
 		s.pools[name] = pool
 	}
 
@@ -135,6 +138,11 @@ func (e *Engine) buildSnapshot(cfg *config.Config, prev *Snapshot) (*Snapshot, e
 		s.servers[sname] = &serverState{name: sname, router: r, notFound: e.metrics.Location(sname, "")}
 	}
 	if len(errs) > 0 {
+		pools := make([]*upstream.Pool, 0, len(s.pools))
+		for _, p := range s.pools {
+			pools = append(pools, p)
+		}
+		e.registry.Discard(pools)
 		return nil, errs
 	}
 	return s, nil

@@ -51,20 +51,14 @@ func (r *Route) Compile() {
 	r.SetHeaders = ops
 }
 
-// Observer receives the outcome of each upstream attempt (metrics, logs).
-type Observer interface {
-	UpstreamDone(h *upstream.Host, d time.Duration, reused bool, err error)
-}
-
 // Proxy forwards requests. It is stateless apart from pooled scratch state.
 type Proxy struct {
-	obs   Observer
 	state sync.Pool
 }
 
-// New returns a Proxy reporting to obs (may be nil).
-func New(obs Observer) *Proxy {
-	p := &Proxy{obs: obs}
+// New returns a Proxy.
+func New() *Proxy {
+	p := &Proxy{}
 	p.state.New = func() any {
 		s := &attempt{}
 		s.onInfo = s.informational
@@ -91,14 +85,16 @@ func (a *attempt) informational(status int, h *httpx.Header) error {
 }
 
 // Forward sends c's request to route's upstream and leaves the response (or
-// an error answer) in c.Resp. When the request was a protocol upgrade that
-// the upstream accepted, Forward relays both directions itself and sets
-// c.Hijacked.
-func (p *Proxy) Forward(c *httpx.Ctx, route *Route) {
+// an error answer) in c.Resp. When the response came from an upstream addr,
+// Forward returns its host: the caller streams the body, then calls
+// host.Done (the request counts as in flight until its body is sent). When
+// the request was a protocol upgrade that the upstream accepted, Forward
+// relays both directions itself and sets c.Hijacked.
+func (p *Proxy) Forward(c *httpx.Ctx, route *Route) *upstream.Host {
 	pool := route.Pool
 	if pool == nil {
 		c.Error(502, "no upstream configured")
-		return
+		return nil
 	}
 	c.Upstream = pool.Name
 	a := p.state.Get().(*attempt)
@@ -113,7 +109,7 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route) {
 	if route.MaxBodySize > 0 {
 		if c.Req.ContentLength > route.MaxBodySize {
 			c.Error(413, "request body too large")
-			return
+			return nil
 		}
 		if c.Req.ContentLength != 0 {
 			body = &limitedBody{r: body, left: route.MaxBodySize}
@@ -132,7 +128,7 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route) {
 			} else {
 				c.Error(503, "no healthy upstream")
 			}
-			return
+			return nil
 		}
 		c.UpstreamAddr = h.Addr
 		start := time.Now()
@@ -140,19 +136,20 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route) {
 		res, err := h.Transport.RoundTrip(c.Context, &a.out, &c.Resp)
 		d := time.Since(start)
 		c.UpstreamDuration += d
-		h.Done(err != nil)
-		if p.obs != nil {
-			p.obs.UpstreamDone(h, d, res.Reused, err)
+		if h.Metrics != nil {
+			h.Metrics.Done(d, res.Reused, err != nil)
 		}
 		if err == nil {
 			h.ReportSuccess()
 			if res.Upgraded != nil {
 				p.relayUpgrade(c, res.Upgraded)
-				return
+				h.Done(false)
+				return nil
 			}
 			stripConnectionFields(&c.Resp.Header)
-			return
+			return h
 		}
+		h.Done(true)
 		if httpx.IsConnectError(err) {
 			h.ReportConnectFailure()
 			exclude = h
@@ -166,9 +163,10 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route) {
 		default:
 			c.Error(502, "bad gateway")
 		}
-		return
+		return nil
 	}
 	c.Error(502, "upstream unreachable")
+	return nil
 }
 
 // buildRequest fills a.out from the client's request.
