@@ -168,10 +168,10 @@ type group[T any] struct {
 
 // Router is an immutable, compiled set of routes, safe for concurrent use.
 type Router[T any] struct {
-	entries  []*Entry[T] // rank order
-	hosts    map[string]*group[T]
-	wild     map[string]*group[T] // ".example.com" -> group
-	any      *group[T]
+	entries []*Entry[T] // rank order
+	hosts   map[string]*group[T]
+	wild    map[string]*group[T] // ".example.com" -> group
+	any     *group[T]
 	// hostSpecific: some route has a host, so Match must look at the Host.
 	hostSpecific bool
 }
@@ -201,9 +201,9 @@ func New[T any](routes []Route[T]) (*Router[T], error) {
 	slices.SortFunc(entries, compareEntries[T])
 
 	r := &Router[T]{
-		entries:  entries,
-		hosts:    map[string]*group[T]{},
-		wild:     map[string]*group[T]{},
+		entries: entries,
+		hosts:   map[string]*group[T]{},
+		wild:    map[string]*group[T]{},
 	}
 	for rank, e := range entries {
 		e.rank = rank
