@@ -17,10 +17,13 @@ const (
 	hostExact                    // Host "api.example.com"
 )
 
-// maxHostBuf bounds the stack buffer Match lower-cases the request host into.
-// A DNS name is at most 253 bytes; longer hosts (never valid, but a client
-// may send one) take a heap copy so that matching stays correct.
-const maxHostBuf = 256
+// maxRouteHost is the longest host a route may name (a DNS name is at most
+// 253 bytes), and maxHostBuf the stack buffer Match lower-cases the tail of
+// the request host into; it must hold any route host.
+const (
+	maxRouteHost = 253
+	maxHostBuf   = 256
+)
 
 // hostOnly strips the port (and the brackets of an IPv6 literal) from a raw
 // Host header value, and one trailing dot of a fully qualified name. It does
@@ -73,6 +76,14 @@ func parseRouteHost(host string) (key string, kind hostKind, err error) {
 	if host == "" {
 		return "", hostAny, nil
 	}
+	key, kind, err = canonicalRouteHost(host)
+	if err == nil && len(key) > maxRouteHost {
+		return "", 0, fmt.Errorf("invalid host: longer than %d bytes", maxRouteHost)
+	}
+	return key, kind, err
+}
+
+func canonicalRouteHost(host string) (key string, kind hostKind, err error) {
 	h := string(lowerASCII(nil, host))
 	if strings.ContainsAny(h, " \t\r\n/?#@") {
 		return "", 0, fmt.Errorf("invalid host %q", host)

@@ -174,6 +174,8 @@ type Router[T any] struct {
 	any     *group[T]
 	// hostSpecific: some route has a host, so Match must look at the Host.
 	hostSpecific bool
+	maxWild      int    // longest wildcard suffix
+	wildLens     []bool // wildLens[n]: some wildcard suffix has length n
 }
 
 // New validates and compiles routes. Errors name the route
@@ -249,6 +251,13 @@ func New[T any](routes []Route[T]) (*Router[T], error) {
 		}
 	}
 	r.hostSpecific = len(r.hosts) > 0 || len(r.wild) > 0
+	for k := range r.wild {
+		r.maxWild = max(r.maxWild, len(k))
+	}
+	r.wildLens = make([]bool, r.maxWild+1)
+	for k := range r.wild {
+		r.wildLens[len(k)] = true
+	}
 	return r, nil
 }
 
@@ -354,12 +363,15 @@ func (r *Router[T]) Match(host, path string) (Match[T], bool) {
 	it := groupIter[T]{r: r}
 	var buf [maxHostBuf]byte // keeps the lower-cased host off the heap
 	if r.hostSpecific {
-		raw := hostOnly(host)
-		if len(raw) <= len(buf) {
-			it.host = lowerASCII(buf[:0], raw)
-		} else {
-			it.host = lowerASCII(nil, raw) // longer than any DNS name
+		// Only the last maxHostBuf bytes can matter: configured hosts are
+		// at most 253 bytes. A longer (invalid) host can still match a
+		// wildcard by its tail, never an exact host.
+		raw, whole := hostOnly(host), true
+		if len(raw) > len(buf) {
+			raw, whole = raw[len(raw)-len(buf):], false
 		}
+		it.host = lowerASCII(buf[:0], raw)
+		it.whole = whole
 	} else {
 		it.stage = 2
 	}
@@ -459,7 +471,8 @@ func (g *group[T]) bestRegex(path string, best *Entry[T], loc []int) (*Entry[T],
 // lives on Match's stack.
 type groupIter[T any] struct {
 	r     *Router[T]
-	host  []byte // lower-cased host without port
+	host  []byte // lower-cased host without port (its tail if not whole)
+	whole bool   // host is the whole request host
 	stage int
 	i     int
 }
@@ -478,24 +491,24 @@ func (it *groupIter[T]) next() *group[T] {
 		switch it.stage {
 		case 0:
 			it.stage = 1
-			it.i = 1
-			if len(it.r.hosts) > 0 {
-				if g := it.r.hosts[string(it.host)]; g != nil {
-					return g
+			// A wildcard suffix ".example.com" needs at least one byte in
+			// front of it, and only suffixes as long as a configured one
+			// are probed (this bounds the work for a hostile Host).
+			it.i = max(len(it.host)-it.r.maxWild, 0)
+			if it.whole {
+				it.i = max(it.i, 1)
+				if len(it.r.hosts) > 0 {
+					if g := it.r.hosts[string(it.host)]; g != nil {
+						return g
+					}
 				}
 			}
 		case 1:
-			if len(it.r.wild) == 0 {
-				it.stage = 2
-				continue
-			}
-			// A wildcard suffix ".example.com" needs at least one byte in
-			// front of it: probe each '.' after the first byte.
 			h := it.host
 			for it.i < len(h) {
 				i := it.i
 				it.i++
-				if h[i] == '.' {
+				if h[i] == '.' && it.r.wildLens[len(h)-i] {
 					if g := it.r.wild[string(h[i:])]; g != nil {
 						return g
 					}

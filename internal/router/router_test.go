@@ -225,6 +225,34 @@ func TestHostMatching(t *testing.T) {
 	})
 }
 
+// TestHostileHost: a huge Host made of dots costs work bounded by the
+// configured wildcard lengths, never allocates, and still matches by tail.
+func TestHostileHost(t *testing.T) {
+	rt, err := New([]Route[string]{
+		r("wild", "*.example.com", "prefix", "/", 0, ""),
+		r("exact", strings.Repeat("b", 253), "prefix", "/", 0, ""),
+		r("any", "", "prefix", "/", 0, ""),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dots := strings.Repeat(".", 64<<10)
+	for _, tc := range []struct{ host, want string }{
+		{dots, "any"},
+		{dots + "x.EXAMPLE.com:1", "wild"},
+		{strings.Repeat("b", 253), "exact"},
+		{strings.Repeat("B", 253) + ".:8", "exact"},
+		{"x" + strings.Repeat("b", 253), "any"},
+		{strings.Repeat("b", 300), "any"},
+	} {
+		var m Match[string]
+		allocs := testing.AllocsPerRun(5, func() { m, _ = rt.Match(tc.host, "/") })
+		if m.Name() != tc.want || allocs != 0 {
+			t.Errorf("host of %d bytes: got %s with %v allocs, want %s with 0", len(tc.host), m.Name(), allocs, tc.want)
+		}
+	}
+}
+
 func TestHostOnly(t *testing.T) {
 	for in, want := range map[string]string{
 		"":                 "",
@@ -407,6 +435,7 @@ func TestNewErrors(t *testing.T) {
 		{r("slashhost", "a.com/x", "prefix", "/", 0, ""), "locations.slashhost.host"},
 		{r("badv6", "[::1", "prefix", "/", 0, ""), "locations.badv6.host"},
 		{r("badv6b", "[zz]", "prefix", "/", 0, ""), "locations.badv6b.host"},
+		{r("long", strings.Repeat("a", 250)+".com", "prefix", "/", 0, ""), "locations.long.host"},
 		{r("rw", "", "prefix", "/", 0, "v2"), "locations.rw.rewrite"},
 		{r("rwq", "", "exact", "/a", 0, "/b?x=1"), "locations.rwq.rewrite"},
 		{Route[string]{Path: "/"}, "empty name"},
