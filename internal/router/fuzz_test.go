@@ -32,7 +32,9 @@ func refHostMatches(routeHost, reqHost string) bool {
 		return string(b)
 	}
 	rh := fold(routeHost)
-	rh = strings.TrimSuffix(strings.TrimPrefix(rh, "["), "]")
+	if len(rh) > 2 && rh[0] == '[' && rh[len(rh)-1] == ']' {
+		rh = rh[1 : len(rh)-1]
+	}
 	if len(rh) > 1 {
 		rh = strings.TrimSuffix(rh, ".")
 	}

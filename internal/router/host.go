@@ -109,7 +109,7 @@ func canonicalRouteHost(host string) (key string, kind hostKind, err error) {
 	}
 	if strings.HasPrefix(h, "*.") {
 		suffix := h[1:] // ".example.com"
-		if len(suffix) < 2 || strings.Contains(suffix, "*") || strings.HasPrefix(suffix, "..") {
+		if len(suffix) < 2 || !validName(suffix[1:]) || suffix[1] == '.' {
 			return "", 0, fmt.Errorf("invalid wildcard host %q: want \"*.example.com\"", host)
 		}
 		return suffix, hostWildcard, nil
@@ -117,5 +117,24 @@ func canonicalRouteHost(host string) (key string, kind hostKind, err error) {
 	if strings.Contains(h, "*") {
 		return "", 0, fmt.Errorf("invalid host %q: \"*\" is only allowed as the first label (\"*.example.com\"); use \"\" for any host", host)
 	}
+	if !validName(h) {
+		return "", 0, fmt.Errorf("invalid host %q: a host name has only letters, digits, '-', '_' and '.' (write internationalized names in punycode)", host)
+	}
 	return h, hostExact, nil
+}
+
+// validName reports whether s (lower-cased) is made of the bytes a host
+// name may contain. Anything else could never equal a Host a client sends
+// through a strict parser, so it is a configuration mistake.
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
