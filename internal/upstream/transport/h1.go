@@ -256,12 +256,13 @@ func (t *h1) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 		}
 		res.Reused = reused
 		retry, err := c.roundTrip(ctx, req, resp, &res, reused)
-		if err == nil {
-			return res, nil
+		if retry && attempt == 0 {
+			continue
 		}
-		if !retry || attempt > 0 {
-			return res, err
+		if retry {
+			err = &httpx.TransportError{Op: "read", Sent: true, Err: io.ErrUnexpectedEOF}
 		}
+		return res, err
 	}
 }
 
