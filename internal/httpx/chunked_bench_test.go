@@ -83,3 +83,23 @@ func BenchmarkChunkedWriter(b *testing.B) {
 		bw.Flush()
 	}
 }
+
+// BenchmarkReadHead parses a typical upstream response head; it allocates
+// one string shared by all fields.
+func BenchmarkReadHead(b *testing.B) {
+	in := []byte("HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 20:00:00 GMT\r\n" +
+		"Content-Type: text/html\r\nContent-Length: 512\r\nConnection: keep-alive\r\nETag: \"5f-abc\"\r\n" +
+		"Accept-Ranges: bytes\r\n\r\n")
+	src := bytes.NewReader(in)
+	br := bufio.NewReader(src)
+	var p ResponseParser
+	var resp Response
+	b.ReportAllocs()
+	for b.Loop() {
+		src.Reset(in)
+		br.Reset(src)
+		if _, err := p.ReadHead(br, &resp, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,648 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/pingap-go/pingap/internal/config"
+	"github.com/pingap-go/pingap/internal/httpx"
+)
+
+// maxInterim bounds the 1xx responses accepted before the final one.
+const maxInterim = 16
+
+// bufSize is the size of pooled bufio readers and writers and of the copy
+// buffer used to stream request bodies.
+const bufSize = 4 << 10
+
+var (
+	// Package-level pools are immutable plumbing, not state: they only
+	// recycle buffers between connections of all addrs.
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
+	copyPool   = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+)
+
+// aLongTimeAgo is a deadline in the past: setting it interrupts blocked IO.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// h1 is the HTTP/1.1 client for one addr.
+type h1 struct {
+	addr        string
+	tls         *tls.Config
+	dialer      net.Dialer
+	connTimeout time.Duration
+	idleTimeout time.Duration
+	maxIdle     int
+
+	mu       sync.Mutex
+	idle     []*conn // LIFO: the top is the most recently used
+	sweeping bool    // a sweep timer is armed
+	sweep    *time.Timer
+
+	dials  atomic.Uint64
+	reused atomic.Uint64
+}
+
+func newH1(cfg config.Upstream, addr string, tlsConf *tls.Config) *h1 {
+	t := &h1{
+		addr:        addr,
+		tls:         tlsConf,
+		connTimeout: orDuration(cfg.ConnectionTimeout, DefaultConnectionTimeout),
+		idleTimeout: orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
+		maxIdle:     cfg.MaxIdleConns,
+	}
+	if t.maxIdle <= 0 {
+		t.maxIdle = DefaultMaxIdleConns
+	}
+	t.dialer.Timeout = t.connTimeout
+	return t
+}
+
+// conn is one upstream connection with its parsing state. Its bufio reader
+// and writer come from pools: the writer only while a request is written,
+// the reader while the connection is in use (an idle connection holds no
+// buffer).
+type conn struct {
+	t      *h1
+	nc     net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	idleAt time.Time
+	// deadline reports whether a read/write deadline may be set on nc.
+	deadline bool
+	parser   httpx.ResponseParser
+	cr       httpx.ChunkedReader
+	cw       httpx.ChunkedWriter
+}
+
+func (c *conn) close() {
+	c.nc.Close()
+	c.releaseBuffers()
+}
+
+func (c *conn) releaseBuffers() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+		c.br = nil
+	}
+	c.releaseWriter()
+}
+
+func (c *conn) releaseWriter() {
+	if c.bw != nil {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+		c.bw = nil
+	}
+}
+
+// Stats implements Stats.
+func (t *h1) Stats() (dials, reused uint64) { return t.dials.Load(), t.reused.Load() }
+
+// CloseIdle closes every idle connection.
+func (t *h1) CloseIdle() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	if t.sweep != nil {
+		t.sweep.Stop()
+	}
+	t.sweeping = false
+	t.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+}
+
+// idleLen returns the number of pooled connections (tests).
+func (t *h1) idleLen() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.idle)
+}
+
+// getConn pops the most recently used idle connection, closing those that
+// idled too long (below the top everything is older, so an expired top
+// expires the whole stack), or dials a new one.
+func (t *h1) getConn(ctx context.Context, fresh bool) (*conn, bool, error) {
+	if !fresh {
+		now := time.Now()
+		t.mu.Lock()
+		if n := len(t.idle); n > 0 {
+			c := t.idle[n-1]
+			t.idle[n-1] = nil
+			t.idle = t.idle[:n-1]
+			if now.Sub(c.idleAt) < t.idleTimeout {
+				t.mu.Unlock()
+				c.br = readerPool.Get().(*bufio.Reader)
+				c.br.Reset(c.nc)
+				t.reused.Add(1)
+				return c, true, nil
+			}
+			// Everything below the top idled even longer.
+			expired := append(t.idle[:0:0], t.idle...)
+			expired = append(expired, c)
+			clear(t.idle)
+			t.idle = t.idle[:0]
+			t.mu.Unlock()
+			for _, c := range expired {
+				c.close()
+			}
+		} else {
+			t.mu.Unlock()
+		}
+	}
+	c, err := t.dial(ctx)
+	return c, false, err
+}
+
+func (t *h1) dial(ctx context.Context) (*conn, error) {
+	t.dials.Add(1)
+	dctx, cancel := context.WithTimeout(ctx, t.connTimeout)
+	defer cancel()
+	nc, err := t.dialer.DialContext(dctx, "tcp", t.addr)
+	if err != nil {
+		return nil, &httpx.TransportError{Op: "dial", Err: err}
+	}
+	if t.tls != nil {
+		tc := tls.Client(nc, t.tls)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			nc.Close()
+			return nil, &httpx.TransportError{Op: "dial", Err: err}
+		}
+		nc = tc
+	}
+	c := &conn{t: t, nc: nc}
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(nc)
+	return c, nil
+}
+
+// putConn returns c to the idle stack, or closes it when the stack is full
+// or c has unread bytes (an upstream that sent more than it framed).
+func (t *h1) putConn(c *conn) {
+	if c.br != nil && c.br.Buffered() > 0 {
+		c.close()
+		return
+	}
+	c.releaseBuffers()
+	c.idleAt = time.Now()
+	t.mu.Lock()
+	if len(t.idle) >= t.maxIdle {
+		t.mu.Unlock()
+		c.close()
+		return
+	}
+	t.idle = append(t.idle, c)
+	if !t.sweeping {
+		t.sweeping = true
+		if t.sweep == nil {
+			t.sweep = time.AfterFunc(t.idleTimeout, t.sweepIdle)
+		} else {
+			t.sweep.Reset(t.idleTimeout)
+		}
+	}
+	t.mu.Unlock()
+}
+
+// sweepIdle closes connections that idled longer than idleTimeout (they
+// sit at the bottom of the stack) and re-arms itself while any remain. It
+// runs on a timer goroutine only while there are idle connections.
+func (t *h1) sweepIdle() {
+	now := time.Now()
+	t.mu.Lock()
+	n := 0
+	for n < len(t.idle) && now.Sub(t.idle[n].idleAt) >= t.idleTimeout {
+		n++
+	}
+	expired := append([]*conn(nil), t.idle[:n]...)
+	rest := copy(t.idle, t.idle[n:])
+	clear(t.idle[rest:])
+	t.idle = t.idle[:rest]
+	if len(t.idle) > 0 {
+		// Wake when the oldest remaining one expires.
+		t.sweep.Reset(t.idleTimeout - now.Sub(t.idle[0].idleAt))
+	} else {
+		t.sweeping = false
+	}
+	t.mu.Unlock()
+	for _, c := range expired {
+		c.close()
+	}
+}
+
+// RoundTrip implements httpx.RoundTripper.
+func (t *h1) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.Response) (httpx.RoundTripResult, error) {
+	var res httpx.RoundTripResult
+	if err := ctx.Err(); err != nil {
+		return res, &httpx.TransportError{Op: "dial", Err: err}
+	}
+	for attempt := 0; ; attempt++ {
+		c, reused, err := t.getConn(ctx, req.Upgrade != "" || attempt > 0)
+		if err != nil {
+			return res, err
+		}
+		res.Reused = reused
+		retry, err := c.roundTrip(ctx, req, resp, &res, reused)
+		if retry && attempt == 0 {
+			continue
+		}
+		if retry {
+			err = &httpx.TransportError{Op: "read", Sent: true, Err: io.ErrUnexpectedEOF}
+		}
+		return res, err
+	}
+}
+
+// isStale reports whether err is what a pooled connection the peer closed
+// while idle gives: EOF or a reset before any response byte.
+func isStale(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED)
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// errBodySource wraps an error returned by the request body (the client's
+// stream): it is not the upstream's fault.
+type errBodySource struct{ err error }
+
+func (e *errBodySource) Error() string { return "request body: " + e.err.Error() }
+func (e *errBodySource) Unwrap() error { return e.err }
+
+// roundTrip sends req on c and reads the response head. retry reports that
+// the connection turned out stale before anything could have been
+// processed, so the caller may try a fresh one. On error c is closed.
+func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.Response, res *httpx.RoundTripResult, reused bool) (retry bool, err error) {
+	// Cancellation interrupts blocked IO through a past deadline. Only
+	// cancellable contexts pay for the registration.
+	var stop func() bool
+	if ctx.Done() != nil {
+		nc := c.nc
+		stop = context.AfterFunc(ctx, func() { nc.SetDeadline(aLongTimeAgo) })
+	}
+	fail := func(e error) (bool, error) {
+		if stop != nil {
+			stop()
+		}
+		c.close()
+		if ce := ctx.Err(); ce != nil {
+			if te, ok := e.(*httpx.TransportError); ok {
+				te.Err = ce
+				te.Timeout = errors.Is(ce, context.DeadlineExceeded)
+			}
+		}
+		return false, e
+	}
+
+	rt := req.ReadTimeout
+	if rt > 0 {
+		c.nc.SetDeadline(time.Now().Add(rt))
+		c.deadline = true
+	} else if c.deadline {
+		c.nc.SetDeadline(time.Time{})
+		c.deadline = false
+	}
+
+	// Write the head and the body.
+	c.bw = writerPool.Get().(*bufio.Writer)
+	c.bw.Reset(c.nc)
+	hasBody := req.Body != nil && req.ContentLength != 0
+	c.writeHead(req, hasBody)
+	var werr error
+	bodyTouched := false
+	if hasBody {
+		bodyTouched = true
+		werr = c.writeBody(req, rt)
+	}
+	if werr == nil {
+		werr = c.bw.Flush()
+	}
+	c.releaseWriter()
+	if werr != nil {
+		var be *errBodySource
+		if errors.As(werr, &be) {
+			return fail(werr)
+		}
+		if reused && !bodyTouched && isStale(werr) && ctx.Err() == nil {
+			_, e := fail(nil)
+			return true, e
+		}
+		// The upstream may have answered early (413) and closed; its
+		// answer is more useful than the write error.
+		if !bodyTouched || !c.responseWaiting() {
+			return fail(&httpx.TransportError{Op: "write", Sent: true, Err: werr, Timeout: false})
+		}
+	}
+	if hasBody && rt > 0 {
+		// The head deadline counts from the end of the request.
+		c.nc.SetReadDeadline(time.Now().Add(rt))
+	} else if werr != nil {
+		c.nc.SetReadDeadline(time.Time{}) // responseWaiting's
+	}
+
+	// Read the response head.
+	if _, err := c.br.Peek(1); err != nil {
+		if reused && !bodyTouched && isStale(err) && ctx.Err() == nil {
+			_, e := fail(nil)
+			return true, e
+		}
+		return fail(&httpx.TransportError{Op: "read", Sent: true, Timeout: isTimeout(err), Err: err})
+	}
+	var head httpx.ResponseHead
+	for interim := 0; ; interim++ {
+		head, err = c.parser.ReadHead(c.br, resp, 0)
+		if err != nil {
+			if errors.Is(err, httpx.ErrMalformedResponse) {
+				return fail(&httpx.TransportError{Op: "protocol", Sent: true, Err: err})
+			}
+			return fail(&httpx.TransportError{Op: "read", Sent: true, Timeout: isTimeout(err), Err: err})
+		}
+		if !httpx.IsInterim(head.Status) {
+			break
+		}
+		if interim == maxInterim {
+			return fail(&httpx.TransportError{Op: "protocol", Sent: true, Err: errors.New("too many 1xx responses")})
+		}
+		if req.OnInformational != nil {
+			if err := req.OnInformational(head.Status, &resp.Header); err != nil {
+				return fail(&httpx.TransportError{Op: "read", Sent: true, Err: err})
+			}
+		}
+	}
+	resp.Trailer.Reset()
+
+	if head.Status == 101 {
+		if req.Upgrade == "" {
+			return fail(&httpx.TransportError{Op: "protocol", Sent: true, Err: errors.New("101 response to a request without Upgrade")})
+		}
+		if stop != nil && !stop() {
+			return fail(&httpx.TransportError{Op: "read", Sent: true, Err: ctx.Err()})
+		}
+		c.nc.SetDeadline(time.Time{})
+		resp.Body = nil
+		resp.ContentLength = 0
+		res.Upgraded = &upgradedConn{Conn: c.nc, br: c.br}
+		c.br = nil // owned by the upgraded conn now
+		return false, nil
+	}
+
+	framing := head.Framing(req.Method)
+	resp.ContentLength = head.BodyLength(req.Method)
+	noReuse := head.Close || req.Upgrade != "" || werr != nil
+	if framing == httpx.FramingNone || (framing == httpx.FramingLength && head.ContentLength == 0) {
+		resp.Body = nil
+		if stop != nil && !stop() {
+			noReuse = true
+		}
+		if noReuse {
+			c.close()
+		} else {
+			c.t.putConn(c)
+		}
+		return false, nil
+	}
+	b := &body{c: c, mode: framing, n: head.ContentLength, stop: stop, rt: rt, noReuse: noReuse || framing == httpx.FramingClose}
+	if framing == httpx.FramingChunked {
+		c.cr.Reset(c.br, &resp.Trailer, 0)
+	}
+	resp.Body = b
+	return false, nil
+}
+
+// responseWaiting reports whether response bytes are readable after a
+// failed write (the upstream answered before reading the whole body).
+func (c *conn) responseWaiting() bool {
+	c.nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	c.deadline = true
+	_, err := c.br.Peek(1)
+	return err == nil
+}
+
+// writeHead buffers the request line and fields: "METHOD URI HTTP/1.1",
+// Host, req.Header, the upgrade fields, then the framing field.
+func (c *conn) writeHead(req *httpx.OutRequest, hasBody bool) {
+	bw := c.bw
+	bw.WriteString(req.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(req.URI)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(req.Host)
+	bw.WriteString("\r\n")
+	if req.Header != nil {
+		for _, f := range req.Header.Fields() {
+			bw.WriteString(f.Name)
+			bw.WriteString(": ")
+			bw.WriteString(f.Value)
+			bw.WriteString("\r\n")
+		}
+	}
+	if req.Upgrade != "" {
+		bw.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		bw.WriteString(req.Upgrade)
+		bw.WriteString("\r\n")
+	}
+	switch {
+	case hasBody && req.ContentLength > 0:
+		b := bw.AvailableBuffer()
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, req.ContentLength, 10)
+		b = append(b, "\r\n"...)
+		bw.Write(b)
+	case hasBody:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case req.Method == "POST" || req.Method == "PUT" || req.Method == "PATCH":
+		// RFC 9110 §8.6: a user agent should send Content-Length when the
+		// method defines a meaning for content, even when it is empty.
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+// writeBody streams req.Body: exactly ContentLength bytes, or chunked with
+// req.Trailer after io.EOF. It never holds more than one copy buffer of the
+// body. Errors from the body source are wrapped in errBodySource; a body
+// that ends before ContentLength is one too (the request is incomplete and
+// must not look complete to the upstream).
+func (c *conn) writeBody(req *httpx.OutRequest, rt time.Duration) error {
+	bufp := copyPool.Get().(*[32 << 10]byte)
+	defer copyPool.Put(bufp)
+	buf := bufp[:]
+	if req.ContentLength > 0 {
+		left := req.ContentLength
+		for left > 0 {
+			p := buf
+			if int64(len(p)) > left {
+				p = p[:left]
+			}
+			n, err := req.Body.Read(p)
+			if n > 0 {
+				left -= int64(n)
+				if rt > 0 && c.bw.Available() < n {
+					c.nc.SetWriteDeadline(time.Now().Add(rt))
+				}
+				if _, werr := c.bw.Write(p[:n]); werr != nil {
+					return werr
+				}
+			}
+			if err == io.EOF {
+				if left > 0 {
+					return &errBodySource{io.ErrUnexpectedEOF}
+				}
+				break
+			}
+			if err != nil {
+				return &errBodySource{err}
+			}
+		}
+		return nil
+	}
+	c.cw.Reset(c.bw)
+	for {
+		n, err := req.Body.Read(buf)
+		if n > 0 {
+			if rt > 0 && c.bw.Available() < n+16 {
+				c.nc.SetWriteDeadline(time.Now().Add(rt))
+			}
+			if _, werr := c.cw.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return &errBodySource{err}
+		}
+	}
+	if err := c.cw.Close(req.Trailer); err != nil {
+		return &errBodySource{err}
+	}
+	return nil
+}
+
+// body reads a response body from the connection and releases the
+// connection when the body ends: to the pool after a complete body, closed
+// otherwise.
+type body struct {
+	c       *conn
+	mode    httpx.Framing
+	n       int64 // bytes left (FramingLength)
+	stop    func() bool
+	rt      time.Duration
+	noReuse bool
+	err     error // after release: io.EOF or the error
+}
+
+func (b *body) Read(p []byte) (int, error) {
+	c := b.c
+	if c == nil {
+		return 0, b.err
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if b.rt > 0 && c.br.Buffered() == 0 {
+		// Each network read may wait up to read_timeout.
+		c.nc.SetReadDeadline(time.Now().Add(b.rt))
+	}
+	switch b.mode {
+	case httpx.FramingLength:
+		if int64(len(p)) > b.n {
+			p = p[:b.n]
+		}
+		n, err := c.br.Read(p)
+		b.n -= int64(n)
+		if b.n == 0 {
+			b.release(true, io.EOF)
+			return n, io.EOF
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			b.release(false, err)
+			return n, err
+		}
+		return n, nil
+	case httpx.FramingChunked:
+		n, err := c.cr.Read(p)
+		if err == io.EOF {
+			b.release(true, io.EOF)
+			return n, io.EOF
+		}
+		if err != nil {
+			if errors.Is(err, httpx.ErrMalformedChunked) {
+				err = &httpx.TransportError{Op: "protocol", Sent: true, Err: err}
+			}
+			b.release(false, err)
+		}
+		return n, err
+	default: // FramingClose
+		n, err := c.br.Read(p)
+		if err != nil {
+			b.release(false, err)
+		}
+		return n, err
+	}
+}
+
+// Close discards the connection unless the body was read whole.
+func (b *body) Close() error {
+	if b.c != nil {
+		b.release(false, errors.New("transport: read on closed response body"))
+	}
+	return nil
+}
+
+func (b *body) release(complete bool, err error) {
+	c := b.c
+	b.c = nil
+	b.err = err
+	if b.stop != nil && !b.stop() {
+		complete = false // the cancellation deadline may be set
+	}
+	if complete && !b.noReuse {
+		c.t.putConn(c)
+	} else {
+		c.close()
+	}
+}
+
+// upgradedConn is the raw connection after a 101: reads drain the bufio
+// reader first so bytes the upstream sent right after its head are not lost.
+type upgradedConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (u *upgradedConn) Read(p []byte) (int, error) {
+	if u.br != nil {
+		if u.br.Buffered() > 0 {
+			return u.br.Read(p)
+		}
+		u.br.Reset(nil)
+		readerPool.Put(u.br)
+		u.br = nil
+	}
+	return u.Conn.Read(p)
+}

@@ -1,0 +1,257 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pingap-go/pingap/internal/config"
+	"github.com/pingap-go/pingap/internal/httpx"
+)
+
+// h2 is the HTTP/2 client for one addr: net/http's Transport restricted to
+// HTTP/2 (ALPN "h2" over TLS, prior-knowledge h2c without TLS). HTTP/2 is
+// used for gRPC upstreams, where request and response trailers matter and
+// multiplexing makes connection churn rare; it is not the keep-alive hot
+// path, so it converts to and from net/http types.
+type h2 struct {
+	addr   string
+	scheme string
+	rt     *http.Transport
+
+	dials    atomic.Uint64
+	requests atomic.Uint64
+}
+
+// dialError marks an error from our dial functions: nothing was sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+func newH2(cfg config.Upstream, addr string, tlsConf *tls.Config) *h2 {
+	t := &h2{addr: addr, scheme: "http"}
+	connTimeout := orDuration(cfg.ConnectionTimeout, DefaultConnectionTimeout)
+	dialer := &net.Dialer{Timeout: connTimeout}
+	maxIdle := cfg.MaxIdleConns
+	if maxIdle <= 0 {
+		maxIdle = DefaultMaxIdleConns
+	}
+	var protos http.Protocols
+	tr := &http.Transport{
+		ForceAttemptHTTP2:   true,
+		MaxIdleConns:        maxIdle,
+		MaxIdleConnsPerHost: maxIdle,
+		IdleConnTimeout:     orDuration(cfg.IdleTimeout, DefaultIdleTimeout),
+		DisableCompression:  true,
+		Proxy:               nil,
+	}
+	if tlsConf != nil {
+		t.scheme = "https"
+		conf := tlsConf.Clone()
+		conf.NextProtos = []string{"h2"}
+		tr.TLSClientConfig = conf
+		protos.SetHTTP2(true)
+		// Our own TLS dial marks handshake failures as dial errors; net/http
+		// reads the negotiated protocol from the returned *tls.Conn.
+		tr.DialTLSContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+			t.dials.Add(1)
+			ctx, cancel := context.WithTimeout(ctx, connTimeout)
+			defer cancel()
+			nc, err := dialer.DialContext(ctx, network, a)
+			if err != nil {
+				return nil, &dialError{err}
+			}
+			tc := tls.Client(nc, conf)
+			if err := tc.HandshakeContext(ctx); err != nil {
+				nc.Close()
+				return nil, &dialError{err}
+			}
+			if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
+				tc.Close()
+				return nil, &dialError{errors.New("upstream did not negotiate h2 (ALPN " + p + ")")}
+			}
+			return tc, nil
+		}
+	} else {
+		protos.SetUnencryptedHTTP2(true)
+		tr.DialContext = func(ctx context.Context, network, a string) (net.Conn, error) {
+			t.dials.Add(1)
+			nc, err := dialer.DialContext(ctx, network, a)
+			if err != nil {
+				return nil, &dialError{err}
+			}
+			return nc, nil
+		}
+	}
+	tr.Protocols = &protos
+	t.rt = tr
+	return t
+}
+
+// Stats implements Stats; reused is requests that did not open a connection.
+func (t *h2) Stats() (dials, reused uint64) {
+	d, r := t.dials.Load(), t.requests.Load()
+	if r < d {
+		return d, 0
+	}
+	return d, r - d
+}
+
+// CloseIdle implements httpx.RoundTripper.
+func (t *h2) CloseIdle() { t.rt.CloseIdleConnections() }
+
+// RoundTrip implements httpx.RoundTripper.
+func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.Response) (httpx.RoundTripResult, error) {
+	var res httpx.RoundTripResult
+	if req.Upgrade != "" {
+		return res, &httpx.TransportError{Op: "dial", Err: errors.New("upgrade is not supported over HTTP/2 upstreams")}
+	}
+	t.requests.Add(1)
+	path, query, _ := strings.Cut(req.URI, "?")
+	hreq := &http.Request{
+		Method:     req.Method,
+		URL:        &url.URL{Scheme: t.scheme, Host: t.addr, Opaque: path, RawQuery: query},
+		Host:       req.Host,
+		Proto:      "HTTP/2.0",
+		ProtoMajor: 2,
+		Header:     make(http.Header, headerLen(req.Header)),
+	}
+	if req.Header != nil {
+		for _, f := range req.Header.Fields() {
+			hreq.Header[http.CanonicalHeaderKey(f.Name)] = append(hreq.Header[http.CanonicalHeaderKey(f.Name)], f.Value)
+		}
+	}
+	if req.Body != nil && req.ContentLength != 0 {
+		hreq.ContentLength = req.ContentLength
+		if req.Trailer != nil {
+			// An empty, non-nil map tells the HTTP/2 client to send the
+			// trailers it holds once the body ended; reqBody fills it.
+			hreq.Trailer = http.Header{}
+		}
+		hreq.Body = &reqBody{r: req.Body, src: req.Trailer, dst: hreq.Trailer}
+	} else {
+		hreq.Body = http.NoBody
+	}
+
+	// read_timeout bounds the wait for the head; the timer's cancel must not
+	// outlive the body, so it stops once RoundTrip returns.
+	ctx, cancel := context.WithCancel(ctx)
+	var timedOut atomic.Bool
+	var timer *time.Timer
+	if req.ReadTimeout > 0 {
+		timer = time.AfterFunc(req.ReadTimeout, func() { timedOut.Store(true); cancel() })
+	}
+	hres, err := t.rt.RoundTrip(hreq.WithContext(ctx))
+	if timer != nil && !timer.Stop() && timedOut.Load() {
+		if err == nil {
+			hres.Body.Close()
+		}
+		cancel()
+		return res, &httpx.TransportError{Op: "read", Sent: true, Timeout: true, Err: context.DeadlineExceeded}
+	}
+	if err != nil {
+		cancel()
+		var de *dialError
+		if errors.As(err, &de) {
+			return res, &httpx.TransportError{Op: "dial", Err: de.err}
+		}
+		var be *errBodySource
+		if errors.As(err, &be) {
+			return res, be
+		}
+		return res, &httpx.TransportError{Op: "read", Sent: true, Timeout: isTimeout(err), Err: err}
+	}
+	resp.Status = hres.StatusCode
+	resp.Header.Reset()
+	for k, vs := range hres.Header {
+		for _, v := range vs {
+			resp.Header.Add(k, v)
+		}
+	}
+	resp.Trailer.Reset()
+	resp.ContentLength = hres.ContentLength
+	if hres.StatusCode == 204 || hres.StatusCode == 304 || req.Method == "HEAD" {
+		resp.ContentLength = 0
+	}
+	resp.Body = &respBody{res: hres, dst: &resp.Trailer, cancel: cancel}
+	return res, nil
+}
+
+func headerLen(h *httpx.Header) int {
+	if h == nil {
+		return 0
+	}
+	return h.Len()
+}
+
+// reqBody is the request body handed to net/http: on io.EOF it copies the
+// request trailers (filled by the server once the client body ended) into
+// the map net/http sends as HTTP/2 trailers.
+type reqBody struct {
+	r   io.Reader
+	src *httpx.Header
+	dst http.Header
+}
+
+func (b *reqBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF && b.src != nil && b.dst != nil {
+		for _, f := range b.src.Fields() {
+			k := http.CanonicalHeaderKey(f.Name)
+			b.dst[k] = append(b.dst[k], f.Value)
+		}
+		b.src = nil
+	}
+	if err != nil && err != io.EOF {
+		err = &errBodySource{err}
+	}
+	return n, err
+}
+
+func (b *reqBody) Close() error { return nil }
+
+// respBody is the response body: at io.EOF the HTTP/2 trailers (gRPC's
+// grpc-status and grpc-message) are copied into the response's Trailer.
+type respBody struct {
+	res    *http.Response
+	dst    *httpx.Header
+	cancel context.CancelFunc
+	done   bool
+}
+
+func (b *respBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, io.EOF
+	}
+	n, err := b.res.Body.Read(p)
+	if err == io.EOF {
+		b.done = true
+		for k, vs := range b.res.Trailer {
+			for _, v := range vs {
+				b.dst.Add(k, v)
+			}
+		}
+		b.res.Body.Close()
+		b.cancel()
+	} else if err != nil {
+		err = &httpx.TransportError{Op: "read", Sent: true, Timeout: isTimeout(err), Err: err}
+	}
+	return n, err
+}
+
+func (b *respBody) Close() error {
+	if !b.done {
+		b.done = true
+		b.res.Body.Close()
+		b.cancel()
+	}
+	return nil
+}
