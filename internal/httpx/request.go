@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // ProtocolError is a request the server must refuse before any handler runs.
@@ -301,7 +302,7 @@ func parseHead(head string, req *Request) (RequestHead, error) {
 		if line[0] == ' ' || line[0] == '\t' {
 			return rh, errObsFold
 		}
-		colon := indexByte(line, ':')
+		colon := strings.IndexByte(line, ':')
 		if colon < 0 {
 			return rh, errFieldNoColon
 		}
@@ -583,14 +584,11 @@ func parseContentLength(v string) (int64, int, error) {
 	}
 }
 
+// indexCRLF returns the index of the CR ending the first line: readHead
+// guarantees every LF has a CR before it, so finding the LF is enough (and
+// uses the vectorized search).
 func indexCRLF(s string) int {
-	// readHead guarantees every line ends in CRLF.
-	for i := 0; i+1 < len(s); i++ {
-		if s[i] == '\r' && s[i+1] == '\n' {
-			return i
-		}
-	}
-	return len(s)
+	return strings.IndexByte(s, '\n') - 1
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
@@ -626,13 +624,19 @@ func validToken(s string) bool {
 // (RFC 9110 §5.5).
 func validFieldValue(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 && c != '\t' || c == 0x7f {
+		if !fieldValueChar[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+var fieldValueChar = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = c >= 0x20 && c != 0x7f || c == '\t'
+	}
+	return t
+}()
 
 // validTarget accepts visible ASCII except '#' (a fragment is never part of
 // a request-target). RFC 3986 is stricter ('|', '{', '"', ...), but clients
