@@ -220,6 +220,9 @@ func (c *conn) serveH1(firstDeadline time.Time) {
 		if !c.waitForRequest(deadline, opts) {
 			return
 		}
+		// Options may have changed while we waited (SetOptions).
+		opts = c.srv.opts.Load()
+		c.opts = opts
 		start := time.Now()
 		if n == 0 && opts.H2C && c.tlsState == nil && c.sniffH2Preface() {
 			c.state.Store(stateActive)
