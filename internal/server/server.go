@@ -1,0 +1,287 @@
+// Package server is pingap-go's own HTTP server engine: an HTTP/1.1 codec
+// on one goroutine per connection (strict RFC 9112 parsing by
+// httpx.ReadRequest, a reused httpx.Ctx per connection, pooled buffers),
+// HTTP/2 over TLS (ALPN "h2") and cleartext h2c through
+// golang.org/x/net/http2, both feeding the same Handler.
+//
+// It exists instead of net/http because the contract demands strict request
+// hygiene (raw client bytes are never relayed) and because net/http's
+// per-request allocations dominate a proxy's CPU (see
+// /work/shared/PERF-NOTES.md).
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pingap-go/pingap/internal/httpx"
+	"golang.org/x/net/http2"
+)
+
+// Handler answers requests. The Ctx (and every string in it) belongs to the
+// server and is reused after ServeHTTPX returns.
+type Handler interface {
+	ServeHTTPX(c *httpx.Ctx)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(c *httpx.Ctx)
+
+// ServeHTTPX calls f(c).
+func (f HandlerFunc) ServeHTTPX(c *httpx.Ctx) { f(c) }
+
+// Options configure a Server ([servers.NAME] in the contract). Zero values
+// take the contract's defaults.
+type Options struct {
+	// Name is the [servers.NAME] name, copied into Ctx.Conn.Server.
+	Name string
+	// ReadHeaderTimeout bounds the time from when the server starts waiting
+	// for a request head's first byte (a new connection) or receives it (a
+	// keep-alive connection) until the head is complete (default 10s).
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout bounds the wait for the next request on a keep-alive
+	// connection (default 120s).
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds a request head; larger heads get 431 (default
+	// 64KB).
+	MaxHeaderBytes int
+	// H2C accepts cleartext HTTP/2 on a plain listener: prior knowledge
+	// (the connection preface) and "Upgrade: h2c".
+	H2C bool
+	// TLSConfig makes the server speak TLS; when its NextProtos contains
+	// "h2", connections that negotiate h2 are served over HTTP/2.
+	TLSConfig *tls.Config
+	// Logger receives panics and connection errors (default slog.Default()).
+	Logger *slog.Logger
+	// OnConn, when set, is called with true when a connection opens and
+	// false when it closes (metrics).
+	OnConn func(open bool)
+}
+
+// Defaults from the contract's [servers.NAME] table.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+)
+
+func (o Options) withDefaults() *Options {
+	if o.ReadHeaderTimeout <= 0 {
+		o.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.MaxHeaderBytes <= 0 {
+		o.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &o
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("server: closed")
+
+// Server serves HTTP/1.1, HTTP/2 and h2c connections to one Handler.
+type Server struct {
+	handler Handler
+	opts    atomic.Pointer[Options]
+
+	// h2 serves HTTP/2 connections; h2base carries settings to it
+	// (MaxHeaderBytes) and its Shutdown sends GOAWAY to every h2 conn.
+	h2        *http2.Server
+	h2base    *http.Server
+	h2handler http.Handler
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	closing   atomic.Bool
+	done      chan struct{} // closed when the last conn is gone during shutdown
+}
+
+// New returns a server that answers with handler.
+func New(handler Handler, opts Options) *Server {
+	s := &Server{
+		handler:   handler,
+		listeners: map[net.Listener]struct{}{},
+		conns:     map[*conn]struct{}{},
+	}
+	o := opts.withDefaults()
+	s.opts.Store(o)
+	s.h2 = &http2.Server{IdleTimeout: o.IdleTimeout}
+	s.h2base = &http.Server{MaxHeaderBytes: o.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug)}
+	if err := http2.ConfigureServer(s.h2base, s.h2); err != nil {
+		// ConfigureServer only fails on a TLS config we did not give it.
+		panic(err)
+	}
+	a := HTTPHandler(handler, "").(*httpAdapter)
+	a.srv = s
+	s.h2handler = a
+	return s
+}
+
+// SetOptions replaces the options atomically. New connections and the next
+// request of existing ones use them; no listener or connection is closed
+// (hot reload keeps unchanged listeners).
+func (s *Server) SetOptions(opts Options) {
+	s.opts.Store(opts.withDefaults())
+}
+
+// Options returns the current options.
+func (s *Server) Options() Options { return *s.opts.Load() }
+
+// Serve accepts connections on ln until Shutdown or Close (it then returns
+// ErrServerClosed) or until ln fails. It may be called for several
+// listeners at once. TLS, when configured, is done here on each connection.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+	}()
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors and friends: back off like
+				// net/http does instead of spinning.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.opts.Load().Logger.Warn("accept failed; retrying", "err", err, "retry_in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		c := s.newConn(nc)
+		if c == nil {
+			nc.Close()
+			return ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) newConn(nc net.Conn) *conn {
+	c := &conn{srv: s, nc: nc}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing.Load() {
+		return nil
+	}
+	s.conns[c] = struct{}{}
+	return c
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if s.closing.Load() && len(s.conns) == 0 && s.done != nil {
+		close(s.done)
+		s.done = nil
+	}
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, closes idle keep-alive connections, tells HTTP/2
+// clients to go away, lets in-flight requests finish (their connections
+// close after the response) and returns once every connection is gone. At
+// ctx's end it closes what is left and returns ctx.Err().
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	done := make(chan struct{})
+	if len(s.conns) == 0 {
+		close(done)
+	} else {
+		s.done = done
+	}
+	s.mu.Unlock()
+
+	// GOAWAY to HTTP/2 connections (h2base.Shutdown runs the hook
+	// http2.ConfigureServer registered and returns: it tracks no conns).
+	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	s.h2base.Shutdown(sctx)
+	cancel()
+
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.closeIdle()
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			s.closeAll()
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// closeIdle closes connections waiting for a request. A connection that
+// receives a request at the same instant either wins (the request is served,
+// then the connection closes) or loses (it is closed unanswered, which
+// clients retry on a reused connection, RFC 9112 §9.3.1).
+func (s *Server) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.state.CompareAndSwap(stateIdle, stateClosed) {
+			c.nc.Close()
+		}
+	}
+}
+
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.state.Store(stateClosed)
+		c.nc.Close()
+	}
+}
+
+// Close closes listeners and every connection at once.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closing.Store(true)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+	s.closeAll()
+	s.h2base.Close()
+}
