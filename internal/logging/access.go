@@ -21,8 +21,8 @@ import (
 // pipe writes up to that size are atomic, so an error log line can never
 // land in the middle of an access line.
 const (
-	FlushInterval  = 100 * time.Millisecond
-	fileBatchSize  = 32 << 10
+	FlushInterval   = 100 * time.Millisecond
+	fileBatchSize   = 32 << 10
 	streamBatchSize = 4 << 10
 )
 
