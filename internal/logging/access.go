@@ -2,7 +2,6 @@ package logging
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -48,28 +47,40 @@ type AccessLog struct {
 	done chan struct{}
 }
 
-// NewAccessLog opens the access log for basic.access_log: path "" writes to
-// stream (normally os.Stderr), otherwise the file at path is opened for
-// appending (created 0644). A background goroutine flushes every
-// FlushInterval until Close.
-func NewAccessLog(path string, stream io.Writer) (*AccessLog, error) {
-	a := &AccessLog{path: path, stop: make(chan struct{}), done: make(chan struct{})}
-	if path == "" {
-		if stream == nil {
-			return nil, errors.New("access log: no file path and no stream")
-		}
-		a.w, a.batchSize = stream, streamBatchSize
-	} else {
-		f, err := openAppend(path)
-		if err != nil {
-			return nil, err
-		}
-		a.w, a.f, a.batchSize = f, f, fileBatchSize
+// NewAccessLog opens the access log for basic.access_log. target "" or
+// "-" writes to os.Stderr; anything else is a file opened for appending
+// (created 0644). A background goroutine flushes every FlushInterval until
+// Close.
+func NewAccessLog(target string) (*AccessLog, error) {
+	if target == "" || target == "-" {
+		return NewAccessLogWriter(os.Stderr), nil
 	}
-	a.buf = make([]byte, 0, a.batchSize)
+	f, err := openAppend(target)
+	if err != nil {
+		return nil, err
+	}
+	a := newAccessLog(f, fileBatchSize)
+	a.path, a.f = target, f
+	return a, nil
+}
+
+// NewAccessLogWriter writes the access log to w, a stream shared with other
+// writers (batches stay within PIPE_BUF). Close does not close w.
+func NewAccessLogWriter(w io.Writer) *AccessLog {
+	return newAccessLog(w, streamBatchSize)
+}
+
+func newAccessLog(w io.Writer, batch int) *AccessLog {
+	a := &AccessLog{
+		w:         w,
+		batchSize: batch,
+		buf:       make([]byte, 0, batch),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
 	a.lines.New = func() any { b := make([]byte, 0, 512); return &b }
 	go a.flusher()
-	return a, nil
+	return a
 }
 
 func openAppend(path string) (*os.File, error) {
@@ -97,9 +108,9 @@ func (a *AccessLog) flusher() {
 }
 
 // Log writes the access line of a finished request. traceID is the trace
-// the request belongs to (trace.SpanContext().TraceID() converts to it);
-// the zero value omits trace_id. It must be called before c is reset.
-func (a *AccessLog) Log(c *httpx.Ctx, traceID [16]byte) {
+// the request belongs to (tracing.TraceID gives it), "" to omit trace_id.
+// It must be called before c is reset.
+func (a *AccessLog) Log(c *httpx.Ctx, traceID string) {
 	if a == nil {
 		return
 	}
@@ -236,9 +247,9 @@ func (a *AccessLog) Close() error {
 // Fields: time, level, msg, remote_addr, method, host, path, query (when
 // non-empty), status, bytes, bytes_in, duration_ms, location, upstream,
 // upstream_addr, upstream_ms (when an upstream was used), request_id (when
-// set), trace_id (when non-zero), tls (the version, on TLS connections).
+// set), trace_id (when non-empty), tls (the version, on TLS connections).
 // path and query are split from the request target as received.
-func AppendAccess(dst []byte, c *httpx.Ctx, now time.Time, traceID [16]byte) []byte {
+func AppendAccess(dst []byte, c *httpx.Ctx, now time.Time, traceID string) []byte {
 	dst = append(dst, `{"time":"`...)
 	dst = now.AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00")
 	dst = append(dst, `","level":"INFO","msg":"access","remote_addr":`...)
@@ -297,12 +308,9 @@ func AppendAccess(dst []byte, c *httpx.Ctx, now time.Time, traceID [16]byte) []b
 		dst = append(dst, `,"request_id":`...)
 		dst = AppendString(dst, c.RequestID)
 	}
-	if traceID != ([16]byte{}) {
-		dst = append(dst, `,"trace_id":"`...)
-		for _, b := range traceID {
-			dst = append(dst, hexDigits[b>>4], hexDigits[b&0xF])
-		}
-		dst = append(dst, '"')
+	if traceID != "" {
+		dst = append(dst, `,"trace_id":`...)
+		dst = AppendString(dst, traceID)
 	}
 	if c.Conn.TLS != nil {
 		dst = append(dst, `,"tls":"`...)

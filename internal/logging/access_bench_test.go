@@ -8,7 +8,7 @@ import (
 func BenchmarkAppendAccess(b *testing.B) {
 	c := testCtx()
 	buf := make([]byte, 0, 1024)
-	trace := [16]byte{1, 2, 3}
+	trace := "0af7651916cd43dd8448eb211c80319c"
 	now := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -18,16 +18,13 @@ func BenchmarkAppendAccess(b *testing.B) {
 }
 
 func BenchmarkAccessLog(b *testing.B) {
-	a, err := NewAccessLog("", discard{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	a := NewAccessLogWriter(discard{})
 	defer a.Close()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		c := testCtx()
 		for pb.Next() {
-			a.Log(c, [16]byte{})
+			a.Log(c, "")
 		}
 	})
 }

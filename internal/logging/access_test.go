@@ -56,11 +56,11 @@ func decodeLine(t *testing.T, line []byte) map[string]any {
 }
 
 func TestAppendAccess(t *testing.T) {
-	trace := [16]byte{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	trace := "4bf92f3577b34da6a3ce929d0e0e4736"
 	cases := []struct {
 		name   string
 		mod    func(c *httpx.Ctx)
-		trace  [16]byte
+		trace  string
 		want   map[string]any // json.Number values compare by string
 		absent []string
 	}{
@@ -162,7 +162,7 @@ func TestAppendAccess(t *testing.T) {
 func TestAccessLogFileConcurrentAndReopen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "access.log")
-	a, err := NewAccessLog(path, nil)
+	a, err := NewAccessLog(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestAccessLogFileConcurrentAndReopen(t *testing.T) {
 			defer wg.Done()
 			c := testCtx()
 			for i := 0; i < per; i++ {
-				a.Log(c, [16]byte{})
+				a.Log(c, "")
 			}
 		}()
 	}
@@ -186,11 +186,11 @@ func TestAccessLogFileConcurrentAndReopen(t *testing.T) {
 	if err := a.Reopen(); err != nil {
 		t.Fatal(err)
 	}
-	a.Log(testCtx(), [16]byte{1})
+	a.Log(testCtx(), "0af7651916cd43dd8448eb211c80319c")
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	a.Log(testCtx(), [16]byte{}) // after Close: dropped, no panic
+	a.Log(testCtx(), "") // after Close: dropped, no panic
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -222,12 +222,16 @@ func checkFile(t *testing.T, path string) int {
 }
 
 func TestAccessLogBadPath(t *testing.T) {
-	_, err := NewAccessLog(filepath.Join(t.TempDir(), "missing", "a.log"), nil)
+	_, err := NewAccessLog(filepath.Join(t.TempDir(), "missing", "a.log"))
 	if err == nil || !strings.Contains(err.Error(), "basic.access_log") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := NewAccessLog("", nil); err == nil {
-		t.Fatal("no path and no stream accepted")
+	for _, target := range []string{"", "-"} {
+		a, err := NewAccessLog(target)
+		if err != nil || a.w != os.Stderr {
+			t.Fatalf("NewAccessLog(%q) = %v, %v; want a stderr log", target, a, err)
+		}
+		a.Close()
 	}
 }
 
@@ -256,18 +260,15 @@ func (w *syncWriter) snapshot() [][]byte {
 
 func TestAccessLogStreamBatches(t *testing.T) {
 	w := &syncWriter{}
-	a, err := NewAccessLog("", w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := NewAccessLogWriter(w)
 	c := testCtx()
 	const lines = 200
 	for i := 0; i < lines; i++ {
-		a.Log(c, [16]byte{})
+		a.Log(c, "")
 	}
 	big := testCtx()
 	big.Req.RequestURI = "/" + strings.Repeat("x", 6000)
-	a.Log(big, [16]byte{})
+	a.Log(big, "")
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -289,12 +290,9 @@ func TestAccessLogStreamBatches(t *testing.T) {
 
 func TestAccessLogPeriodicFlush(t *testing.T) {
 	w := &syncWriter{}
-	a, err := NewAccessLog("", w)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := NewAccessLogWriter(w)
 	defer a.Close()
-	a.Log(testCtx(), [16]byte{})
+	a.Log(testCtx(), "")
 	// The flusher, not Close, must write the line: poll (bounded).
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -310,12 +308,9 @@ func TestAccessLogPeriodicFlush(t *testing.T) {
 func TestAccessLogWriteError(t *testing.T) {
 	boom := errors.New("disk full")
 	w := &syncWriter{fail: boom}
-	a, err := NewAccessLog("", w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.Log(testCtx(), [16]byte{})
-	a.Log(testCtx(), [16]byte{})
+	a := NewAccessLogWriter(w)
+	a.Log(testCtx(), "")
+	a.Log(testCtx(), "")
 	if err := a.Flush(); !errors.Is(err, boom) {
 		t.Fatalf("Flush = %v, want %v", err, boom)
 	}
@@ -330,7 +325,7 @@ func TestAccessLogWriteError(t *testing.T) {
 
 func TestNilAccessLog(t *testing.T) {
 	var a *AccessLog
-	a.Log(testCtx(), [16]byte{})
+	a.Log(testCtx(), "")
 	if a.Flush() != nil || a.Reopen() != nil || a.Close() != nil || a.Dropped() != 0 {
 		t.Fatal("nil AccessLog is not a no-op")
 	}
@@ -341,15 +336,12 @@ type discard struct{}
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 func TestAccessLogAllocs(t *testing.T) {
-	a, err := NewAccessLog("", discard{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := NewAccessLogWriter(discard{})
 	defer a.Close()
 	c := testCtx()
 	c.Conn.TLS = &tls.ConnectionState{Version: tls.VersionTLS12}
-	a.Log(c, [16]byte{1})
-	if n := testing.AllocsPerRun(500, func() { a.Log(c, [16]byte{1}) }); n != 0 {
+	a.Log(c, "0af7651916cd43dd8448eb211c80319c")
+	if n := testing.AllocsPerRun(500, func() { a.Log(c, "0af7651916cd43dd8448eb211c80319c") }); n != 0 {
 		t.Fatalf("Log allocates %v per line", n)
 	}
 }

@@ -13,13 +13,12 @@ import (
 
 // New returns a logger writing to w in format "json" (the default; also
 // used for an unknown value) or "text", and the LevelVar that controls it:
-// a reload calls SetLevel on it instead of rebuilding the logger. An
-// unknown level means info; validate the config with ParseLevel first.
+// a reload sets the new level on it (lv.Set(ParseLevel(...))) instead of
+// rebuilding the logger. An unknown level means info; validate the config
+// with CheckLevel first.
 func New(level, format string, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 	lv := new(slog.LevelVar)
-	if l, err := ParseLevel(level); err == nil {
-		lv.Set(l)
-	}
+	lv.Set(ParseLevel(level))
 	opts := &slog.HandlerOptions{Level: lv}
 	var h slog.Handler
 	if strings.EqualFold(format, "text") {
@@ -30,9 +29,22 @@ func New(level, format string, w io.Writer) (*slog.Logger, *slog.LevelVar) {
 	return slog.New(h), lv
 }
 
-// ParseLevel parses basic.log_level: debug, info, warn (or warning), error,
-// case-insensitive; "" is info.
-func ParseLevel(s string) (slog.Level, error) {
+// ParseLevel maps basic.log_level (debug, info, warn or warning, error;
+// case-insensitive) to a slog level. "" and unknown values are info: config
+// validation reports those through CheckLevel.
+func ParseLevel(s string) slog.Level {
+	l, _ := parseLevel(s)
+	return l
+}
+
+// CheckLevel reports an error naming the key when basic.log_level is not
+// one ParseLevel knows.
+func CheckLevel(s string) error {
+	_, err := parseLevel(s)
+	return err
+}
+
+func parseLevel(s string) (slog.Level, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "debug":
 		return slog.LevelDebug, nil
@@ -55,7 +67,7 @@ func ValidFormat(s string) bool {
 // SetLevel applies a new basic.log_level to lv (on reload). On error lv is
 // left unchanged.
 func SetLevel(lv *slog.LevelVar, level string) error {
-	l, err := ParseLevel(level)
+	l, err := parseLevel(level)
 	if err != nil {
 		return err
 	}

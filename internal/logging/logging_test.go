@@ -24,7 +24,7 @@ func TestParseLevel(t *testing.T) {
 		{"verbose", slog.LevelInfo, true},
 	}
 	for _, c := range cases {
-		got, err := ParseLevel(c.in)
+		got, err := ParseLevel(c.in), CheckLevel(c.in)
 		if (err != nil) != c.wantErr || got != c.want {
 			t.Errorf("ParseLevel(%q) = %v, %v; want %v, err=%v", c.in, got, err, c.want, c.wantErr)
 		}

@@ -12,12 +12,12 @@
 //	am := m.UpstreamAddr(upstreamName, addr)
 //	sm := m.Server(serverName)
 //	pm := m.Plugin(pluginName)
-//	m.Retain(metrics.Live{...})                     // after the swap: drop series of removed items
+//	m.Retain(locations, addrs)                      // after the swap: drop series of removed items
 //	m.ConfigReload(err == nil)                      // after every reload attempt
 //	// per request:
 //	m.RequestStarted(); defer m.RequestDone()
 //	lm.Observe(method, status, time.Since(start), bytesIn, bytesOut)
-//	am.Request(upstreamDuration, reused)
+//	am.Done(upstreamDuration, reused, err != nil)
 //
 // Handles are cached by label set: asking again for the same
 // (server, location) after a reload returns the same handle, so lazily
@@ -50,6 +50,7 @@ const (
 	NameUpstreamHealth    = "upstream_health"
 	NameUpstreamDuration  = "upstream_response_duration_seconds"
 	NameUpstreamConns     = "upstream_connections_total"
+	NameUpstreamErrors    = "upstream_errors_total"
 	NameConfigReloads     = "config_reloads_total"
 	NamePluginResponses   = "plugin_responses_total"
 	NameTLSHandshakes     = "tls_handshakes_total"
@@ -83,6 +84,7 @@ type Metrics struct {
 	upHealth   *prometheus.GaugeVec     // upstream, server(addr)
 	upDuration *prometheus.HistogramVec // upstream, server(addr)
 	upConns    *prometheus.CounterVec   // upstream, server(addr), reused
+	upErrors   *prometheus.CounterVec   // upstream, server(addr)
 
 	reloadOK, reloadFail prometheus.Counter
 	pluginResponses      *prometheus.CounterVec // plugin, status
@@ -96,6 +98,9 @@ type Metrics struct {
 	addrs     map[[2]string]*AddrMetrics
 	servers   map[string]*ServerMetrics
 	plugins   map[string]*PluginMetrics
+	// pluginsRO is a read-only copy of plugins for PluginResponse's
+	// lock-free lookup; it is replaced (copy on write) under mu.
+	pluginsRO atomic.Pointer[map[string]*PluginMetrics]
 	certs     map[string]struct{}
 	// serverNames are the servers with server-labelled series.
 	serverNames map[string]struct{}
@@ -157,6 +162,10 @@ func New(instance string) *Metrics {
 			Name: NameUpstreamConns,
 			Help: "Upstream round trips by whether they reused a pooled connection (reused=\"false\" counts new connections).",
 		}, []string{"upstream", "server", "reused"}),
+		upErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: NameUpstreamErrors,
+			Help: "Round trips to an upstream addr that failed without a response (connect, write, read or protocol errors, timeouts).",
+		}, []string{"upstream", "server"}),
 		pluginResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: NamePluginResponses,
 			Help: "Requests a plugin answered itself (the upstream was not asked), by plugin and status.",
@@ -191,7 +200,7 @@ func New(instance string) *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.duration, m.inFlight, m.connsOpen, m.reqBytes,
 		m.respBytes, m.tlsHandshakes, m.upRequests, m.upHealth,
-		m.upDuration, m.upConns, reloads, m.pluginResponses, m.certExpiry,
+		m.upDuration, m.upConns, m.upErrors, reloads, m.pluginResponses, m.certExpiry,
 		info,
 	)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{
@@ -237,39 +246,26 @@ func (m *Metrics) SetCertificateExpiry(name string, notAfter time.Time) {
 	m.certExpiry.WithLabelValues(name).Set(float64(notAfter.Unix()))
 }
 
-// Live lists what the running config has; Retain drops the series of
-// everything else.
-type Live struct {
-	// Locations are {server, location} pairs. Include {server, ""} for
-	// each server (requests no location matched). Servers are the set of
-	// servers named here.
-	Locations [][2]string
-	// Addrs are {upstream, addr} pairs.
-	Addrs [][2]string
-	// Plugins and Certificates are names; a nil slice keeps every series of
-	// that kind (so callers that do not track them lose nothing).
-	Plugins      []string
-	Certificates []string
-}
-
-// Retain deletes the series of servers, locations, upstream addrs, plugins
-// and certificates that are no longer configured, and forgets their
-// handles. Call it after a new snapshot is swapped in. A request still
-// running on the old snapshot may update a deleted series' detached child;
-// that update is simply lost (it never resurrects the series, except for a
-// (method, status) pair first seen on the old handle after Retain, which
-// comes back until the next Retain).
-func (m *Metrics) Retain(live Live) {
-	locs := make(map[[2]string]bool, len(live.Locations))
+// Retain deletes the series of servers, locations and upstream addrs that
+// are no longer configured, and forgets their handles. locations are
+// {server, location} pairs and must include {server, ""} for every server
+// (requests no location matched); the servers kept are those named there.
+// addrs are {upstream, addr} pairs. Call it after a new snapshot is swapped
+// in. A request still running on the old snapshot may update a deleted
+// series' detached child; that update is simply lost (it never resurrects
+// the series, except for a (method, status) pair first seen on the old
+// handle after Retain, which comes back until the next Retain).
+func (m *Metrics) Retain(locations, addrs [][2]string) {
+	locs := make(map[[2]string]bool, len(locations))
 	servers := make(map[string]bool)
-	for _, p := range live.Locations {
+	for _, p := range locations {
 		p = [2]string{clean(p[0]), clean(p[1])}
 		locs[p] = true
 		servers[p[0]] = true
 	}
-	addrs := make(map[[2]string]bool, len(live.Addrs))
-	for _, p := range live.Addrs {
-		addrs[[2]string{clean(p[0]), clean(p[1])}] = true
+	addrSet := make(map[[2]string]bool, len(addrs))
+	for _, p := range addrs {
+		addrSet[[2]string{clean(p[0]), clean(p[1])}] = true
 	}
 
 	m.mu.Lock()
@@ -299,37 +295,53 @@ func (m *Metrics) Retain(live Live) {
 		}
 	}
 	for k := range m.addrs {
-		if !addrs[k] {
+		if !addrSet[k] {
 			delete(m.addrs, k)
 			l := prometheus.Labels{"upstream": k[0], "server": k[1]}
 			m.upRequests.Delete(l)
 			m.upHealth.Delete(l)
 			m.upDuration.Delete(l)
 			m.upConns.DeletePartialMatch(l)
+			m.upErrors.Delete(l)
 		}
 	}
-	if live.Plugins != nil {
-		keep := make(map[string]bool, len(live.Plugins))
-		for _, n := range live.Plugins {
-			keep[clean(n)] = true
-		}
-		for k := range m.plugins {
-			if !keep[k] {
-				delete(m.plugins, k)
-				m.pluginResponses.DeletePartialMatch(prometheus.Labels{"plugin": k})
-			}
+}
+
+// RetainPlugins deletes plugin_responses_total series of plugins not in
+// names.
+func (m *Metrics) RetainPlugins(names []string) {
+	keep := make(map[string]bool, len(names))
+	for _, n := range names {
+		keep[clean(n)] = true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	changed := false
+	for k := range m.plugins {
+		if !keep[k] {
+			delete(m.plugins, k)
+			m.pluginResponses.DeletePartialMatch(prometheus.Labels{"plugin": k})
+			changed = true
 		}
 	}
-	if live.Certificates != nil {
-		keep := make(map[string]bool, len(live.Certificates))
-		for _, n := range live.Certificates {
-			keep[clean(n)] = true
-		}
-		for k := range m.certs {
-			if !keep[k] {
-				delete(m.certs, k)
-				m.certExpiry.DeleteLabelValues(k)
-			}
+	if changed {
+		m.publishPluginsLocked()
+	}
+}
+
+// RetainCertificates deletes tls_certificate_expiry_seconds series of
+// certificates not in names.
+func (m *Metrics) RetainCertificates(names []string) {
+	keep := make(map[string]bool, len(names))
+	for _, n := range names {
+		keep[clean(n)] = true
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.certs {
+		if !keep[k] {
+			delete(m.certs, k)
+			m.certExpiry.DeleteLabelValues(k)
 		}
 	}
 }
@@ -528,6 +540,23 @@ func (m *Metrics) Server(name string) *ServerMetrics {
 	return sm
 }
 
+// ConnHook returns the server's connection callback (server.Options.OnConn):
+// called with true when a connection opens, false when it closes.
+func (m *Metrics) ConnHook(server string) func(open bool) {
+	sm := m.Server(server)
+	return func(open bool) {
+		if open {
+			sm.ConnOpened()
+		} else {
+			sm.ConnClosed()
+		}
+	}
+}
+
+// TLSHandshake counts a completed TLS handshake on server. Build-time
+// lookup: hold the Server handle on hot paths.
+func (m *Metrics) TLSHandshake(server string) { m.Server(server).TLSHandshake() }
+
 // ConnOpened and ConnClosed bracket a client connection
 // (http_connections_open). A nil handle does nothing.
 func (sm *ServerMetrics) ConnOpened() {
@@ -559,6 +588,7 @@ type AddrMetrics struct {
 	health   prometheus.Gauge
 	reused   prometheus.Counter
 	fresh    prometheus.Counter
+	errors   prometheus.Counter
 }
 
 // UpstreamAddr returns the handle of (upstream, addr). A new handle starts
@@ -577,18 +607,20 @@ func (m *Metrics) UpstreamAddr(upstream, addr string) *AddrMetrics {
 		health:   m.upHealth.WithLabelValues(k[0], k[1]),
 		reused:   m.upConns.WithLabelValues(k[0], k[1], "true"),
 		fresh:    m.upConns.WithLabelValues(k[0], k[1], "false"),
+		errors:   m.upErrors.WithLabelValues(k[0], k[1]),
 	}
 	am.health.Set(1)
 	m.addrs[k] = am
 	return am
 }
 
-// Request records one round trip to the addr: upstream_requests_total,
+// Done records one round trip to the addr: upstream_requests_total,
 // upstream_response_duration_seconds (d = time to the response head, or to
-// the failure) and upstream_connections_total by reuse. Call it once per
+// the failure), upstream_connections_total by reuse, and
+// upstream_errors_total when failed (no usable response). Call it once per
 // attempt (a retry to another addr is another call on that addr's handle).
 // Allocation-free. A nil handle does nothing.
-func (am *AddrMetrics) Request(d time.Duration, reused bool) {
+func (am *AddrMetrics) Done(d time.Duration, reused, failed bool) {
 	if am == nil {
 		return
 	}
@@ -599,10 +631,13 @@ func (am *AddrMetrics) Request(d time.Duration, reused bool) {
 	} else {
 		am.fresh.Inc()
 	}
+	if failed {
+		am.errors.Inc()
+	}
 }
 
-// SetHealthy sets upstream_health (health checks call it on transitions).
-func (am *AddrMetrics) SetHealthy(up bool) {
+// SetHealth sets upstream_health (health checks call it on transitions).
+func (am *AddrMetrics) SetHealth(up bool) {
 	if am == nil {
 		return
 	}
@@ -632,7 +667,30 @@ func (m *Metrics) Plugin(name string) *PluginMetrics {
 	}
 	pm := &PluginMetrics{vec: m.pluginResponses, name: name}
 	m.plugins[name] = pm
+	m.publishPluginsLocked()
 	return pm
+}
+
+func (m *Metrics) publishPluginsLocked() {
+	ro := make(map[string]*PluginMetrics, len(m.plugins))
+	for k, v := range m.plugins {
+		ro[k] = v
+	}
+	m.pluginsRO.Store(&ro)
+}
+
+// PluginResponse counts a request plugin answered itself with status. It
+// finds the plugin's handle without a lock (a map read); only the first call
+// for a plugin takes the build-time path. Prefer holding the handle from
+// Plugin when the caller can.
+func (m *Metrics) PluginResponse(plugin string, status int) {
+	if ro := m.pluginsRO.Load(); ro != nil {
+		if pm := (*ro)[plugin]; pm != nil {
+			pm.Responded(status)
+			return
+		}
+	}
+	m.Plugin(plugin).Responded(status)
 }
 
 // Responded counts a request the plugin answered itself with status.

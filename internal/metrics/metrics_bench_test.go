@@ -47,6 +47,6 @@ func BenchmarkUpstreamRequest(b *testing.B) {
 	am := m.UpstreamAddr("backend", "10.0.0.1:80")
 	b.ReportAllocs()
 	for b.Loop() {
-		am.Request(time.Millisecond, true)
+		am.Done(time.Millisecond, true, false)
 	}
 }

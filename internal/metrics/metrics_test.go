@@ -147,23 +147,28 @@ func TestUpstreamAddrServerPlugin(t *testing.T) {
 	am := m.UpstreamAddr("backend", "10.0.0.1:80")
 	l := map[string]string{"upstream": "backend", "server": "10.0.0.1:80"}
 	mustValue(t, m, NameUpstreamHealth, l, 1) // healthy until checks say otherwise
-	am.Request(5*time.Millisecond, false)
-	am.Request(2*time.Millisecond, true)
-	am.Request(2*time.Millisecond, true)
-	am.SetHealthy(false)
+	am.Done(5*time.Millisecond, false, true)
+	am.Done(2*time.Millisecond, true, false)
+	am.Done(2*time.Millisecond, true, false)
+	am.SetHealth(false)
 	mustValue(t, m, NameUpstreamRequests, l, 3)
 	mustValue(t, m, NameUpstreamDuration, l, 3)
 	mustValue(t, m, NameUpstreamHealth, l, 0)
 	mustValue(t, m, NameUpstreamConns, map[string]string{"upstream": "backend", "server": "10.0.0.1:80", "reused": "true"}, 2)
 	mustValue(t, m, NameUpstreamConns, map[string]string{"upstream": "backend", "server": "10.0.0.1:80", "reused": "false"}, 1)
-	am.SetHealthy(true)
+	am.SetHealth(true)
 	mustValue(t, m, NameUpstreamHealth, l, 1)
+	mustValue(t, m, NameUpstreamErrors, l, 1)
+	if m.UpstreamAddr("backend", "10.0.0.1:80") != am {
+		t.Fatal("UpstreamAddr did not return the cached handle")
+	}
 
 	sm := m.Server("web")
+	hook := m.ConnHook("web")
+	hook(true)
 	sm.ConnOpened()
-	sm.ConnOpened()
-	sm.ConnClosed()
-	sm.TLSHandshake()
+	hook(false)
+	m.TLSHandshake("web")
 	mustValue(t, m, NameConnectionsOpen, map[string]string{"server": "web"}, 1)
 	mustValue(t, m, NameTLSHandshakes, map[string]string{"server": "web"}, 1)
 
@@ -171,7 +176,11 @@ func TestUpstreamAddrServerPlugin(t *testing.T) {
 	pm.Responded(429)
 	pm.Responded(429)
 	pm.Responded(299)
-	mustValue(t, m, NamePluginResponses, map[string]string{"plugin": "limit", "status": "429"}, 2)
+	m.PluginResponse("limit", 429)
+	m.PluginResponse("auth", 401) // first use through the string path
+	m.PluginResponse("auth", 401)
+	mustValue(t, m, NamePluginResponses, map[string]string{"plugin": "auth", "status": "401"}, 2)
+	mustValue(t, m, NamePluginResponses, map[string]string{"plugin": "limit", "status": "429"}, 3)
 	mustValue(t, m, NamePluginResponses, map[string]string{"plugin": "limit", "status": "299"}, 1)
 
 	m.RequestStarted()
@@ -185,8 +194,8 @@ func TestUpstreamAddrServerPlugin(t *testing.T) {
 
 	// nil handles are no-ops
 	var nam *AddrMetrics
-	nam.Request(time.Second, true)
-	nam.SetHealthy(false)
+	nam.Done(time.Second, true, true)
+	nam.SetHealth(false)
 	var nsm *ServerMetrics
 	nsm.ConnOpened()
 	nsm.ConnClosed()
@@ -204,19 +213,16 @@ func TestRetain(t *testing.T) {
 	keep.Observe("GET", 200, time.Millisecond, 1, 1)
 	gone.Observe("GET", 200, time.Millisecond, 1, 1)
 	goneSrv.Observe("GET", 404, time.Millisecond, 1, 1)
-	m.UpstreamAddr("b", "10.0.0.1:80").Request(time.Millisecond, true)
-	m.UpstreamAddr("b", "10.0.0.2:80").Request(time.Millisecond, false)
+	m.UpstreamAddr("b", "10.0.0.1:80").Done(time.Millisecond, true, false)
+	m.UpstreamAddr("b", "10.0.0.2:80").Done(time.Millisecond, false, true)
 	m.Plugin("p1").Responded(403)
 	m.Plugin("p2").Responded(403)
 	m.SetCertificateExpiry("c1", time.Unix(1e9, 0))
 	m.SetCertificateExpiry("c2", time.Unix(1e9, 0))
 
-	m.Retain(Live{
-		Locations:    [][2]string{{"web", "api"}, {"web", ""}},
-		Addrs:        [][2]string{{"b", "10.0.0.1:80"}},
-		Plugins:      []string{"p1"},
-		Certificates: []string{"c1"},
-	})
+	m.Retain([][2]string{{"web", "api"}, {"web", ""}}, [][2]string{{"b", "10.0.0.1:80"}})
+	m.RetainPlugins([]string{"p1"})
+	m.RetainCertificates([]string{"c1"})
 
 	mustValue(t, m, NameRequests, map[string]string{"method": "GET", "status": "200", "server": "web", "location": "api"}, 1)
 	mustMissing(t, m, NameRequests, map[string]string{"method": "GET", "status": "200", "server": "web", "location": "old"})
@@ -229,6 +235,7 @@ func TestRetain(t *testing.T) {
 	mustMissing(t, m, NameUpstreamRequests, map[string]string{"upstream": "b", "server": "10.0.0.2:80"})
 	mustMissing(t, m, NameUpstreamHealth, map[string]string{"upstream": "b", "server": "10.0.0.2:80"})
 	mustMissing(t, m, NameUpstreamConns, map[string]string{"upstream": "b", "server": "10.0.0.2:80", "reused": "false"})
+	mustMissing(t, m, NameUpstreamErrors, map[string]string{"upstream": "b", "server": "10.0.0.2:80"})
 	mustValue(t, m, NamePluginResponses, map[string]string{"plugin": "p1", "status": "403"}, 1)
 	mustMissing(t, m, NamePluginResponses, map[string]string{"plugin": "p2", "status": "403"})
 	mustValue(t, m, NameCertificateExpiry, map[string]string{"name": "c1"}, 1e9)
@@ -242,10 +249,14 @@ func TestRetain(t *testing.T) {
 	back.Observe("GET", 200, time.Millisecond, 0, 0)
 	mustValue(t, m, NameRequests, map[string]string{"method": "GET", "status": "200", "server": "web", "location": "old"}, 1)
 
-	// nil Plugins/Certificates keep everything of that kind.
-	m.Retain(Live{Locations: [][2]string{{"web", "api"}}})
+	// Retain leaves plugins and certificates alone.
+	m.Retain([][2]string{{"web", "api"}}, nil)
 	mustValue(t, m, NamePluginResponses, map[string]string{"plugin": "p1", "status": "403"}, 1)
 	mustValue(t, m, NameCertificateExpiry, map[string]string{"name": "c1"}, 1e9)
+	// A plugin dropped by RetainPlugins comes back at zero through the
+	// string path (its lock-free entry was replaced).
+	m.PluginResponse("p2", 403)
+	mustValue(t, m, NamePluginResponses, map[string]string{"plugin": "p2", "status": "403"}, 1)
 }
 
 func TestConcurrentObserve(t *testing.T) {
@@ -272,10 +283,13 @@ func TestInvalidUTF8LabelsDoNotPanic(t *testing.T) {
 	m := New("bad\xff")
 	lm := m.Location("s\xfe", "l\xff")
 	lm.Observe("GET", 200, time.Millisecond, 0, 0)
-	m.UpstreamAddr("u\xff", "a\xff").Request(time.Millisecond, true)
+	m.UpstreamAddr("u\xff", "a\xff").Done(time.Millisecond, true, false)
 	m.Plugin("p\xff").Responded(200)
 	m.SetCertificateExpiry("c\xff", time.Now())
-	m.Retain(Live{})
+	m.PluginResponse("q\xff", 200)
+	m.Retain(nil, nil)
+	m.RetainPlugins(nil)
+	m.RetainCertificates(nil)
 }
 
 func TestHandler(t *testing.T) {
@@ -319,8 +333,9 @@ func TestObserveAllocs(t *testing.T) {
 	pm.Responded(429)
 	n := testing.AllocsPerRun(200, func() {
 		lm.Observe("GET", 200, time.Millisecond, 10, 10)
-		am.Request(time.Millisecond, true)
+		am.Done(time.Millisecond, true, false)
 		pm.Responded(429)
+		m.PluginResponse("p", 429)
 	})
 	if n != 0 {
 		t.Fatalf("hot path allocates %v per run", n)
