@@ -171,7 +171,7 @@ func decodeFile(data []byte, file string) (d *decoded, errs Errors) {
 		case "plugins":
 			dec.plugins(prim, &d.cfg.Plugins)
 		default:
-			if dec.md.Type(name) == "Hash" {
+			if dec.isTable(prim) {
 				dec.errs.Addf(file, keyString(name), "", "unknown section%s (sections are %s)",
 					suggest(name, append(slices.Clone(singleSections), itemSections...)),
 					strings.Join(append(slices.Clone(singleSections), itemSections...), ", "))
@@ -194,18 +194,44 @@ type decoder struct {
 // table decodes prim as a TOML table into its keys; nil (and an error) when
 // it is not a table.
 func (d *decoder) table(prim toml.Primitive, section string) map[string]toml.Primitive {
-	var keys map[string]toml.Primitive
-	if err := d.md.PrimitiveDecode(prim, &keys); err != nil {
+	keys, ok := d.asTable(prim)
+	if !ok {
 		d.errs.Add(d.file, section, "", "must be a table")
 		return nil
 	}
 	return keys
 }
 
+// asTable decodes prim into its keys when it is a table. (BurntSushi decodes
+// a non-table into a map as an empty map without an error, so the raw value
+// is checked first.)
+func (d *decoder) asTable(prim toml.Primitive) (map[string]toml.Primitive, bool) {
+	if !d.isTable(prim) {
+		return nil, false
+	}
+	var keys map[string]toml.Primitive
+	if err := d.md.PrimitiveDecode(prim, &keys); err != nil {
+		return nil, false
+	}
+	if keys == nil {
+		keys = map[string]toml.Primitive{}
+	}
+	return keys, true
+}
+
+func (d *decoder) isTable(prim toml.Primitive) bool {
+	var raw any
+	if err := d.md.PrimitiveDecode(prim, &raw); err != nil {
+		return false
+	}
+	_, ok := raw.(map[string]any)
+	return ok
+}
+
 // decodeItems decodes a [SECTION.NAME] set into *dst.
 func decodeItems[T any](d *decoder, prim toml.Primitive, section string, dst *map[string]T) {
-	var items map[string]toml.Primitive
-	if err := d.md.PrimitiveDecode(prim, &items); err != nil {
+	items, ok := d.asTable(prim)
+	if !ok {
 		d.errs.Addf(d.file, section, "", "must be a set of [%s.NAME] tables", section)
 		return
 	}
@@ -227,8 +253,8 @@ func decodeItems[T any](d *decoder, prim toml.Primitive, section string, dst *ma
 // plugins decodes the [plugins.NAME] set: category into Plugin.Category,
 // every other key raw into Plugin.Options (the plugin's builder checks them).
 func (d *decoder) plugins(prim toml.Primitive, dst *map[string]Plugin) {
-	var items map[string]toml.Primitive
-	if err := d.md.PrimitiveDecode(prim, &items); err != nil {
+	items, ok := d.asTable(prim)
+	if !ok {
 		d.errs.Add(d.file, "plugins", "", "must be a set of [plugins.NAME] tables")
 		return
 	}
@@ -277,6 +303,10 @@ func (d *decoder) fields(keys map[string]toml.Primitive, section string, path []
 			continue
 		}
 		fv := dst.FieldByIndex(f.Index)
+		if f.Type.Kind() == reflect.Map && !d.isTable(keys[k]) {
+			d.errs.Add(d.file, section, keyString(k), "must be "+describeType(f.Type))
+			continue
+		}
 		if err := d.md.PrimitiveDecode(keys[k], fv.Addr().Interface()); err != nil {
 			full := append(slices.Clone(path), k)
 			d.errs.Add(d.file, section, keyString(k), decodeMsg(d.md, full, f.Type, err))

@@ -355,13 +355,14 @@ func (v *validator) location(name string, l Location) {
 func (v *validator) pluginRefs(s string, names []string) {
 	seen := map[string]bool{}
 	for _, p := range names {
+		if seen[p] {
+			v.add(s, "plugins", "%q is listed twice", p)
+			continue
+		}
+		seen[p] = true
 		if _, ok := v.c.Plugins[p]; !ok {
 			v.add(s, "plugins", "unknown plugin %q%s", p, suggest(p, sortedKeys(v.c.Plugins)))
 		}
-		if seen[p] {
-			v.add(s, "plugins", "%q is listed twice", p)
-		}
-		seen[p] = true
 	}
 }
 
