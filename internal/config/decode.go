@@ -283,7 +283,7 @@ func (d *decoder) plugins(prim toml.Primitive, dst *map[string]Plugin) {
 			if p.Options == nil {
 				p.Options = make(map[string]any, len(keys))
 			}
-			p.Options[k] = v
+			p.Options[k] = normalizeValue(v)
 		}
 		(*dst)[name] = p
 	}
@@ -612,4 +612,29 @@ func mergeItems[T any](dst *map[string]T, src map[string]T, section, file string
 		}
 		(*dst)[name] = src[name]
 	}
+}
+
+// normalizeValue gives plugin options one shape: an array of tables is
+// []any of map[string]any whether it was written inline or as [[x]] (so a
+// config reads back equal after Encode).
+func normalizeValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = normalizeValue(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = normalizeValue(e)
+		}
+		return x
+	case []map[string]any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = normalizeValue(e)
+		}
+		return out
+	}
+	return v
 }
