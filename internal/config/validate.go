@@ -672,15 +672,16 @@ func (v *validator) tracing() {
 	}
 }
 
-// checkHostPort checks "host:port" with a numeric port 1-65535. An empty
-// host (":8080", all interfaces) is allowed for listen addresses only.
+// checkHostPort checks "host:port" with a numeric port 1-65535. For listen
+// addresses only, the host may be empty (":8080", all interfaces) and the
+// port may be 0 (the system picks a free one: tests, -t checks).
 func checkHostPort(a string, listen bool) string {
 	host, port, err := net.SplitHostPort(a)
 	if err != nil {
 		return fmt.Sprintf("%q must be \"host:port\"", a)
 	}
 	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 || port[0] == '+' {
+	if err != nil || n < 0 || n > 65535 || port[0] == '+' || n == 0 && !listen {
 		return fmt.Sprintf("%q: port must be a number from 1 to 65535", a)
 	}
 	if host == "" {
@@ -711,7 +712,8 @@ func normalizeAddr(a string) (string, bool) {
 		return "", false
 	}
 	n, err := strconv.Atoi(port)
-	if err != nil {
+	if err != nil || n == 0 {
+		// Port 0 never clashes: every such listener gets its own port.
 		return "", false
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {

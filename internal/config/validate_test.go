@@ -413,6 +413,14 @@ locations = ["root"]
 [servers.h]
 addr = ":8080"
 locations = ["root"]
+
+[servers.random1]
+addr = "127.0.0.1:0"
+locations = ["root"]
+
+[servers.random2]
+addr = "127.0.0.1:0"
+locations = ["root"]
 `},
 	{"server_tls", base + `
 [servers.certonly]
