@@ -14,7 +14,13 @@ import (
 // entries carry only Key and Msg; the engine locates them with
 // Errors.Append(file, "plugins.NAME", err). Duration and Size fields accept
 // the same forms as everywhere else in the config.
-func DecodeOptions(options map[string]any, dst any) (err error) {
+func DecodeOptions(options map[string]any, dst any) error {
+	return decodeOptions(options, dst)
+}
+
+// decodeOptions is DecodeOptions (kept under this name for code that was
+// written against an earlier version of this file).
+func decodeOptions(options map[string]any, dst any) (err error) {
 	rv := reflect.ValueOf(dst)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
 		return fmt.Errorf("DecodeOptions: dst must be a pointer to a struct, not %T", dst)
