@@ -267,26 +267,31 @@ func (d *decoder) plugins(prim toml.Primitive, dst *map[string]Plugin) {
 		if keys == nil {
 			continue
 		}
-		var p Plugin
-		for _, k := range sortedKeys(keys) {
-			if k == "category" {
-				if err := d.md.PrimitiveDecode(keys[k], &p.Category); err != nil {
-					d.errs.Add(d.file, sec, k, "must be a string")
-				}
-				continue
-			}
-			var v any
-			if err := d.md.PrimitiveDecode(keys[k], &v); err != nil {
-				d.errs.Add(d.file, sec, keyString(k), decodeMsg(d.md, []string{"plugins", name, k}, nil, err))
-				continue
-			}
-			if p.Options == nil {
-				p.Options = make(map[string]any, len(keys))
-			}
-			p.Options[k] = normalizeValue(v)
-		}
-		(*dst)[name] = p
+		(*dst)[name] = d.plugin(keys, sec)
 	}
+}
+
+// plugin decodes the keys of one [plugins.NAME] table.
+func (d *decoder) plugin(keys map[string]toml.Primitive, sec string) Plugin {
+	var p Plugin
+	for _, k := range sortedKeys(keys) {
+		if k == "category" {
+			if err := d.md.PrimitiveDecode(keys[k], &p.Category); err != nil {
+				d.errs.Add(d.file, sec, k, "must be a string")
+			}
+			continue
+		}
+		var v any
+		if err := d.md.PrimitiveDecode(keys[k], &v); err != nil {
+			d.errs.Add(d.file, sec, keyString(k), stripTOMLPrefix(err.Error()))
+			continue
+		}
+		if p.Options == nil {
+			p.Options = make(map[string]any, len(keys))
+		}
+		p.Options[k] = normalizeValue(v)
+	}
+	return p
 }
 
 // fields decodes each key of a table into the matching field of the struct
@@ -507,10 +512,10 @@ func tomlQuote(s string) string {
 func suggest(k string, known []string) string {
 	best, bestD := "", 3
 	for _, n := range known {
-		if d := editDistance(k, n); d < bestD || (d == bestD && best == "" && d <= 2) {
-			if d <= 2 || d < len(n)/3 {
-				best, bestD = n, d
-			}
+		// Close enough: at most 2 edits, and few relative to the length
+		// (so "b" does not suggest "a").
+		if d := editDistance(k, n); d < bestD && d*3 <= max(len(k), len(n)) {
+			best, bestD = n, d
 		}
 	}
 	if best == "" {
