@@ -1,9 +1,11 @@
 package config
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -99,5 +101,32 @@ func TestClone(t *testing.T) {
 	}
 	if Clone(nil) != nil {
 		t.Error("Clone(nil) != nil")
+	}
+}
+
+func TestJSON(t *testing.T) {
+	c, err := Parse([]byte(fullConfig), "full.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"access_log":"/var/log/pingap/access.log"`, `"grace_period":"1m"`,
+		`"max_header_bytes":"32KB"`, `"category":"key_auth"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON lacks %s:\n%s", want, b)
+		}
+	}
+	for _, tc := range []struct {
+		a    AccessLog
+		json string
+	}{{AccessLog{Enabled: true}, "true"}, {AccessLog{}, "false"}, {AccessLog{Enabled: true, Path: "a.log"}, `"a.log"`}} {
+		b, _ := json.Marshal(tc.a)
+		var back AccessLog
+		if string(b) != tc.json || json.Unmarshal(b, &back) != nil || back != tc.a {
+			t.Errorf("%+v: JSON %s, back %+v", tc.a, b, back)
+		}
 	}
 }

@@ -330,16 +330,8 @@ func (v *validator) location(name string, l Location) {
 			v.add(s, "proxy_add_headers", "entry %d: %s", i+1, msg)
 		}
 	}
-	for _, k := range sortedKeys(l.HeadersSet) {
-		if msg := checkHeader(k, l.HeadersSet[k]); msg != "" {
-			v.add(s, "headers_set", "%s", msg)
-		}
-	}
-	for _, k := range sortedKeys(l.ProxySetHeaders) {
-		if msg := checkHeader(k, l.ProxySetHeaders[k]); msg != "" {
-			v.add(s, "proxy_set_headers", "%s", msg)
-		}
-	}
+	v.headerTable(s, "headers_set", l.HeadersSet)
+	v.headerTable(s, "proxy_set_headers", l.ProxySetHeaders)
 	for _, h := range l.HeadersRemove {
 		if !validToken(h) {
 			v.add(s, "headers_remove", "%q is not a valid header name", h)
@@ -349,6 +341,22 @@ func (v *validator) location(name string, l Location) {
 		if !validToken(h) {
 			v.add(s, "proxy_remove_headers", "%q is not a valid header name", h)
 		}
+	}
+}
+
+// headerTable checks a Name = value table. Header names are
+// case-insensitive, so "Host" and "host" in one table would race.
+func (v *validator) headerTable(s, key string, m map[string]string) {
+	seen := map[string]string{}
+	for _, k := range sortedKeys(m) {
+		if msg := checkHeader(k, m[k]); msg != "" {
+			v.add(s, key, "%s", msg)
+		}
+		lk := strings.ToLower(k)
+		if prev, dup := seen[lk]; dup {
+			v.add(s, key, "%q and %q are the same header", prev, k)
+		}
+		seen[lk] = k
 	}
 }
 

@@ -367,7 +367,7 @@ upstream = "backend"
 headers_add = ["NoColon", "Bad Name: v", "X-Var: $unknown_var", "X-Ok: $http_user_agent", "X-Ctl: a` + "\\r\\n" + `b"]
 headers_set = { "Bad(Name)" = "v", "X-Open" = "${host" }
 headers_remove = ["bad name", "X-Fine"]
-proxy_set_headers = { Host = "$host", "X-Bad" = "$nope" }
+proxy_set_headers = { Host = "$host", "X-Bad" = "$nope", host = "x" }
 proxy_add_headers = [": novalue", "X-Fine: $remote_addr:$remote_port"]
 proxy_remove_headers = ["X@Y"]
 `},
