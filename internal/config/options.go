@@ -3,41 +3,43 @@ package config
 import (
 	"bytes"
 	"fmt"
-	"strings"
+	"reflect"
 
 	"github.com/BurntSushi/toml"
 )
 
 // DecodeOptions decodes a plugin's raw option table into dst (a pointer to a
-// struct with toml tags) strictly: an unknown key or a value of the wrong
-// type is an error naming the key. Duration and Size fields accept the same
-// forms as everywhere else in the config.
+// struct with toml tags) strictly: every unknown key and every value of the
+// wrong type is reported, each naming its key. The error is an Errors whose
+// entries carry only Key and Msg; the engine locates them with
+// Errors.Append(file, "plugins.NAME", err). Duration and Size fields accept
+// the same forms as everywhere else in the config.
 func DecodeOptions(options map[string]any, dst any) error {
-	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(options); err != nil {
-		return fmt.Errorf("options: %w", err)
-	}
-	md, err := toml.Decode(buf.String(), dst)
-	if err != nil {
-		return cleanTOMLError(err)
-	}
-	if und := md.Undecoded(); len(und) > 0 {
-		keys := make([]string, len(und))
-		for i, k := range und {
-			keys[i] = k.String()
-		}
-		return fmt.Errorf("unknown key %s", strings.Join(keys, ", "))
-	}
-	return nil
+	return decodeOptions(options, dst)
 }
 
-// cleanTOMLError turns a decode error into one line that names the key when
-// the library reports it.
-func cleanTOMLError(err error) error {
-	var pe toml.ParseError
-	if e, ok := err.(toml.ParseError); ok {
-		pe = e
-		return fmt.Errorf("%s", strings.TrimSpace(pe.Message))
+// decodeOptions is DecodeOptions (kept under this name for code that was
+// written against an earlier version of this file).
+func decodeOptions(options map[string]any, dst any) (err error) {
+	rv := reflect.ValueOf(dst)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
+		return fmt.Errorf("DecodeOptions: dst must be a pointer to a struct, not %T", dst)
 	}
-	return err
+	defer func() {
+		if r := recover(); r != nil {
+			err = Errors{NewError("", "", "", fmt.Sprintf("cannot decode options: %v", r))}
+		}
+	}()
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(options); err != nil {
+		return Errors{NewError("", "", "", fmt.Sprintf("cannot encode options: %v", err))}
+	}
+	var keys map[string]toml.Primitive
+	md, err := toml.Decode(buf.String(), &keys)
+	if err != nil {
+		return Errors{NewError("", "", "", stripTOMLPrefix(err.Error()))}
+	}
+	d := &decoder{md: &md}
+	d.fields(keys, "", nil, rv.Elem())
+	return d.errs.Err()
 }
