@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -21,6 +22,9 @@ func DecodeOptions(options map[string]any, dst any) error {
 	if err != nil {
 		return cleanTOMLError(err)
 	}
+	if err := checkTables(options, dst); err != nil {
+		return err
+	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
 		for i, k := range und {
@@ -37,7 +41,45 @@ func cleanTOMLError(err error) error {
 	var pe toml.ParseError
 	if e, ok := err.(toml.ParseError); ok {
 		pe = e
-		return fmt.Errorf("%s", strings.TrimSpace(pe.Message))
+		msg := strings.TrimSpace(pe.Message)
+		// Errors from UnmarshalTOML (Duration, Size) carry the key only in
+		// LastKey; the library's own type errors already quote it.
+		if pe.LastKey != "" && !strings.Contains(msg, pe.LastKey) {
+			return fmt.Errorf("%s: %s", pe.LastKey, msg)
+		}
+		return fmt.Errorf("%s", msg)
 	}
 	return err
+}
+
+// checkTables reports a map-typed field whose option is not a table: the
+// TOML library silently leaves such a field empty (an array given for a
+// table decodes to nothing), which would hide a config mistake.
+func checkTables(options map[string]any, dst any) error {
+	rv := reflect.ValueOf(dst)
+	for rv.Kind() == reflect.Pointer {
+		rv = rv.Elem()
+	}
+	if rv.Kind() != reflect.Struct {
+		return nil
+	}
+	rt := rv.Type()
+	for i := 0; i < rt.NumField(); i++ {
+		f := rt.Field(i)
+		if f.Type.Kind() != reflect.Map {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		v, ok := options[name]
+		if !ok || v == nil {
+			continue
+		}
+		if reflect.ValueOf(v).Kind() != reflect.Map {
+			return fmt.Errorf("%s: must be a table (Name = value), got %T", name, v)
+		}
+	}
+	return nil
 }
