@@ -14,7 +14,7 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"strings"
-	
+
 	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/httpx"
 	"github.com/pingap-go/pingap/internal/plugin"
