@@ -142,10 +142,11 @@ func (p *BasicAuth) check(auth string) bool {
 	}
 	enc := strings.TrimSpace(auth[len(prefix):])
 	var buf [maxCredentials]byte
-	if base64.StdEncoding.DecodedLen(len(enc)) > len(buf) {
+	var src [maxCredentials/3*4 + 4]byte // a stack copy: []byte(enc) would be heap-allocated
+	if base64.StdEncoding.DecodedLen(len(enc)) > len(buf) || len(enc) > len(src) {
 		return false
 	}
-	n, err := base64.StdEncoding.Decode(buf[:], []byte(enc))
+	n, err := base64.StdEncoding.Decode(buf[:], src[:copy(src[:], enc)])
 	if err != nil {
 		return false
 	}
