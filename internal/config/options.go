@@ -13,6 +13,13 @@ import (
 // type is an error naming the key. Duration and Size fields accept the same
 // forms as everywhere else in the config.
 func DecodeOptions(options map[string]any, dst any) error {
+	if err := decodeOptions(options, dst); err != nil {
+		return nameKey(options, dst, err)
+	}
+	return nil
+}
+
+func decodeOptions(options map[string]any, dst any) error {
 	var buf bytes.Buffer
 	if err := toml.NewEncoder(&buf).Encode(options); err != nil {
 		return fmt.Errorf("options: %w", err)
