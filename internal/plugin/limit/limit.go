@@ -460,4 +460,3 @@ var (
 	_ plugin.Finisher        = (*Plugin)(nil)
 	_ plugin.Closer          = (*Plugin)(nil)
 )
-
