@@ -76,7 +76,7 @@ locations = ["api", "exact", "regex", "host"]
 		{"encoded dot-dot normalized", "/x/%2e%2e/api/z", "", 200, "a", "/z", ""},
 		{"host wildcard with port", "/anything", "Foo.Example.com:8080", 200, "b", "/anything", ""},
 		{"wildcard does not match apex", "/anything", "example.com", 404, "", "", ""},
-		{"double slash merged", "//api//users", "", 200, "a", "/users", ""},
+		{"double slash merged", "/api//users", "", 200, "a", "/users", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -127,7 +127,7 @@ func (e *Engine) Reload() error {
 	cfg, err := e.opts.Load()
 	if err != nil {
 		e.metrics.ConfigReload(false)
-		e.log.Error("reload failed: invalid configuration; the running configuration stays", slog.String("error", err.Error()))
+		e.log.Error("reload failed; the running configuration stays", slog.String("error", err.Error()))
 		return err
 	}
 	return e.Apply(cfg)

@@ -71,6 +71,7 @@ func New() *Proxy {
 // upstream request allocates nothing.
 type attempt struct {
 	out    httpx.OutRequest
+	body   clientBody
 	hdr    httpx.Header
 	buf    []byte
 	c      *httpx.Ctx
@@ -100,23 +101,19 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route) *upstream.Host {
 	a := p.state.Get().(*attempt)
 	defer func() {
 		a.c = nil
+		a.body = clientBody{}
 		a.out = httpx.OutRequest{}
 		a.hdr.Reset()
 		p.state.Put(a)
 	}()
 	a.c = c
-	body := c.Req.Body
-	if route.MaxBodySize > 0 {
-		if c.Req.ContentLength > route.MaxBodySize {
-			c.Error(413, "request body too large")
-			return nil
-		}
-		if c.Req.ContentLength != 0 {
-			body = &limitedBody{r: body, left: route.MaxBodySize}
-		}
+	if route.MaxBodySize > 0 && c.Req.ContentLength > route.MaxBodySize {
+		c.Error(413, "request body too large")
+		return nil
 	}
+	a.body = clientBody{r: c.Req.Body, limit: route.MaxBodySize, left: route.MaxBodySize}
 	upgrade := upgradeToken(c)
-	a.buildRequest(c, route, body, upgrade)
+	a.buildRequest(c, route, &a.body, upgrade)
 
 	var exclude *upstream.Host
 	for try := 0; try < 2; try++ {
@@ -150,14 +147,23 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route) *upstream.Host {
 			return h
 		}
 		h.Done(true)
+		if a.body.err != nil && a.body.err != io.EOF {
+			// The client's body broke (malformed chunking, too large, the
+			// client went away): the request is the client's fault and was
+			// never delivered whole.
+			if errors.Is(a.body.err, httpx.ErrBodyTooLarge) {
+				c.Error(413, "request body too large")
+			} else {
+				c.Error(400, "malformed or incomplete request body")
+			}
+			return nil
+		}
 		if httpx.IsConnectError(err) {
 			h.ReportConnectFailure()
 			exclude = h
 			continue
 		}
 		switch {
-		case errors.Is(err, httpx.ErrBodyTooLarge):
-			c.Error(413, "request body too large")
 		case httpx.IsTimeout(err):
 			c.Error(504, "upstream timeout")
 		default:
@@ -286,23 +292,33 @@ func upgradeToken(c *httpx.Ctx) string {
 	return c.Req.Header.Get("Upgrade")
 }
 
-// limitedBody enforces client_max_body_size while streaming.
-type limitedBody struct {
-	r    io.Reader
-	left int64
+// clientBody is the client's request body as the upstream reads it: it
+// enforces client_max_body_size while streaming and remembers the error the
+// client side produced, so a failed upload maps to 400/413 rather than 502.
+type clientBody struct {
+	r     io.Reader
+	limit int64 // 0 = unlimited
+	left  int64
+	err   error
 }
 
-func (l *limitedBody) Read(p []byte) (int, error) {
-	if l.left < 0 {
-		return 0, httpx.ErrBodyTooLarge
+func (b *clientBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
 	}
-	if int64(len(p)) > l.left+1 {
-		p = p[:l.left+1]
+	if b.limit > 0 && int64(len(p)) > b.left+1 {
+		p = p[:b.left+1]
 	}
-	n, err := l.r.Read(p)
-	l.left -= int64(n)
-	if l.left < 0 {
-		return 0, httpx.ErrBodyTooLarge
+	n, err := b.r.Read(p)
+	if b.limit > 0 {
+		b.left -= int64(n)
+		if b.left < 0 {
+			b.err = httpx.ErrBodyTooLarge
+			return 0, b.err
+		}
+	}
+	if err != nil {
+		b.err = err
 	}
 	return n, err
 }
