@@ -86,6 +86,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		defer stop()
 	}
 
+	// Signals are caught before anything listens, so a SIGTERM that arrives
+	// while the first requests run is a graceful shutdown, never a kill.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+
 	inherited, err := upgrade.FromEnv()
 	if err != nil {
 		logger.Error("inherited listeners", slog.String("error", err.Error()))
@@ -119,8 +124,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGHUP:

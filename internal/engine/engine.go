@@ -57,8 +57,8 @@ type Engine struct {
 	// acme answers ACME HTTP-01 challenges before routing (nil: none).
 	acme func(c *httpx.Ctx) bool
 
-	mu        sync.Mutex // serializes Start, Apply and Shutdown
-	listeners map[string]*listener
+	mu         sync.Mutex // serializes Start, Apply and Shutdown
+	listeners  map[string]*listener
 	metricsSrv *auxServer
 	accessPath string
 }

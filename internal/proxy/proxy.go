@@ -33,7 +33,7 @@ type Route struct {
 	AddHeaders    []HeaderOp
 	RemoveHeaders []string
 	// MaxBodySize is client_max_body_size (0 = unlimited).
-	MaxBodySize int64
+	MaxBodySize  int64
 	hostOverride *httpx.Template
 }
 
