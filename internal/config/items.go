@@ -68,8 +68,12 @@ func decodeItem(key string, body []byte, file string) (d *decoded, errs Errors) 
 	var keys map[string]toml.Primitive
 	md, err := toml.Decode(string(body), &keys)
 	if err != nil {
+		// The body's keys are relative to the item: LastKey is the key.
 		e := syntaxError(file, err)
-		e.Section, e.Key = sectionOf(kind, name, hasName), ""
+		if e.Section != "" {
+			e.Key = ""
+		}
+		e.Section = sectionOf(kind, name, hasName)
 		return nil, Errors{e}
 	}
 	if keys == nil {
