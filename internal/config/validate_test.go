@@ -579,6 +579,23 @@ addrs = []
 
 toplevel = 1
 `},
+	{"decode_and_validate", `
+[upstreams.u]
+addrs = ["127.0.0.1:9"]
+algorithm = "fastest"
+weights = "x"
+
+[locations.l]
+upstream = "missing"
+path_type = "regex"
+path = "(["
+bogus = 1
+
+[servers.s]
+addr = "127.0.0.1:0"
+locations = ["l", "nope"]
+max_header_bytes = "huge"
+`},
 	{"decode_not_tables", `
 basic = 1
 upstreams = "x"
