@@ -459,10 +459,12 @@ func checkHostPattern(h string) string {
 	if strings.Contains(name, "*") {
 		return fmt.Sprintf("invalid host %q: only a leading \"*.\" wildcard is allowed", h)
 	}
-	if strings.HasPrefix(name, "[") {
-		if a, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil && a.Is6() && strings.HasSuffix(name, "]") && name == h {
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		// An IPv6 literal, as it appears in a Host header.
+		if a, err := netip.ParseAddr(h[1 : len(h)-1]); err == nil && a.Is6() {
 			return ""
 		}
+		return fmt.Sprintf("invalid host %q: not an IPv6 address", h)
 	}
 	if strings.Contains(name, ":") {
 		return fmt.Sprintf("invalid host %q: no port (the port in Host is ignored when matching)", h)

@@ -360,6 +360,14 @@ host = "*.example.com"
 [locations.h6]
 upstream = "backend"
 host = "exa mple.com"
+
+[locations.h7]
+upstream = "backend"
+host = "[::1]"
+
+[locations.h8]
+upstream = "backend"
+host = "[1.2.3.4]"
 `},
 	{"headers", base + `
 [locations.hdr]
