@@ -14,11 +14,11 @@ import (
 	"github.com/pingap-go/pingap/internal/httpx"
 )
 
-// Algorithms are the upstream selection policies.
-var Algorithms = []string{"round_robin", "weighted_round_robin", "least_conn", "ip_hash", "random", "hash"}
+// algorithms are the upstream selection policies (read-only).
+var algorithms = []string{"round_robin", "weighted_round_robin", "least_conn", "ip_hash", "random", "hash"}
 
-// PathTypes are the location path match kinds.
-var PathTypes = []string{"exact", "prefix", "regex"}
+// pathTypes are the location path match kinds (read-only).
+var pathTypes = []string{"exact", "prefix", "regex"}
 
 // Section returns the section string of an item as Error and FileOf use it:
 // kind + "." + name, the name quoted when TOML needs it.
@@ -175,8 +175,8 @@ func (v *validator) upstream(name string, u Upstream) {
 		}
 		seen[n] = true
 	}
-	if !slices.Contains(Algorithms, u.Algorithm) {
-		v.add(s, "algorithm", "unknown algorithm %q (want %s)", u.Algorithm, oneOf(Algorithms))
+	if !slices.Contains(algorithms, u.Algorithm) {
+		v.add(s, "algorithm", "unknown algorithm %q (want %s)", u.Algorithm, oneOf(algorithms))
 	}
 	if len(u.Weights) > 0 {
 		if u.Algorithm != "weighted_round_robin" {
@@ -318,7 +318,7 @@ func (v *validator) location(name string, l Location) {
 			}
 		}
 	default:
-		v.add(s, "path_type", "unknown path_type %q (want %s)", l.PathType, oneOf(PathTypes))
+		v.add(s, "path_type", "unknown path_type %q (want %s)", l.PathType, oneOf(pathTypes))
 	}
 	for i, h := range l.HeadersAdd {
 		if msg := checkHeaderLine(h); msg != "" {
