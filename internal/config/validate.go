@@ -467,7 +467,15 @@ func checkHostPattern(h string) string {
 		return fmt.Sprintf("invalid host %q: not an IPv6 address", h)
 	}
 	if strings.Contains(name, ":") {
+		if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
+			return "" // a bare IPv6 literal, as the router accepts it
+		}
 		return fmt.Sprintf("invalid host %q: no port (the port in Host is ignored when matching)", h)
+	}
+	// One trailing dot (a fully qualified name) is allowed, as the router
+	// strips it.
+	if n := len(name); n > 1 && name[n-1] == '.' {
+		name = name[:n-1]
 	}
 	if !validHostname(name) {
 		return fmt.Sprintf("invalid host %q: want \"example.com\" or \"*.example.com\"", h)
@@ -611,7 +619,7 @@ func (v *validator) certificate(name string, ct Certificate) {
 		v.add(s, "domains", "at least one domain is required")
 	}
 	for _, d := range ct.Domains {
-		if msg := checkHostPattern(d); msg != "" || strings.HasPrefix(d, "[") {
+		if msg := checkHostPattern(d); msg != "" || strings.ContainsAny(d, "[:") || strings.HasSuffix(d, ".") {
 			v.add(s, "domains", "invalid domain %q: want \"example.com\" or \"*.example.com\"", d)
 		}
 	}

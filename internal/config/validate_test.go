@@ -368,6 +368,18 @@ host = "[::1]"
 [locations.h8]
 upstream = "backend"
 host = "[1.2.3.4]"
+
+[locations.h9]
+upstream = "backend"
+host = "example.com."
+
+[locations.h10]
+upstream = "backend"
+host = "example.com.."
+
+[locations.h11]
+upstream = "backend"
+host = "fe80::1"
 `},
 	{"headers", base + `
 [locations.hdr]
@@ -470,7 +482,7 @@ domains = []
 acme = true
 
 [certificates.baddomain]
-domains = ["*.*.example.com", "ex ample.com", "example.com:443"]
+domains = ["*.*.example.com", "ex ample.com", "example.com:443", "example.org.", "::1"]
 tls_cert = "a.pem"
 
 [acme]
