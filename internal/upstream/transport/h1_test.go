@@ -446,8 +446,8 @@ func TestConnectionClose(t *testing.T) {
 }
 
 func TestInformational(t *testing.T) {
-	b := newRawBackend(t, serveScript("HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n" +
-		"HTTP/1.1 100 Continue\r\n\r\n" +
+	b := newRawBackend(t, serveScript("HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"+
+		"HTTP/1.1 100 Continue\r\n\r\n"+
 		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Final: 1\r\n\r\nok"))
 	rt := newH1ForTest(t, config.Upstream{}, b.addr())
 	var got []string
