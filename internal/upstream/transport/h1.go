@@ -81,6 +81,7 @@ type conn struct {
 	idleAt time.Time
 	// deadline reports whether a read/write deadline may be set on nc.
 	deadline bool
+	probe    *prober
 	parser   httpx.ResponseParser
 	cr       httpx.ChunkedReader
 	cw       httpx.ChunkedWriter
@@ -185,6 +186,7 @@ func (t *h1) dial(ctx context.Context) (*conn, error) {
 		nc = tc
 	}
 	c := &conn{t: t, nc: nc}
+	c.probe = newProber(nc)
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(nc)
 	return c, nil
@@ -323,10 +325,17 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		c.deadline = false
 	}
 
+	hasBody := req.Body != nil && req.ContentLength != 0
+	if reused && hasBody && !c.probe.Alive() {
+		// Once the body is read from, a stale connection cannot be retried:
+		// check it first (one non-blocking syscall).
+		_, e := fail(nil)
+		return true, e
+	}
+
 	// Write the head and the body.
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(c.nc)
-	hasBody := req.Body != nil && req.ContentLength != 0
 	c.writeHead(req, hasBody)
 	var werr error
 	bodyTouched := false

@@ -196,12 +196,33 @@ func TestStaleConnRetried(t *testing.T) {
 		t.Fatalf("dials %d reused %d, want 3 and 2", dials, reused)
 	}
 
-	// A request whose body was already sent is not retried.
+	// A request with a body is checked before the body is read: the stale
+	// connection is detected and a fresh one used.
 	req := &httpx.OutRequest{Method: "POST", URI: "/", Host: "h", Body: strings.NewReader("data"), ContentLength: 4}
-	_, _, _, err := do(t, rt, req)
+	if _, body, res, err := do(t, rt, req); err != nil || body != "ok" || res.Reused {
+		t.Fatalf("POST on stale conn: %q %v reused=%v", body, err, res.Reused)
+	}
+	if dials, _ := rt.Stats(); dials != 4 {
+		t.Fatalf("dials %d, want 4", dials)
+	}
+}
+
+func TestStaleRetryOnlyOnce(t *testing.T) {
+	// The backend answers once, then reads requests and closes without an
+	// answer: the pooled connection's failure is retried once on a fresh
+	// connection, whose failure is final.
+	b := newRawBackend(t, serveSeq("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	rt := newH1ForTest(t, config.Upstream{}, b.addr())
+	if _, body, _, err := do(t, rt, get("/", "h")); err != nil || body != "ok" {
+		t.Fatalf("%q %v", body, err)
+	}
+	_, _, _, err := do(t, rt, get("/", "h"))
 	var te *httpx.TransportError
-	if !errors.As(err, &te) || !te.Sent {
-		t.Fatalf("POST on stale conn: %v, want a Sent TransportError", err)
+	if !errors.As(err, &te) || !te.Sent || te.Op != "read" || httpx.IsConnectError(err) {
+		t.Fatalf("err %v, want a read error with Sent", err)
+	}
+	if n := b.accepts.Load(); n != 2 {
+		t.Fatalf("accepts %d, want 2", n)
 	}
 }
 

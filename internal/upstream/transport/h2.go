@@ -129,6 +129,11 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 			hreq.Header[http.CanonicalHeaderKey(f.Name)] = append(hreq.Header[http.CanonicalHeaderKey(f.Name)], f.Value)
 		}
 	}
+	// gRPC requires "te: trailers" (it detects proxies that drop trailers);
+	// a proxy strips TE as hop-by-hop, so restore it for gRPC requests.
+	if ct := hreq.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc") {
+		hreq.Header["Te"] = []string{"trailers"}
+	}
 	if req.Body != nil && req.ContentLength != 0 {
 		hreq.ContentLength = req.ContentLength
 		if req.Trailer != nil {

@@ -131,7 +131,7 @@ var grpcLikeHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Reque
 	body, _ := io.ReadAll(r.Body)
 	w.Header().Set("Trailer", "Grpc-Status, Grpc-Message")
 	w.Header().Set("Content-Type", "application/grpc")
-	fmt.Fprintf(w, "%s %s %s %s req-trailer=%s", r.Proto, r.Host, r.RequestURI, body, r.Trailer.Get("X-Req-Trailer"))
+	fmt.Fprintf(w, "%s %s %s %s req-trailer=%s te=%s", r.Proto, r.Host, r.RequestURI, body, r.Trailer.Get("X-Req-Trailer"), r.Header.Get("Te"))
 	w.Header().Set("Grpc-Status", "0")
 	w.Header().Set("Grpc-Message", "fine")
 })
@@ -142,14 +142,14 @@ func checkH2(t *testing.T, rt httpx.RoundTripper) {
 		var tr httpx.Header
 		tr.Add("X-Req-Trailer", "rt")
 		h := &httpx.Header{}
-		h.Add("Te", "trailers")
+		h.Add("Content-Type", "application/grpc+proto")
 		req := &httpx.OutRequest{Method: "POST", URI: "/pkg.Svc/Method?x=1", Host: "grpc.test", Header: h,
 			Body: strings.NewReader("msg"), ContentLength: -1, Trailer: &tr}
 		resp, body, _, err := do(t, rt, req)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := "HTTP/2.0 grpc.test /pkg.Svc/Method?x=1 msg req-trailer=rt"; body != want {
+		if want := "HTTP/2.0 grpc.test /pkg.Svc/Method?x=1 msg req-trailer=rt te=trailers"; body != want {
 			t.Fatalf("body %q, want %q", body, want)
 		}
 		if resp.Status != 200 || resp.Header.Get("content-type") != "application/grpc" {
