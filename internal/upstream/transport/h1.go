@@ -397,6 +397,11 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 				return fail(&httpx.TransportError{Op: "read", Sent: true, Err: err})
 			}
 		}
+		if rt > 0 {
+			// An interim answer (102 Processing) shows the upstream is
+			// alive: the wait for the final head starts again.
+			c.nc.SetReadDeadline(time.Now().Add(rt))
+		}
 	}
 	resp.Trailer.Reset()
 
