@@ -150,7 +150,7 @@ func (p *ResponseParser) ReadHead(br *bufio.Reader, resp *Response, maxBytes int
 
 		switch {
 		case wireEqualFold(name, "Content-Length"):
-			n, err := parseContentLength(value)
+			n, err := parseRespContentLength(value)
 			if err != nil {
 				return head, err
 			}
@@ -265,9 +265,9 @@ func parseStatusLine(line []byte, head *ResponseHead) error {
 	return nil
 }
 
-// parseContentLength parses a Content-Length value: 1*DIGIT, or a list of
+// parseRespContentLength parses a Content-Length value: 1*DIGIT, or a list of
 // identical such values ("42, 42", RFC 9110 §8.6), overflow checked.
-func parseContentLength(v []byte) (int64, error) {
+func parseRespContentLength(v []byte) (int64, error) {
 	n := int64(-1)
 	for len(v) > 0 {
 		var part []byte
