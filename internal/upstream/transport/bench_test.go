@@ -123,3 +123,27 @@ func BenchmarkStdTransportKeepAlive(b *testing.B) {
 		res.Body.Close()
 	}
 }
+
+// BenchmarkRoundTripKeepAliveCancellable is the keep-alive round trip with
+// a cancellable context (HTTP/2 streams): cancellation costs a
+// context.AfterFunc registration per request.
+func BenchmarkRoundTripKeepAliveCancellable(b *testing.B) {
+	rt := newH1ForTest(b, config.Upstream{}, fixedBackend(b))
+	req := &httpx.OutRequest{Method: "GET", URI: "/", Host: "example.com", Header: &httpx.Header{}}
+	var resp httpx.Response
+	buf := make([]byte, 4096)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rt.RoundTrip(ctx, req, &resp); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			if _, err := resp.Body.Read(buf); err != nil {
+				break
+			}
+		}
+		httpx.CloseBody(&resp)
+	}
+}

@@ -82,6 +82,7 @@ type conn struct {
 	// deadline reports whether a read/write deadline may be set on nc.
 	deadline bool
 	probe    *prober
+	abort    func() // interrupts blocked IO (context cancellation)
 	parser   httpx.ResponseParser
 	cr       httpx.ChunkedReader
 	cw       httpx.ChunkedWriter
@@ -299,8 +300,11 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	// cancellable contexts pay for the registration.
 	var stop func() bool
 	if ctx.Done() != nil {
-		nc := c.nc
-		stop = context.AfterFunc(ctx, func() { nc.SetDeadline(aLongTimeAgo) })
+		if c.abort == nil {
+			nc := c.nc
+			c.abort = func() { nc.SetDeadline(aLongTimeAgo) }
+		}
+		stop = context.AfterFunc(ctx, c.abort)
 	}
 	fail := func(e error) (bool, error) {
 		if stop != nil {
