@@ -82,10 +82,17 @@ type conn struct {
 	// deadline reports whether a read/write deadline may be set on nc.
 	deadline bool
 	probe    *prober
-	abort    func() // interrupts blocked IO (context cancellation)
+	abort    func()    // interrupts blocked IO (context cancellation)
+	readBy   time.Time // the read deadline last set by setReadDeadline
 	parser   httpx.ResponseParser
 	cr       httpx.ChunkedReader
 	cw       httpx.ChunkedWriter
+}
+
+// setReadDeadline sets the read deadline to now+d and remembers it.
+func (c *conn) setReadDeadline(d time.Duration) {
+	c.readBy = time.Now().Add(d)
+	c.nc.SetReadDeadline(c.readBy)
 }
 
 func (c *conn) close() {
@@ -322,7 +329,8 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 
 	rt := req.ReadTimeout
 	if rt > 0 {
-		c.nc.SetDeadline(time.Now().Add(rt))
+		c.readBy = time.Now().Add(rt)
+		c.nc.SetDeadline(c.readBy)
 		c.deadline = true
 	} else if c.deadline {
 		c.nc.SetDeadline(time.Time{})
@@ -368,7 +376,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	}
 	if hasBody && rt > 0 {
 		// The head deadline counts from the end of the request.
-		c.nc.SetReadDeadline(time.Now().Add(rt))
+		c.setReadDeadline(rt)
 	} else if werr != nil {
 		c.nc.SetReadDeadline(time.Time{}) // responseWaiting's
 	}
@@ -404,7 +412,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		if rt > 0 {
 			// An interim answer (102 Processing) shows the upstream is
 			// alive: the wait for the final head starts again.
-			c.nc.SetReadDeadline(time.Now().Add(rt))
+			c.setReadDeadline(rt)
 		}
 	}
 	resp.Trailer.Reset()
@@ -579,9 +587,11 @@ func (b *body) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if b.rt > 0 && c.br.Buffered() == 0 {
-		// Each network read may wait up to read_timeout.
-		c.nc.SetReadDeadline(time.Now().Add(b.rt))
+	if b.rt > 0 && (c.br.Buffered() == 0 || time.Until(c.readBy) < b.rt/2) {
+		// Each network read may wait up to read_timeout. A Read served
+		// from the buffer needs no new deadline, unless the old one is
+		// getting close (a partial chunk line may still need the network).
+		c.setReadDeadline(b.rt)
 	}
 	switch b.mode {
 	case httpx.FramingLength:
