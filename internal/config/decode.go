@@ -55,25 +55,61 @@ func Load(path string) (*Config, error) {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			errs.Add(f, "", "", cleanOSError(err))
+			docs = append(docs, &decoded{file: f, broken: true})
 			continue
 		}
 		d, derrs := decodeFile(data, f)
 		errs = append(errs, derrs...)
 		docs = append(docs, d)
 	}
-	if len(errs) > 0 {
-		return nil, errs.Err()
+	return finish(docs, errs, st.IsDir(), path)
+}
+
+// finish merges decoded documents, applies defaults and validates. When
+// decoding found problems, validation still runs (so `pingap -t` shows
+// every problem at once) unless a document could not be read at all, and
+// its findings on a key or section that already has a decode error are
+// dropped (a value that failed to decode would only be reported again as
+// missing).
+func finish(docs []*decoded, decodeErrs Errors, folder bool, source string) (*Config, error) {
+	for _, d := range docs {
+		if d.broken {
+			return nil, decodeErrs.Err()
+		}
 	}
-	c, errs := merge(docs, st.IsDir())
+	c, errs := merge(docs, folder)
 	if len(errs) > 0 {
-		return nil, errs.Err()
+		return nil, append(decodeErrs, errs...).Err()
 	}
-	c.Source = path
+	c.Source = source
 	ApplyDefaults(c)
-	if err := Validate(c); err != nil {
-		return nil, err
+	verr := Validate(c)
+	if len(decodeErrs) == 0 {
+		if verr != nil {
+			return nil, verr
+		}
+		return c, nil
 	}
-	return c, nil
+	all := decodeErrs
+	if list, ok := verr.(Errors); ok {
+		for _, e := range list {
+			if !coveredBy(e, decodeErrs) {
+				all = append(all, e)
+			}
+		}
+	}
+	return nil, all.Err()
+}
+
+// coveredBy reports whether a validation error is about a key (or a
+// section) that failed to decode.
+func coveredBy(e *Error, decodeErrs Errors) bool {
+	for _, d := range decodeErrs {
+		if d.File == e.File && d.Section == e.Section && (d.Key == "" || d.Key == e.Key) {
+			return true
+		}
+	}
+	return false
 }
 
 // Parse is Load for one in-memory TOML document called name (the admin API's
@@ -81,19 +117,7 @@ func Load(path string) (*Config, error) {
 // cfg.Source is set to name.
 func Parse(data []byte, name string) (*Config, error) {
 	d, errs := decodeFile(data, name)
-	if len(errs) > 0 {
-		return nil, errs.Err()
-	}
-	c, errs := merge([]*decoded{d}, false)
-	if len(errs) > 0 {
-		return nil, errs.Err()
-	}
-	c.Source = name
-	ApplyDefaults(c)
-	if err := Validate(c); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return finish([]*decoded{d}, errs, false, name)
 }
 
 // cleanOSError drops the path from an *os.PathError (the Error already names
@@ -113,6 +137,8 @@ type decoded struct {
 	// singles lists the single sections ("basic", "acme", "tracing") the
 	// file defines.
 	singles []string
+	// broken is set when the file could not be read or parsed at all.
+	broken bool
 	// accessLogSet and sampleRatioSet record whether the file wrote
 	// basic.access_log and tracing.sample_ratio: their defaults (true, 1.0)
 	// cannot be told apart from an explicit false/0 after decoding.
@@ -135,12 +161,14 @@ func decodeFile(data []byte, file string) (d *decoded, errs Errors) {
 		// The decoder is third-party code fed with user input: a panic in it
 		// must come out as a config error, never take the process down.
 		if r := recover(); r != nil {
+			d.broken = true
 			errs = append(errs, NewError(file, "", "", fmt.Sprintf("cannot decode: %v", r)))
 		}
 	}()
 	var top map[string]toml.Primitive
 	md, err := toml.Decode(string(data), &top)
 	if err != nil {
+		d.broken = true
 		return d, Errors{syntaxError(file, err)}
 	}
 	dec := &decoder{md: &md, file: file}

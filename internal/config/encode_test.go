@@ -130,3 +130,18 @@ func TestJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeDefault(t *testing.T) {
+	d := Default()
+	out, err := Encode(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(out, "")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !reflect.DeepEqual(d, back) {
+		t.Errorf("Default() does not round-trip:\n%+v\n%+v\n%s", d, back, out)
+	}
+}

@@ -30,23 +30,9 @@ func ParseItems(items map[string][]byte, source string) (*Config, error) {
 		file := strings.TrimSuffix(source, "/") + "/" + key
 		d, derrs := decodeItem(key, items[key], file)
 		errs = append(errs, derrs...)
-		if d != nil {
-			docs = append(docs, d)
-		}
+		docs = append(docs, d)
 	}
-	if len(errs) > 0 {
-		return nil, errs.Err()
-	}
-	c, errs := merge(docs, true)
-	if len(errs) > 0 {
-		return nil, errs.Err()
-	}
-	c.Source = source
-	ApplyDefaults(c)
-	if err := Validate(c); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return finish(docs, errs, true, source)
 }
 
 // decodeItem decodes one entry.
@@ -56,21 +42,26 @@ func decodeItem(key string, body []byte, file string) (d *decoded, errs Errors) 
 	case slices.Contains(singleSections, key):
 	case hasName && slices.Contains(itemSections, kind) && name != "" && !strings.Contains(name, "/"):
 	default:
-		return nil, Errors{NewError(file, "", "", fmt.Sprintf("unknown entry %q (want basic, acme, tracing or KIND/NAME with KIND one of %s)",
+		return &decoded{file: file, broken: true}, Errors{NewError(file, "", "", fmt.Sprintf("unknown entry %q (want basic, acme, tracing or KIND/NAME with KIND one of %s)",
 			key, strings.Join(itemSections, ", ")))}
 	}
 	d = &decoded{file: file}
 	defer func() {
 		if r := recover(); r != nil {
+			d.broken = true
 			errs = append(errs, NewError(file, "", "", fmt.Sprintf("cannot decode: %v", r)))
 		}
 	}()
 	var keys map[string]toml.Primitive
 	md, err := toml.Decode(string(body), &keys)
 	if err != nil {
+		// The body's keys are relative to the item: LastKey is the key.
 		e := syntaxError(file, err)
-		e.Section, e.Key = sectionOf(kind, name, hasName), ""
-		return nil, Errors{e}
+		if e.Section != "" {
+			e.Key = ""
+		}
+		e.Section = sectionOf(kind, name, hasName)
+		return &decoded{file: file, broken: true}, Errors{e}
 	}
 	if keys == nil {
 		keys = map[string]toml.Primitive{}

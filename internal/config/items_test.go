@@ -42,7 +42,7 @@ func TestParseItemsErrors(t *testing.T) {
 		"upstreams/a/b": []byte(""),
 	}, "etcd://h:2379/p/")
 	want := `etcd://h:2379/p/basic: [basic] nme: unknown key (did you mean "name"?)` + "\n" +
-		`etcd://h:2379/p/plugins/p: [plugins.p] line 1: expected value but found '\n' instead` + "\n" +
+		`etcd://h:2379/p/plugins/p: [plugins.p] category: line 1: expected value but found '\n' instead` + "\n" +
 		`etcd://h:2379/p/upstreams/a/b: unknown entry "upstreams/a/b" (want basic, acme, tracing or KIND/NAME with KIND one of upstreams, locations, servers, plugins, certificates)` + "\n" +
 		`etcd://h:2379/p/widgets/w: unknown entry "widgets/w" (want basic, acme, tracing or KIND/NAME with KIND one of upstreams, locations, servers, plugins, certificates)`
 	if err == nil || err.Error() != want {

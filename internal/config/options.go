@@ -41,5 +41,29 @@ func decodeOptions(options map[string]any, dst any) (err error) {
 	}
 	d := &decoder{md: &md}
 	d.fields(keys, "", nil, rv.Elem())
+	// Unknown keys inside nested tables (a struct-typed option) are only
+	// visible as undecoded keys; unknown top-level keys were reported above.
+	idx := fieldIndex(rv.Elem().Type())
+	for _, k := range md.Undecoded() {
+		if len(k) < 2 {
+			continue
+		}
+		if f, known := idx[k[0]]; known && hasStruct(f.Type) {
+			d.errs.Add("", "", k.String(), "unknown key")
+		}
+	}
 	return d.errs.Err()
+}
+
+// hasStruct reports whether values of t are decoded field by field (so a
+// leftover key is a typo), as opposed to free-form any values, which the
+// TOML library does not mark as decoded.
+func hasStruct(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Struct:
+		return true
+	case reflect.Slice, reflect.Array, reflect.Pointer, reflect.Map:
+		return hasStruct(t.Elem())
+	}
+	return false
 }

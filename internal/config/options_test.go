@@ -77,3 +77,27 @@ func TestDecodeOptions(t *testing.T) {
 		t.Error("non-pointer dst accepted")
 	}
 }
+
+func TestDecodeOptionsNested(t *testing.T) {
+	type rule struct {
+		Path string `toml:"path"`
+		Max  int    `toml:"max"`
+	}
+	var o struct {
+		Rules []rule `toml:"rules"`
+		One   rule   `toml:"one"`
+		Any   any    `toml:"any"`
+	}
+	err := DecodeOptions(map[string]any{
+		"rules": []any{map[string]any{"path": "/a", "max": int64(1)}, map[string]any{"path": "/b", "mx": int64(2)}},
+		"one":   map[string]any{"path": "/c", "extra": true},
+		"any":   map[string]any{"free": "form"},
+	}, &o)
+	want := "one.extra: unknown key\nrules.mx: unknown key"
+	if err == nil || err.Error() != want {
+		t.Errorf("got:\n%v\nwant:\n%s", err, want)
+	}
+	if len(o.Rules) != 2 || o.Rules[0].Path != "/a" || o.One.Path != "/c" {
+		t.Errorf("decoded %+v", o)
+	}
+}

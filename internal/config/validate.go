@@ -14,11 +14,11 @@ import (
 	"github.com/pingap-go/pingap/internal/httpx"
 )
 
-// Algorithms are the upstream selection policies.
-var Algorithms = []string{"round_robin", "weighted_round_robin", "least_conn", "ip_hash", "random", "hash"}
+// algorithms are the upstream selection policies (read-only).
+var algorithms = []string{"round_robin", "weighted_round_robin", "least_conn", "ip_hash", "random", "hash"}
 
-// PathTypes are the location path match kinds.
-var PathTypes = []string{"exact", "prefix", "regex"}
+// pathTypes are the location path match kinds (read-only).
+var pathTypes = []string{"exact", "prefix", "regex"}
 
 // Section returns the section string of an item as Error and FileOf use it:
 // kind + "." + name, the name quoted when TOML needs it.
@@ -175,8 +175,8 @@ func (v *validator) upstream(name string, u Upstream) {
 		}
 		seen[n] = true
 	}
-	if !slices.Contains(Algorithms, u.Algorithm) {
-		v.add(s, "algorithm", "unknown algorithm %q (want %s)", u.Algorithm, oneOf(Algorithms))
+	if !slices.Contains(algorithms, u.Algorithm) {
+		v.add(s, "algorithm", "unknown algorithm %q (want %s)", u.Algorithm, oneOf(algorithms))
 	}
 	if len(u.Weights) > 0 {
 		if u.Algorithm != "weighted_round_robin" {
@@ -318,7 +318,7 @@ func (v *validator) location(name string, l Location) {
 			}
 		}
 	default:
-		v.add(s, "path_type", "unknown path_type %q (want %s)", l.PathType, oneOf(PathTypes))
+		v.add(s, "path_type", "unknown path_type %q (want %s)", l.PathType, oneOf(pathTypes))
 	}
 	for i, h := range l.HeadersAdd {
 		if msg := checkHeaderLine(h); msg != "" {
@@ -459,13 +459,23 @@ func checkHostPattern(h string) string {
 	if strings.Contains(name, "*") {
 		return fmt.Sprintf("invalid host %q: only a leading \"*.\" wildcard is allowed", h)
 	}
-	if strings.HasPrefix(name, "[") {
-		if a, err := netip.ParseAddr(strings.Trim(name, "[]")); err == nil && a.Is6() && strings.HasSuffix(name, "]") && name == h {
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		// An IPv6 literal, as it appears in a Host header.
+		if a, err := netip.ParseAddr(h[1 : len(h)-1]); err == nil && a.Is6() {
 			return ""
 		}
+		return fmt.Sprintf("invalid host %q: not an IPv6 address", h)
 	}
 	if strings.Contains(name, ":") {
+		if a, err := netip.ParseAddr(h); err == nil && a.Is6() {
+			return "" // a bare IPv6 literal, as the router accepts it
+		}
 		return fmt.Sprintf("invalid host %q: no port (the port in Host is ignored when matching)", h)
+	}
+	// One trailing dot (a fully qualified name) is allowed, as the router
+	// strips it.
+	if n := len(name); n > 1 && name[n-1] == '.' {
+		name = name[:n-1]
 	}
 	if !validHostname(name) {
 		return fmt.Sprintf("invalid host %q: want \"example.com\" or \"*.example.com\"", h)
@@ -609,7 +619,7 @@ func (v *validator) certificate(name string, ct Certificate) {
 		v.add(s, "domains", "at least one domain is required")
 	}
 	for _, d := range ct.Domains {
-		if msg := checkHostPattern(d); msg != "" || strings.HasPrefix(d, "[") {
+		if msg := checkHostPattern(d); msg != "" || strings.ContainsAny(d, "[:") || strings.HasSuffix(d, ".") {
 			v.add(s, "domains", "invalid domain %q: want \"example.com\" or \"*.example.com\"", d)
 		}
 	}

@@ -360,6 +360,26 @@ host = "*.example.com"
 [locations.h6]
 upstream = "backend"
 host = "exa mple.com"
+
+[locations.h7]
+upstream = "backend"
+host = "[::1]"
+
+[locations.h8]
+upstream = "backend"
+host = "[1.2.3.4]"
+
+[locations.h9]
+upstream = "backend"
+host = "example.com."
+
+[locations.h10]
+upstream = "backend"
+host = "example.com.."
+
+[locations.h11]
+upstream = "backend"
+host = "fe80::1"
 `},
 	{"headers", base + `
 [locations.hdr]
@@ -462,7 +482,7 @@ domains = []
 acme = true
 
 [certificates.baddomain]
-domains = ["*.*.example.com", "ex ample.com", "example.com:443"]
+domains = ["*.*.example.com", "ex ample.com", "example.com:443", "example.org.", "::1"]
 tls_cert = "a.pem"
 
 [acme]
@@ -578,6 +598,23 @@ x = 1
 addrs = []
 
 toplevel = 1
+`},
+	{"decode_and_validate", `
+[upstreams.u]
+addrs = ["127.0.0.1:9"]
+algorithm = "fastest"
+weights = "x"
+
+[locations.l]
+upstream = "missing"
+path_type = "regex"
+path = "(["
+bogus = 1
+
+[servers.s]
+addr = "127.0.0.1:0"
+locations = ["l", "nope"]
+max_header_bytes = "huge"
 `},
 	{"decode_not_tables", `
 basic = 1

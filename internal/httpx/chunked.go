@@ -397,6 +397,9 @@ func (r *ChunkedReader) readTrailers() {
 			start = ve
 		}
 	}
+	if cap(r.tbuf) > keepBufBytes || cap(r.line) > keepBufBytes {
+		r.tbuf, r.tpos, r.line = nil, nil, nil
+	}
 	r.state = chunkDone
 	r.err = io.EOF
 }

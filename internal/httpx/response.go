@@ -17,6 +17,9 @@ var ErrMalformedResponse = errors.New("malformed response")
 // no limit.
 const DefaultMaxResponseHeadBytes = 64 << 10
 
+// keepBufBytes is the largest scratch buffer a parser keeps between uses.
+const keepBufBytes = 16 << 10
+
 // Framing says how a response body is delimited (RFC 9112 §6.3).
 type Framing uint8
 
@@ -194,6 +197,10 @@ func (p *ResponseParser) ReadHead(br *bufio.Reader, resp *Response, maxBytes int
 		for i := 0; i < len(p.pos); i += 4 {
 			resp.Header.Add(s[p.pos[i]:p.pos[i+1]], s[p.pos[i+2]:p.pos[i+3]])
 		}
+	}
+	if cap(p.buf) > keepBufBytes {
+		// One huge head must not pin its buffer to a pooled connection.
+		p.buf, p.pos = nil, nil
 	}
 	resp.Status = head.Status
 	resp.ContentLength = head.ContentLength

@@ -81,9 +81,18 @@ type conn struct {
 	idleAt time.Time
 	// deadline reports whether a read/write deadline may be set on nc.
 	deadline bool
+	probe    *prober
+	abort    func()    // interrupts blocked IO (context cancellation)
+	readBy   time.Time // the read deadline last set by setReadDeadline
 	parser   httpx.ResponseParser
 	cr       httpx.ChunkedReader
 	cw       httpx.ChunkedWriter
+}
+
+// setReadDeadline sets the read deadline to now+d and remembers it.
+func (c *conn) setReadDeadline(d time.Duration) {
+	c.readBy = time.Now().Add(d)
+	c.nc.SetReadDeadline(c.readBy)
 }
 
 func (c *conn) close() {
@@ -185,6 +194,7 @@ func (t *h1) dial(ctx context.Context) (*conn, error) {
 		nc = tc
 	}
 	c := &conn{t: t, nc: nc}
+	c.probe = newProber(nc)
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(nc)
 	return c, nil
@@ -297,8 +307,11 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	// cancellable contexts pay for the registration.
 	var stop func() bool
 	if ctx.Done() != nil {
-		nc := c.nc
-		stop = context.AfterFunc(ctx, func() { nc.SetDeadline(aLongTimeAgo) })
+		if c.abort == nil {
+			nc := c.nc
+			c.abort = func() { nc.SetDeadline(aLongTimeAgo) }
+		}
+		stop = context.AfterFunc(ctx, c.abort)
 	}
 	fail := func(e error) (bool, error) {
 		if stop != nil {
@@ -316,17 +329,25 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 
 	rt := req.ReadTimeout
 	if rt > 0 {
-		c.nc.SetDeadline(time.Now().Add(rt))
+		c.readBy = time.Now().Add(rt)
+		c.nc.SetDeadline(c.readBy)
 		c.deadline = true
 	} else if c.deadline {
 		c.nc.SetDeadline(time.Time{})
 		c.deadline = false
 	}
 
+	hasBody := req.Body != nil && req.ContentLength != 0
+	if reused && hasBody && !c.probe.Alive() {
+		// Once the body is read from, a stale connection cannot be retried:
+		// check it first (one non-blocking syscall).
+		_, e := fail(nil)
+		return true, e
+	}
+
 	// Write the head and the body.
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(c.nc)
-	hasBody := req.Body != nil && req.ContentLength != 0
 	c.writeHead(req, hasBody)
 	var werr error
 	bodyTouched := false
@@ -355,7 +376,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	}
 	if hasBody && rt > 0 {
 		// The head deadline counts from the end of the request.
-		c.nc.SetReadDeadline(time.Now().Add(rt))
+		c.setReadDeadline(rt)
 	} else if werr != nil {
 		c.nc.SetReadDeadline(time.Time{}) // responseWaiting's
 	}
@@ -387,6 +408,11 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 			if err := req.OnInformational(head.Status, &resp.Header); err != nil {
 				return fail(&httpx.TransportError{Op: "read", Sent: true, Err: err})
 			}
+		}
+		if rt > 0 {
+			// An interim answer (102 Processing) shows the upstream is
+			// alive: the wait for the final head starts again.
+			c.setReadDeadline(rt)
 		}
 	}
 	resp.Trailer.Reset()
@@ -561,9 +587,11 @@ func (b *body) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if b.rt > 0 && c.br.Buffered() == 0 {
-		// Each network read may wait up to read_timeout.
-		c.nc.SetReadDeadline(time.Now().Add(b.rt))
+	if b.rt > 0 && (c.br.Buffered() == 0 || time.Until(c.readBy) < b.rt/2) {
+		// Each network read may wait up to read_timeout. A Read served
+		// from the buffer needs no new deadline, unless the old one is
+		// getting close (a partial chunk line may still need the network).
+		c.setReadDeadline(b.rt)
 	}
 	switch b.mode {
 	case httpx.FramingLength:

@@ -196,12 +196,33 @@ func TestStaleConnRetried(t *testing.T) {
 		t.Fatalf("dials %d reused %d, want 3 and 2", dials, reused)
 	}
 
-	// A request whose body was already sent is not retried.
+	// A request with a body is checked before the body is read: the stale
+	// connection is detected and a fresh one used.
 	req := &httpx.OutRequest{Method: "POST", URI: "/", Host: "h", Body: strings.NewReader("data"), ContentLength: 4}
-	_, _, _, err := do(t, rt, req)
+	if _, body, res, err := do(t, rt, req); err != nil || body != "ok" || res.Reused {
+		t.Fatalf("POST on stale conn: %q %v reused=%v", body, err, res.Reused)
+	}
+	if dials, _ := rt.Stats(); dials != 4 {
+		t.Fatalf("dials %d, want 4", dials)
+	}
+}
+
+func TestStaleRetryOnlyOnce(t *testing.T) {
+	// The backend answers once, then reads requests and closes without an
+	// answer: the pooled connection's failure is retried once on a fresh
+	// connection, whose failure is final.
+	b := newRawBackend(t, serveSeq("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	rt := newH1ForTest(t, config.Upstream{}, b.addr())
+	if _, body, _, err := do(t, rt, get("/", "h")); err != nil || body != "ok" {
+		t.Fatalf("%q %v", body, err)
+	}
+	_, _, _, err := do(t, rt, get("/", "h"))
 	var te *httpx.TransportError
-	if !errors.As(err, &te) || !te.Sent {
-		t.Fatalf("POST on stale conn: %v, want a Sent TransportError", err)
+	if !errors.As(err, &te) || !te.Sent || te.Op != "read" || httpx.IsConnectError(err) {
+		t.Fatalf("err %v, want a read error with Sent", err)
+	}
+	if n := b.accepts.Load(); n != 2 {
+		t.Fatalf("accepts %d, want 2", n)
 	}
 }
 
@@ -618,5 +639,94 @@ func TestConcurrentRoundTrips(t *testing.T) {
 	}
 	if n := rt.idleLen(); n > 4 {
 		t.Fatalf("idle %d > max 4", n)
+	}
+}
+
+func TestConnReuseRules(t *testing.T) {
+	tests := []struct {
+		name   string
+		resp   string
+		reused bool // the second request reuses the connection
+	}{
+		{"keep-alive", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true},
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", true},
+		{"http/1.0", "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", false},
+		{"http/1.0 keep-alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\nok", true},
+		{"connection close", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", false},
+		{"extra bytes after body", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := newRawBackend(t, serveSeq(tt.resp, tt.resp))
+			rt := newH1ForTest(t, config.Upstream{}, b.addr())
+			for i := range 2 {
+				_, body, res, err := do(t, rt, get("/", "h"))
+				if err != nil || body != "ok" {
+					t.Fatalf("request %d: %q %v", i, body, err)
+				}
+				if i == 1 && res.Reused != tt.reused {
+					t.Fatalf("reused %v, want %v", res.Reused, tt.reused)
+				}
+			}
+		})
+	}
+}
+
+func TestUpgradeRefused(t *testing.T) {
+	b := newRawBackend(t, serveSeq("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	rt := newH1ForTest(t, config.Upstream{}, b.addr())
+	req := get("/ws", "h")
+	req.Upgrade = "websocket"
+	_, body, res, err := do(t, rt, req)
+	if err != nil || body != "no" || res.Upgraded != nil {
+		t.Fatalf("%q %v %v", body, err, res.Upgraded)
+	}
+	if rt.idleLen() != 0 {
+		t.Fatal("conn of an upgrade request pooled")
+	}
+}
+
+func TestBodyReadTimeout(t *testing.T) {
+	b := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		http.ReadRequest(br)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+		io.Copy(io.Discard, br) // the rest never comes
+	})
+	rt := newH1ForTest(t, config.Upstream{}, b.addr())
+	req := get("/", "h")
+	req.ReadTimeout = 100 * time.Millisecond
+	_, body, _, err := do(t, rt, req)
+	if body != "abc" || !isTimeout(err) {
+		t.Fatalf("%q %v, want a timeout", body, err)
+	}
+}
+
+// TestGarbageResponses sends assorted broken answers: every one must give
+// an error (or a short body), never a panic or a pooled connection.
+func TestGarbageResponses(t *testing.T) {
+	garbage := []string{
+		"", "H", "HTTP/1.1", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK\r\n", "\x00\x01\x02\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nbad trailer\r\n\r\n",
+		"HTTP/1.1 999 Whatever\r\n\r\n",
+		"HTTP/1.1 100 Continue\r\n\r\n",
+		"HTTP/1.1 200 OK\r\n" + strings.Repeat("X-Pad: "+strings.Repeat("p", 1000)+"\r\n", 80) + "\r\n",
+	}
+	for i, g := range garbage {
+		b := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
+			if _, err := http.ReadRequest(br); err == nil {
+				io.WriteString(c, g)
+			}
+		})
+		rt := newH1ForTest(t, config.Upstream{}, b.addr())
+		_, _, _, err := do(t, rt, get("/", "h"))
+		if err == nil {
+			t.Fatalf("garbage %d accepted", i)
+		}
+		if rt.idleLen() != 0 {
+			t.Fatalf("garbage %d: conn pooled", i)
+		}
 	}
 }

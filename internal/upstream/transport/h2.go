@@ -129,12 +129,31 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 			hreq.Header[http.CanonicalHeaderKey(f.Name)] = append(hreq.Header[http.CanonicalHeaderKey(f.Name)], f.Value)
 		}
 	}
+	// gRPC requires "te: trailers" (it detects proxies that drop trailers);
+	// a proxy strips TE as hop-by-hop, so restore it for gRPC requests.
+	if ct := hreq.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc") {
+		hreq.Header["Te"] = []string{"trailers"}
+	}
 	if req.Body != nil && req.ContentLength != 0 {
 		hreq.ContentLength = req.ContentLength
 		if req.Trailer != nil {
-			// An empty, non-nil map tells the HTTP/2 client to send the
-			// trailers it holds once the body ended; reqBody fills it.
+			// A non-nil map tells the HTTP/2 client to send the trailers it
+			// holds once the body ended; reqBody fills it at io.EOF. The
+			// names are announced in a "trailer" field (net/http servers
+			// only keep announced trailers): those of a forwarded Trailer
+			// field and those already known.
 			hreq.Trailer = http.Header{}
+			for _, v := range hreq.Header["Trailer"] {
+				for name := range strings.SplitSeq(v, ",") {
+					if name = strings.TrimSpace(name); name != "" {
+						hreq.Trailer[http.CanonicalHeaderKey(name)] = nil
+					}
+				}
+			}
+			delete(hreq.Header, "Trailer")
+			for _, f := range req.Trailer.Fields() {
+				hreq.Trailer[http.CanonicalHeaderKey(f.Name)] = nil
+			}
 		}
 		hreq.Body = &reqBody{r: req.Body, src: req.Trailer, dst: hreq.Trailer}
 	} else {

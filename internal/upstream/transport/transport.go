@@ -108,3 +108,11 @@ func orDuration(d config.Duration, def time.Duration) time.Duration {
 	}
 	return d.D()
 }
+
+// Interface guards.
+var (
+	_ httpx.RoundTripper = (*h1)(nil)
+	_ Stats              = (*h1)(nil)
+	_ httpx.RoundTripper = (*h2)(nil)
+	_ Stats              = (*h2)(nil)
+)
