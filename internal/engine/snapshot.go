@@ -93,7 +93,8 @@ func (e *Engine) buildSnapshot(cfg *config.Config, prev *Snapshot) (*Snapshot, e
 		env := plugin.Env{Name: name, TrustedProxies: s.trusted, Logger: e.log.With(slog.String("plugin", name))}
 		p, err := catalog.Build(env, pc.Category, pc.Options)
 		if err != nil {
-			errs = append(errs, config.NewError(file, "plugins."+name, "", err.Error()))
+			section := config.Section("plugins", name)
+			errs.Append(cfg.FileOf(section), section, err)
 			continue
 		}
 		s.plugins[name] = &pluginInstance{name: name, category: pc.Category, options: pc.Options, trusted: s.trusted, plugin: p}
@@ -102,7 +103,8 @@ func (e *Engine) buildSnapshot(cfg *config.Config, prev *Snapshot) (*Snapshot, e
 	for _, name := range sortedKeys(cfg.Upstreams) {
 		pool, err := e.registry.Build(name, cfg.Upstreams[name])
 		if err != nil {
-			errs = append(errs, config.NewError(file, "upstreams."+name, "", err.Error()))
+			section := config.Section("upstreams", name)
+			errs.Append(cfg.FileOf(section), section, err)
 			continue
 		}
 		for _, h := range pool.Hosts {

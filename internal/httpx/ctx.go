@@ -94,7 +94,9 @@ type ResponseWriter interface {
 	Write(p []byte) (int, error)
 	Flush() error
 	// Finish ends the response, sending trailers when given and the protocol
-	// allows them.
+	// allows them. A handler that returns after WriteHeader without calling
+	// Finish aborts the response: the server closes the connection (HTTP/1.1)
+	// or resets the stream (HTTP/2) so the client sees an incomplete message.
 	Finish(trailer *Header) error
 	// Hijack hands the raw connection over (HTTP/1.1 upgrades). Bytes the
 	// server already read past the request head are in the returned reader.

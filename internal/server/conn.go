@@ -389,7 +389,11 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 	if !c.w.wroteHeader {
 		c.writeError(500, "handler wrote no response")
 	} else if !c.w.finished {
-		c.w.Finish(nil)
+		// The handler gave up mid-response (the upstream body broke): close
+		// without the last chunk so the client sees an incomplete message,
+		// never a truncated body that looks complete (RFC 9112 §8).
+		c.bw.Flush()
+		return false
 	}
 	keep := c.head.KeepAlive && !c.w.closeAfter && c.w.err == nil
 	if keep && !c.body.Done() {

@@ -287,7 +287,10 @@ func (a *httpAdapter) call(st *h2State) {
 	if !st.w.wrote {
 		writeAdapterError(&st.w, 500, "handler wrote no response")
 	} else if !st.w.finished {
-		st.w.Finish(nil)
+		// The handler gave up mid-response (the upstream body broke):
+		// reset the stream so the client never takes a truncated body for
+		// a complete one.
+		panic(http.ErrAbortHandler)
 	}
 }
 
