@@ -97,6 +97,7 @@ func start(t *testing.T, config string, servers ...string) *proc {
 	for _, s := range servers {
 		p.waitAddr(s)
 	}
+	p.waitLog("pingap started", nil)
 	return p
 }
 

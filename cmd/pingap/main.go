@@ -102,14 +102,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	inherited.Ready()
-	logger.Info("pingap started", slog.String("version", version), slog.String("config", *cfgPath), slog.Int("pid", os.Getpid()))
-
 	reload := func() {
 		e.Reload()
 	}
 	watch := &watcher{path: *cfgPath, log: logger, reload: reload}
 	watch.set(cfg.Basic.AutoReload)
 	defer watch.set(false)
+	logger.Info("pingap started", slog.String("version", version), slog.String("config", *cfgPath), slog.Int("pid", os.Getpid()))
 
 	shutdown := func(why string) int {
 		grace := e.Snapshot().Config().Basic.GracePeriod.D()
@@ -169,16 +168,16 @@ func (w *watcher) set(on bool) {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	err := source.Watch(ctx, w.path, 300*time.Millisecond, w.log, func() {
+		w.log.Info("configuration changed on disk: reloading", slog.String("path", w.path))
+		w.reload()
+	}, nil)
+	if err != nil {
+		cancel()
+		w.log.Error("auto_reload watcher", slog.String("error", err.Error()))
+		return
+	}
 	w.cancel = cancel
-	go func() {
-		err := source.Watch(ctx, w.path, 300*time.Millisecond, w.log, func() {
-			w.log.Info("configuration changed on disk: reloading", slog.String("path", w.path))
-			w.reload()
-		})
-		if err != nil {
-			w.log.Error("auto_reload watcher", slog.String("error", err.Error()))
-		}
-	}()
 }
 
 // tuneGC applies the proxy's GC default unless the operator set GOGC: the

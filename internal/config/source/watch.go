@@ -16,8 +16,10 @@ import (
 // Watch calls onChange (debounced by delay) whenever the config file at path
 // changes, or any *.toml file when path is a folder. It watches the folder
 // that holds the file, so editors that save by writing a new file and
-// renaming it over the old one are seen too. It returns when ctx ends.
-func Watch(ctx context.Context, path string, delay time.Duration, log *slog.Logger, onChange func()) error {
+// renaming it over the old one are seen too. The watch is in place when
+// Watch returns; it runs in the background until ctx ends, then calls done
+// (when not nil).
+func Watch(ctx context.Context, path string, delay time.Duration, log *slog.Logger, onChange func(), done func()) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return err
@@ -34,10 +36,21 @@ func Watch(ctx context.Context, path string, delay time.Duration, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	defer w.Close()
 	if err := w.Add(dir); err != nil {
+		w.Close()
 		return err
 	}
+	go func() {
+		defer w.Close()
+		loop(ctx, w, file, delay, log, onChange)
+		if done != nil {
+			done()
+		}
+	}()
+	return nil
+}
+
+func loop(ctx context.Context, w *fsnotify.Watcher, file string, delay time.Duration, log *slog.Logger, onChange func()) {
 	relevant := func(name string) bool {
 		base := filepath.Base(name)
 		if file != "" {
@@ -53,10 +66,10 @@ func Watch(ctx context.Context, path string, delay time.Duration, log *slog.Logg
 			if timer != nil {
 				timer.Stop()
 			}
-			return nil
+			return
 		case ev, ok := <-w.Events:
 			if !ok {
-				return nil
+				return
 			}
 			if !relevant(ev.Name) || ev.Op == fsnotify.Chmod {
 				continue
@@ -69,7 +82,7 @@ func Watch(ctx context.Context, path string, delay time.Duration, log *slog.Logg
 			fire = timer.C
 		case err, ok := <-w.Errors:
 			if !ok {
-				return nil
+				return
 			}
 			log.Warn("config watcher", slog.String("error", err.Error()))
 		case <-fire:

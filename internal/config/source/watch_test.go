@@ -18,11 +18,10 @@ func TestWatchSeesWritesAndAtomicRenames(t *testing.T) {
 	changes := make(chan struct{}, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- Watch(ctx, path, 50*time.Millisecond, slog.New(slog.DiscardHandler), func() { changes <- struct{}{} })
-	}()
-	time.Sleep(100 * time.Millisecond) // let the watcher register
+	done := make(chan struct{})
+	if err := Watch(ctx, path, 50*time.Millisecond, slog.New(slog.DiscardHandler), func() { changes <- struct{}{} }, func() { close(done) }); err != nil {
+		t.Fatal(err)
+	}
 
 	wait := func(what string) {
 		t.Helper()
@@ -61,7 +60,9 @@ func TestWatchSeesWritesAndAtomicRenames(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("watcher did not stop after cancel")
 	}
 }
