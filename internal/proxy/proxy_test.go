@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/pingap-go/pingap/internal/config"
+	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/plugin/plugintest"
+	"github.com/pingap-go/pingap/internal/upstream"
+)
+
+func mustTemplate(t *testing.T, s string) *httpx.Template {
+	t.Helper()
+	tp, err := httpx.CompileTemplate(s, "host1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tp
+}
+
+func TestBuildRequest(t *testing.T) {
+	pool := &upstream.Pool{Name: "u", Config: config.Upstream{ReadTimeout: config.Duration(5e9)}}
+	route := &Route{
+		Pool:          pool,
+		SetHeaders:    []HeaderOp{{"Host", mustTemplate(t, "internal.local")}, {"X-Real-IP", mustTemplate(t, "$remote_addr")}},
+		AddHeaders:    []HeaderOp{{"X-Via", mustTemplate(t, "$hostname")}},
+		RemoveHeaders: []string{"X-Drop"},
+	}
+	route.Compile()
+	tests := []struct {
+		name    string
+		headers []string
+		want    map[string]string // "" = absent
+		uri     string
+		target  string
+	}{
+		{
+			name:    "hop-by-hop and Connection-listed fields removed",
+			target:  "/a?b=c",
+			headers: []string{"Connection: keep-alive, X-Secret", "X-Secret: s", "Keep-Alive: 5", "Proxy-Authorization: p", "Upgrade: foo", "TE: gzip", "X-Keep: k"},
+			want:    map[string]string{"X-Secret": "", "Keep-Alive": "", "Proxy-Authorization": "", "Upgrade": "", "TE": "", "Connection": "", "X-Keep": "k"},
+			uri:     "/a?b=c",
+		},
+		{
+			name:    "TE trailers survives for gRPC",
+			target:  "/g",
+			headers: []string{"TE: trailers"},
+			want:    map[string]string{"TE": "trailers"},
+			uri:     "/g",
+		},
+		{
+			name:    "forwarded fields appended and set",
+			target:  "/",
+			headers: []string{"Host: shop.test:8080", "X-Forwarded-For: 10.0.0.1", "X-Forwarded-For: 10.0.0.2", "X-Forwarded-Proto: gopher", "X-Forwarded-Host: evil"},
+			want:    map[string]string{"X-Forwarded-For": "10.0.0.1, 10.0.0.2, 127.0.0.1", "X-Forwarded-Proto": "http", "X-Forwarded-Host": "shop.test:8080"},
+			uri:     "/",
+		},
+		{
+			name:    "proxy header operations",
+			target:  "/",
+			headers: []string{"X-Drop: 1", "X-Real-IP: spoofed"},
+			want:    map[string]string{"X-Drop": "", "X-Real-IP": "127.0.0.1", "X-Via": "host1", "Host": ""},
+			uri:     "/",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := plugintest.NewCtx("GET", tt.target, tt.headers...)
+			a := &attempt{}
+			a.onInfo = a.informational
+			a.buildRequest(c, route, c.Req.Body, "")
+			if a.out.URI != tt.uri {
+				t.Errorf("URI = %q, want %q", a.out.URI, tt.uri)
+			}
+			if a.out.Host != "internal.local" {
+				t.Errorf("Host = %q, want the proxy_set_headers override", a.out.Host)
+			}
+			for name, want := range tt.want {
+				got, ok := a.hdr.Lookup(name)
+				if want == "" && ok {
+					t.Errorf("%s = %q, want it removed", name, got)
+				}
+				if want != "" && got != want {
+					t.Errorf("%s = %q, want %q", name, got, want)
+				}
+			}
+			if n := a.hdr.Count("X-Forwarded-For"); n != 1 {
+				t.Errorf("%d X-Forwarded-For fields, want 1", n)
+			}
+		})
+	}
+}
+
+func TestStripConnectionFields(t *testing.T) {
+	var h httpx.Header
+	for _, f := range [][2]string{{"Connection", "close, X-Internal"}, {"X-Internal", "1"}, {"Keep-Alive", "timeout=5"}, {"Transfer-Encoding", "chunked"}, {"Proxy-Authenticate", "Basic"}, {"Content-Type", "text/plain"}} {
+		h.Add(f[0], f[1])
+	}
+	stripConnectionFields(&h)
+	if h.Len() != 1 || h.Get("Content-Type") != "text/plain" {
+		t.Fatalf("left %v", h.Fields())
+	}
+}
+
+func TestUpgradeToken(t *testing.T) {
+	for _, tt := range []struct {
+		headers []string
+		proto   string
+		want    string
+	}{
+		{[]string{"Connection: Upgrade", "Upgrade: websocket"}, "HTTP/1.1", "websocket"},
+		{[]string{"Connection: keep-alive, upgrade", "Upgrade: websocket"}, "HTTP/1.1", "websocket"},
+		{[]string{"Upgrade: websocket"}, "HTTP/1.1", ""},
+		{[]string{"Connection: Upgrade", "Upgrade: websocket"}, "HTTP/2.0", ""},
+	} {
+		c := plugintest.NewCtx("GET", "/", tt.headers...)
+		c.Req.Proto = tt.proto
+		if got := upgradeToken(c); got != tt.want {
+			t.Errorf("%v %s: %q, want %q", tt.headers, tt.proto, got, tt.want)
+		}
+	}
+}
+
+func TestClientBodyLimit(t *testing.T) {
+	c := plugintest.NewCtx("POST", "/")
+	plugintest.SetBody(c, "0123456789")
+	b := clientBody{r: c.Req.Body, limit: 4, left: 4}
+	buf := make([]byte, 64)
+	var err error
+	for i := 0; i < 10 && err == nil; i++ {
+		_, err = b.Read(buf)
+	}
+	if err != httpx.ErrBodyTooLarge || b.err != httpx.ErrBodyTooLarge {
+		t.Fatalf("err %v, want ErrBodyTooLarge", err)
+	}
+	plugintest.SetBody(c, "0123")
+	b = clientBody{r: c.Req.Body, limit: 4, left: 4}
+	n, _ := b.Read(buf)
+	_, err = b.Read(buf)
+	if n != 4 || err == httpx.ErrBodyTooLarge {
+		t.Fatalf("a body exactly at the limit was refused: n=%d err=%v", n, err)
+	}
+}
