@@ -42,23 +42,23 @@ const (
 	// maxDrain bounds how much of an unread request body is discarded to
 	// keep the connection; a larger rest closes it.
 	maxDrain = 256 << 10
+	// sendTimeout bounds each write to a client (see connWriter).
+	sendTimeout = 60 * time.Second
 	// lingerTimeout bounds the wait for the client to close after we
 	// half-closed a connection with unread input (so that our error
 	// response is not destroyed by a TCP reset).
 	lingerTimeout = 500 * time.Millisecond
 )
 
-// Buffer pools, one per Server would split them needlessly; they hold no
-// state between uses (Reset on Get).
+// bufPools holds a Server's idle read and write buffers. They carry no
+// state between uses (Reset on get).
 type bufPools struct {
 	r sync.Pool
 	w sync.Pool
 }
 
-var pools = &bufPools{}
-
-func getReader(r io.Reader) *bufio.Reader {
-	if v := pools.r.Get(); v != nil {
+func (p *bufPools) getReader(r io.Reader) *bufio.Reader {
+	if v := p.r.Get(); v != nil {
 		br := v.(*bufio.Reader)
 		br.Reset(r)
 		return br
@@ -66,13 +66,13 @@ func getReader(r io.Reader) *bufio.Reader {
 	return bufio.NewReaderSize(r, bufSize)
 }
 
-func putReader(br *bufio.Reader) {
+func (p *bufPools) putReader(br *bufio.Reader) {
 	br.Reset(nil)
-	pools.r.Put(br)
+	p.r.Put(br)
 }
 
-func getWriter(w io.Writer) *bufio.Writer {
-	if v := pools.w.Get(); v != nil {
+func (p *bufPools) getWriter(w io.Writer) *bufio.Writer {
+	if v := p.w.Get(); v != nil {
 		bw := v.(*bufio.Writer)
 		bw.Reset(w)
 		return bw
@@ -80,9 +80,20 @@ func getWriter(w io.Writer) *bufio.Writer {
 	return bufio.NewWriterSize(w, bufSize)
 }
 
-func putWriter(bw *bufio.Writer) {
+func (p *bufPools) putWriter(bw *bufio.Writer) {
 	bw.Reset(nil)
-	pools.w.Put(bw)
+	p.w.Put(bw)
+}
+
+// connWriter is what the bufio.Writer writes to: each write to the network
+// must make progress within sendTimeout, so a client that stops reading
+// (slow-read attack) cannot hold a goroutine and an upstream connection
+// forever (nginx's send_timeout).
+type connWriter struct{ c *conn }
+
+func (w *connWriter) Write(p []byte) (int, error) {
+	w.c.rwc.SetWriteDeadline(time.Now().Add(w.c.opts.sendTimeout))
+	return w.c.rwc.Write(p)
 }
 
 // connReader is what the bufio.Reader reads from. Before a read that may
@@ -125,6 +136,7 @@ type conn struct {
 	tlsState      *tls.ConnectionState
 
 	cr   connReader
+	cw   connWriter
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	ctx  httpx.Ctx
@@ -152,20 +164,20 @@ func addrPort(a net.Addr) netip.AddrPort {
 
 func (c *conn) acquireBuffers() {
 	if c.br == nil {
-		c.br = getReader(&c.cr)
+		c.br = c.srv.pools.getReader(&c.cr)
 	}
 	if c.bw == nil {
-		c.bw = getWriter(c.rwc)
+		c.bw = c.srv.pools.getWriter(&c.cw)
 	}
 }
 
 func (c *conn) releaseBuffers() {
 	if c.br != nil {
-		putReader(c.br)
+		c.srv.pools.putReader(c.br)
 		c.br = nil
 	}
 	if c.bw != nil {
-		putWriter(c.bw)
+		c.srv.pools.putWriter(c.bw)
 		c.bw = nil
 	}
 }
@@ -179,6 +191,7 @@ func (c *conn) serve() {
 	}
 	c.rwc = c.nc
 	c.cr.c = c
+	c.cw.c = c
 	defer func() {
 		if c.state.Load() != stateHijacked {
 			c.rwc.Close()
@@ -186,6 +199,7 @@ func (c *conn) serve() {
 		}
 		s.removeConn(c)
 	}()
+	c.opts = opts
 	c.remote = addrPort(c.nc.RemoteAddr())
 	c.local = addrPort(c.nc.LocalAddr())
 	first := time.Now().Add(opts.ReadHeaderTimeout)
@@ -264,7 +278,7 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) bool {
 		return true
 	}
 	now := time.Now()
-	hot := now.Add(idleRelease)
+	hot := now.Add(opts.idleRelease)
 	if hot.After(deadline) {
 		hot = deadline
 	}

@@ -63,6 +63,10 @@ type Options struct {
 	// OnConn, when set, is called with true when a connection opens and
 	// false when it closes (metrics).
 	OnConn func(open bool)
+
+	// idleRelease and sendTimeout override the package constants (tests).
+	idleRelease time.Duration
+	sendTimeout time.Duration
 }
 
 // Defaults from the contract's [servers.NAME] table.
@@ -85,6 +89,12 @@ func (o Options) withDefaults() *Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.idleRelease <= 0 {
+		o.idleRelease = idleRelease
+	}
+	if o.sendTimeout <= 0 {
+		o.sendTimeout = sendTimeout
+	}
 	return &o
 }
 
@@ -102,6 +112,8 @@ type Server struct {
 	h2base    *http.Server
 	h2handler http.Handler
 
+	pools bufPools
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
@@ -118,7 +130,7 @@ func New(handler Handler, opts Options) *Server {
 	}
 	o := opts.withDefaults()
 	s.opts.Store(o)
-	s.h2 = &http2.Server{IdleTimeout: o.IdleTimeout}
+	s.h2 = &http2.Server{IdleTimeout: o.IdleTimeout, WriteByteTimeout: sendTimeout}
 	s.h2base = &http.Server{MaxHeaderBytes: o.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug)}
 	if err := http2.ConfigureServer(s.h2base, s.h2); err != nil {
 		// ConfigureServer only fails on a TLS config we did not give it.
