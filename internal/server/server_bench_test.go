@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net"
+	"net/http"
 	"testing"
 
 	"github.com/pingap-go/pingap/internal/httpx"
@@ -93,5 +94,36 @@ func BenchmarkServePipelined(b *testing.B) {
 		for range depth {
 			readBenchResponse(b, br)
 		}
+	}
+}
+
+// BenchmarkNetHTTPKeepAlive is the same loop against a net/http server, for
+// comparison (allocs/op is the number to compare on a shared machine).
+func BenchmarkNetHTTPKeepAlive(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", "12")
+		w.Write(benchBody)
+	})}
+	go hs.Serve(ln)
+	defer hs.Close()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	req := []byte("GET /api/v1/items/42?fields=a,b HTTP/1.1\r\nHost: bench.example\r\n" +
+		"User-Agent: bench/1.0\r\nAccept: */*\r\nAccept-Encoding: gzip\r\n\r\n")
+	br := bufio.NewReader(conn)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := conn.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		readBenchResponse(b, br)
 	}
 }
