@@ -407,6 +407,8 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 	}
 	keep := c.head.KeepAlive && !c.w.closeAfter && c.w.err == nil
 	if keep && !c.body.Done() {
+		// Discarding the rest must not take forever either.
+		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
 		if c.body.ContinuePending() || !c.body.Drain(maxDrain) {
 			keep = false
 			c.bw.Flush()
