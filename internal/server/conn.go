@@ -244,7 +244,6 @@ func (c *conn) serveH1(firstDeadline time.Time) {
 			c.serveH2(&bufferedConn{Conn: c.rwc, br: c.br}, nil, nil)
 			return
 		}
-		c.ctx.Reset()
 		head, err := httpx.ReadRequest(c.br, &c.ctx.Req, opts.MaxHeaderBytes)
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed us while idle
@@ -254,7 +253,14 @@ func (c *conn) serveH1(firstDeadline time.Time) {
 			return
 		}
 		c.head = head
-		if !c.serveRequest(start, opts) {
+		keep := c.serveRequest(start, opts)
+		if c.w.hijacked {
+			return // the Ctx may still be read by the hijacker's goroutines
+		}
+		// Reset now rather than before the next request, so that an idle
+		// connection does not keep the previous head alive.
+		c.ctx.Reset()
+		if !keep {
 			return
 		}
 		c.state.Store(stateIdle)

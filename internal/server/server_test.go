@@ -72,6 +72,7 @@ func echo(c *httpx.Ctx) {
 	h.Add("X-Server", c.Conn.Server)
 	h.Add("X-Client-Ip", c.ClientIP.String())
 	h.Add("X-Content-Length", fmt.Sprint(c.Req.ContentLength))
+	h.Add("X-Host-Field", c.Req.Header.Get("Host"))
 	if c.Req.Trailer.Len() > 0 {
 		h.Add("Trailer", "X-Echo-Trailer")
 		c.W.WriteHeader(200, &h, -1)
