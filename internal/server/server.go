@@ -118,7 +118,8 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	closing   atomic.Bool
-	done      chan struct{} // closed when the last conn is gone during shutdown
+	gone      chan struct{} // closed once closing and the last conn is gone
+	goneOnce  sync.Once
 }
 
 // New returns a server that answers with handler.
@@ -127,6 +128,7 @@ func New(handler Handler, opts Options) *Server {
 		handler:   handler,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
+		gone:      make(chan struct{}),
 	}
 	o := opts.withDefaults()
 	s.opts.Store(o)
@@ -144,7 +146,8 @@ func New(handler Handler, opts Options) *Server {
 
 // SetOptions replaces the options atomically. New connections and the next
 // request of existing ones use them; no listener or connection is closed
-// (hot reload keeps unchanged listeners).
+// (hot reload keeps unchanged listeners). HTTP/2 settings taken at New
+// (idle timeout, header list size) do not change.
 func (s *Server) SetOptions(opts Options) {
 	s.opts.Store(opts.withDefaults())
 }
@@ -217,9 +220,8 @@ func (s *Server) newConn(nc net.Conn) *conn {
 func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	if s.closing.Load() && len(s.conns) == 0 && s.done != nil {
-		close(s.done)
-		s.done = nil
+	if s.closing.Load() && len(s.conns) == 0 {
+		s.goneOnce.Do(func() { close(s.gone) })
 	}
 	s.mu.Unlock()
 }
@@ -234,11 +236,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for ln := range s.listeners {
 		ln.Close()
 	}
-	done := make(chan struct{})
 	if len(s.conns) == 0 {
-		close(done)
-	} else {
-		s.done = done
+		s.goneOnce.Do(func() { close(s.gone) })
 	}
 	s.mu.Unlock()
 
@@ -253,7 +252,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for {
 		s.closeIdle()
 		select {
-		case <-done:
+		case <-s.gone:
 			return nil
 		case <-ctx.Done():
 			s.closeAll()

@@ -770,3 +770,24 @@ func TestSlowReaderTimesOut(t *testing.T) {
 		t.Fatal("handler still writing to a client that does not read")
 	}
 }
+
+func TestShutdownTwice(t *testing.T) {
+	addr, s := startServer(t, HandlerFunc(echo), Options{})
+	c := dialRaw(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	c.read("GET")
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			errs <- s.Shutdown(ctx)
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.expectClosed()
+}
