@@ -120,6 +120,12 @@ func (r *connReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if r.c.inBody {
+		// Each body read must make progress within sendTimeout (nginx's
+		// client_body_timeout): a client trickling a body cannot hold a
+		// handler and its upstream connection forever.
+		r.c.rwc.SetReadDeadline(time.Now().Add(r.c.opts.sendTimeout))
+	}
 	return r.c.rwc.Read(p)
 }
 
@@ -131,6 +137,8 @@ type conn struct {
 
 	state atomic.Int32
 	opts  *Options
+	// inBody is set while the handler may read the request body.
+	inBody bool
 
 	remote, local netip.AddrPort
 	tlsState      *tls.ConnectionState
@@ -390,7 +398,9 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 	}
 	req.Body = &c.body
 	if req.ContentLength != 0 || c.head.Chunked {
-		// The head is complete: the body is not bound by the head timeout.
+		// The head is complete: the body is not bound by the head timeout
+		// but by a per-read progress timeout (connReader).
+		c.inBody = true
 		c.rwc.SetReadDeadline(time.Time{})
 	}
 
@@ -400,7 +410,9 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 
 	c.w.reset(c, req.Proto == "HTTP/1.1", c.head.KeepAlive)
 	x.W = &c.w
-	if !c.callHandler() {
+	ok := c.callHandler()
+	c.inBody = false
+	if !ok {
 		return false
 	}
 	if c.w.hijacked {

@@ -4,18 +4,37 @@ import (
 	"bytes"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
 
-// memConn is a net.Conn over fixed input; writes are collected.
+// memConn is a net.Conn over fixed input; writes are collected (HTTP/2
+// writes from its own goroutines, hence the lock).
 type memConn struct {
+	mu  sync.Mutex
 	in  *strings.Reader
 	out bytes.Buffer
 }
 
-func (m *memConn) Read(p []byte) (int, error)         { return m.in.Read(p) }
-func (m *memConn) Write(p []byte) (int, error)        { return m.out.Write(p) }
+func (m *memConn) Read(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.in.Read(p)
+}
+
+func (m *memConn) Write(p []byte) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.out.Write(p)
+}
+
+func (m *memConn) output() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.out.String()
+}
+
 func (m *memConn) Close() error                       { return nil }
 func (m *memConn) LocalAddr() net.Addr                { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80} }
 func (m *memConn) RemoteAddr() net.Addr               { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5555} }
@@ -53,7 +72,7 @@ func FuzzServeConn(f *testing.F) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("connection loop hangs on %q", in)
 		}
-		if out := mc.out.String(); out != "" && !strings.HasPrefix(out, "HTTP/1.1 ") && !strings.HasPrefix(out, "\x00") {
+		if out := mc.output(); out != "" && !strings.HasPrefix(out, "HTTP/1.1 ") && !strings.HasPrefix(out, "\x00") {
 			t.Fatalf("output does not start with a status line: %q", out)
 		}
 	})

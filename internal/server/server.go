@@ -64,7 +64,8 @@ type Options struct {
 	// false when it closes (metrics).
 	OnConn func(open bool)
 
-	// idleRelease and sendTimeout override the package constants (tests).
+	// idleRelease and sendTimeout override the package constants (tests);
+	// sendTimeout bounds each write to and each body read from a client.
 	idleRelease time.Duration
 	sendTimeout time.Duration
 }

@@ -791,3 +791,25 @@ func TestShutdownTwice(t *testing.T) {
 	}
 	c.expectClosed()
 }
+
+// TestSlowBodyTimesOut: a client that stops sending its body cannot hold
+// the handler forever.
+func TestSlowBodyTimesOut(t *testing.T) {
+	result := make(chan error, 1)
+	addr, _ := startServer(t, HandlerFunc(func(c *httpx.Ctx) {
+		_, err := io.ReadAll(c.Req.Body)
+		result <- err
+		c.W.WriteHeader(408, nil, 0)
+		c.W.Finish(nil)
+	}), Options{sendTimeout: 200 * time.Millisecond})
+	c := dialRaw(t, addr)
+	c.send("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nab")
+	select {
+	case err := <-result:
+		if !isTimeout(err) {
+			t.Fatalf("body read error %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler still waiting for a stalled body")
+	}
+}

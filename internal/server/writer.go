@@ -342,6 +342,7 @@ func (w *h1Writer) Hijack() (net.Conn, *bufio.Reader, error) {
 		return nil, nil, err
 	}
 	w.hijacked = true
+	c.inBody = false
 	c.ctx.Hijacked = true
 	c.state.Store(stateHijacked)
 	c.rwc.SetDeadline(time.Time{})
