@@ -54,13 +54,14 @@ type Body struct {
 	err       error
 	cont      *bufio.Writer
 	counter   *int64
+	drain     []byte // Drain's scratch buffer
 }
 
 // ErrContinueFailed wraps a failure to send "100 Continue".
 var ErrContinueFailed = errors.New("httpx: sending 100 Continue failed")
 
 func (b *Body) reset(mode bodyMode) {
-	*b = Body{mode: mode, cr: b.cr}
+	*b = Body{mode: mode, cr: b.cr, drain: b.drain}
 }
 
 // ResetNone makes b an empty body.
@@ -235,14 +236,32 @@ func (b *Body) Drain(max int64) bool {
 		b.err = io.EOF
 		return err == nil
 	}
-	var buf [4096]byte
-	b.limit = 0
+	if b.mode == bodyStream {
+		n, err := io.CopyN(io.Discard, b.src, max+1)
+		switch {
+		case err == io.EOF:
+			b.err = io.EOF
+			return true
+		case err != nil:
+			b.err = err
+		case n > max:
+			b.err = ErrBodyTooLarge
+		}
+		return false
+	}
+	// Chunked. ChunkedReader.Read lets its buffer escape, so the scratch
+	// buffer is the Body's own, allocated on the first drain of a
+	// connection and kept.
+	if b.drain == nil {
+		b.drain = make([]byte, 2048)
+	}
+	buf := b.drain
 	for max > 0 {
 		p := buf[:]
 		if int64(len(p)) > max {
 			p = p[:max]
 		}
-		n, err := b.read(p)
+		n, err := b.cr.Read(p)
 		max -= int64(n)
 		if err == io.EOF {
 			b.err = io.EOF
@@ -254,7 +273,7 @@ func (b *Body) Drain(max int64) bool {
 		}
 	}
 	// One more read to see a clean end exactly at max.
-	n, err := b.read(buf[:1])
+	n, err := b.cr.Read(buf[:1])
 	if n == 0 && err == io.EOF {
 		b.err = io.EOF
 		return true

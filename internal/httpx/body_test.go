@@ -173,3 +173,33 @@ func TestBodyDrain(t *testing.T) {
 		t.Fatal("fixed drain failed")
 	}
 }
+
+func TestBodyDrainChunkedNoAlloc(t *testing.T) {
+	const in = "5\r\n12345\r\n0\r\n\r\n"
+	r := strings.NewReader(in)
+	br := bufio.NewReader(r)
+	var b Body
+	allocs := testing.AllocsPerRun(50, func() {
+		r.Reset(in)
+		br.Reset(r)
+		b.ResetChunked(br, nil, 0)
+		if !b.Drain(100) {
+			t.Fatal("drain failed")
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("Drain allocates %v times", allocs)
+	}
+}
+
+func TestBodyDrainStream(t *testing.T) {
+	var b Body
+	b.ResetStream(strings.NewReader("12345"), nil)
+	if !b.Drain(5) {
+		t.Fatal("drain of 5 bytes within 5 failed")
+	}
+	b.ResetStream(strings.NewReader("123456"), nil)
+	if b.Drain(5) {
+		t.Fatal("drain past max reported success")
+	}
+}

@@ -348,7 +348,7 @@ func parseHead(head string, req *Request) (RequestHead, error) {
 			if EqualFold(name, "Content-Length") {
 				// RFC 9112 §6.3 item 5 / RFC 9110 §8.6: a list of identical
 				// values may be taken as one; anything else is invalid.
-				v, n, err := parseContentLength(value)
+				v, n, err := parseRequestContentLength(value)
 				if err != nil {
 					return rh, err
 				}
@@ -549,9 +549,9 @@ func parseVersion(v string) (http11 bool, err error) {
 	return false, errVersion
 }
 
-// parseContentLength parses a Content-Length value: 1*DIGIT, or a list of
+// parseRequestContentLength parses a Content-Length value: 1*DIGIT, or a list of
 // identical such values. It returns the value and the number of elements.
-func parseContentLength(v string) (int64, int, error) {
+func parseRequestContentLength(v string) (int64, int, error) {
 	var val int64 = -1
 	n := 0
 	for {

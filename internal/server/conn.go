@@ -42,23 +42,23 @@ const (
 	// maxDrain bounds how much of an unread request body is discarded to
 	// keep the connection; a larger rest closes it.
 	maxDrain = 256 << 10
+	// sendTimeout bounds each write to a client (see connWriter).
+	sendTimeout = 60 * time.Second
 	// lingerTimeout bounds the wait for the client to close after we
 	// half-closed a connection with unread input (so that our error
 	// response is not destroyed by a TCP reset).
 	lingerTimeout = 500 * time.Millisecond
 )
 
-// Buffer pools, one per Server would split them needlessly; they hold no
-// state between uses (Reset on Get).
+// bufPools holds a Server's idle read and write buffers. They carry no
+// state between uses (Reset on get).
 type bufPools struct {
 	r sync.Pool
 	w sync.Pool
 }
 
-var pools = &bufPools{}
-
-func getReader(r io.Reader) *bufio.Reader {
-	if v := pools.r.Get(); v != nil {
+func (p *bufPools) getReader(r io.Reader) *bufio.Reader {
+	if v := p.r.Get(); v != nil {
 		br := v.(*bufio.Reader)
 		br.Reset(r)
 		return br
@@ -66,13 +66,13 @@ func getReader(r io.Reader) *bufio.Reader {
 	return bufio.NewReaderSize(r, bufSize)
 }
 
-func putReader(br *bufio.Reader) {
+func (p *bufPools) putReader(br *bufio.Reader) {
 	br.Reset(nil)
-	pools.r.Put(br)
+	p.r.Put(br)
 }
 
-func getWriter(w io.Writer) *bufio.Writer {
-	if v := pools.w.Get(); v != nil {
+func (p *bufPools) getWriter(w io.Writer) *bufio.Writer {
+	if v := p.w.Get(); v != nil {
 		bw := v.(*bufio.Writer)
 		bw.Reset(w)
 		return bw
@@ -80,9 +80,20 @@ func getWriter(w io.Writer) *bufio.Writer {
 	return bufio.NewWriterSize(w, bufSize)
 }
 
-func putWriter(bw *bufio.Writer) {
+func (p *bufPools) putWriter(bw *bufio.Writer) {
 	bw.Reset(nil)
-	pools.w.Put(bw)
+	p.w.Put(bw)
+}
+
+// connWriter is what the bufio.Writer writes to: each write to the network
+// must make progress within sendTimeout, so a client that stops reading
+// (slow-read attack) cannot hold a goroutine and an upstream connection
+// forever (nginx's send_timeout).
+type connWriter struct{ c *conn }
+
+func (w *connWriter) Write(p []byte) (int, error) {
+	w.c.rwc.SetWriteDeadline(time.Now().Add(w.c.opts.sendTimeout))
+	return w.c.rwc.Write(p)
 }
 
 // connReader is what the bufio.Reader reads from. Before a read that may
@@ -109,6 +120,12 @@ func (r *connReader) Read(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if r.c.inBody {
+		// Each body read must make progress within sendTimeout (nginx's
+		// client_body_timeout): a client trickling a body cannot hold a
+		// handler and its upstream connection forever.
+		r.c.rwc.SetReadDeadline(time.Now().Add(r.c.opts.sendTimeout))
+	}
 	return r.c.rwc.Read(p)
 }
 
@@ -120,11 +137,14 @@ type conn struct {
 
 	state atomic.Int32
 	opts  *Options
+	// inBody is set while the handler may read the request body.
+	inBody bool
 
 	remote, local netip.AddrPort
 	tlsState      *tls.ConnectionState
 
 	cr   connReader
+	cw   connWriter
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	ctx  httpx.Ctx
@@ -152,20 +172,20 @@ func addrPort(a net.Addr) netip.AddrPort {
 
 func (c *conn) acquireBuffers() {
 	if c.br == nil {
-		c.br = getReader(&c.cr)
+		c.br = c.srv.pools.getReader(&c.cr)
 	}
 	if c.bw == nil {
-		c.bw = getWriter(c.rwc)
+		c.bw = c.srv.pools.getWriter(&c.cw)
 	}
 }
 
 func (c *conn) releaseBuffers() {
 	if c.br != nil {
-		putReader(c.br)
+		c.srv.pools.putReader(c.br)
 		c.br = nil
 	}
 	if c.bw != nil {
-		putWriter(c.bw)
+		c.srv.pools.putWriter(c.bw)
 		c.bw = nil
 	}
 }
@@ -179,6 +199,7 @@ func (c *conn) serve() {
 	}
 	c.rwc = c.nc
 	c.cr.c = c
+	c.cw.c = c
 	defer func() {
 		if c.state.Load() != stateHijacked {
 			c.rwc.Close()
@@ -186,6 +207,7 @@ func (c *conn) serve() {
 		}
 		s.removeConn(c)
 	}()
+	c.opts = opts
 	c.remote = addrPort(c.nc.RemoteAddr())
 	c.local = addrPort(c.nc.LocalAddr())
 	first := time.Now().Add(opts.ReadHeaderTimeout)
@@ -230,7 +252,6 @@ func (c *conn) serveH1(firstDeadline time.Time) {
 			c.serveH2(&bufferedConn{Conn: c.rwc, br: c.br}, nil, nil)
 			return
 		}
-		c.ctx.Reset()
 		head, err := httpx.ReadRequest(c.br, &c.ctx.Req, opts.MaxHeaderBytes)
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed us while idle
@@ -240,7 +261,14 @@ func (c *conn) serveH1(firstDeadline time.Time) {
 			return
 		}
 		c.head = head
-		if !c.serveRequest(start, opts) {
+		keep := c.serveRequest(start, opts)
+		if c.w.hijacked {
+			return // the Ctx may still be read by the hijacker's goroutines
+		}
+		// Reset now rather than before the next request, so that an idle
+		// connection does not keep the previous head alive.
+		c.ctx.Reset()
+		if !keep {
 			return
 		}
 		c.state.Store(stateIdle)
@@ -264,7 +292,7 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) bool {
 		return true
 	}
 	now := time.Now()
-	hot := now.Add(idleRelease)
+	hot := now.Add(opts.idleRelease)
 	if hot.After(deadline) {
 		hot = deadline
 	}
@@ -370,7 +398,9 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 	}
 	req.Body = &c.body
 	if req.ContentLength != 0 || c.head.Chunked {
-		// The head is complete: the body is not bound by the head timeout.
+		// The head is complete: the body is not bound by the head timeout
+		// but by a per-read progress timeout (connReader).
+		c.inBody = true
 		c.rwc.SetReadDeadline(time.Time{})
 	}
 
@@ -380,7 +410,9 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 
 	c.w.reset(c, req.Proto == "HTTP/1.1", c.head.KeepAlive)
 	x.W = &c.w
-	if !c.callHandler() {
+	ok := c.callHandler()
+	c.inBody = false
+	if !ok {
 		return false
 	}
 	if c.w.hijacked {
@@ -397,6 +429,8 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 	}
 	keep := c.head.KeepAlive && !c.w.closeAfter && c.w.err == nil
 	if keep && !c.body.Done() {
+		// Discarding the rest must not take forever either.
+		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
 		if c.body.ContinuePending() || !c.body.Drain(maxDrain) {
 			keep = false
 			c.bw.Flush()

@@ -249,6 +249,12 @@ func (a *httpAdapter) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 		req.Path = np
 	}
 	req.RawQuery = query
+	// HTTP/2 and HTTP/3 carry the authority in a pseudo-header; give the
+	// Ctx the Host field an HTTP/1.1 request has, so $http_host and plugins
+	// see the same request whatever the protocol.
+	if req.Host != "" {
+		req.Header.Add("Host", req.Host)
+	}
 	for k, vs := range r.Header {
 		for _, v := range vs {
 			req.Header.Add(k, v)

@@ -85,7 +85,7 @@ func TestHTTP2OverTLS(t *testing.T) {
 			t.Fatalf("%d: proto %s status %d body %q", i, resp.Proto, resp.StatusCode, body)
 		}
 		want := map[string]string{"X-Proto": "HTTP/2.0", "X-Path": "/a/c", "X-Query": "x=1", "X-Scheme": "https",
-			"X-Server": "tls", "X-Host": addr, "X-Client-Ip": "127.0.0.1", "X-Uri": "/a//b/../c?x=1"}
+			"X-Server": "tls", "X-Host": addr, "X-Host-Field": addr, "X-Client-Ip": "127.0.0.1", "X-Uri": "/a//b/../c?x=1"}
 		for k, v := range want {
 			if got := resp.Header.Get(k); got != v {
 				t.Errorf("%s = %q, want %q", k, got, v)

@@ -63,6 +63,11 @@ type Options struct {
 	// OnConn, when set, is called with true when a connection opens and
 	// false when it closes (metrics).
 	OnConn func(open bool)
+
+	// idleRelease and sendTimeout override the package constants (tests);
+	// sendTimeout bounds each write to and each body read from a client.
+	idleRelease time.Duration
+	sendTimeout time.Duration
 }
 
 // Defaults from the contract's [servers.NAME] table.
@@ -85,6 +90,12 @@ func (o Options) withDefaults() *Options {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.idleRelease <= 0 {
+		o.idleRelease = idleRelease
+	}
+	if o.sendTimeout <= 0 {
+		o.sendTimeout = sendTimeout
+	}
 	return &o
 }
 
@@ -102,11 +113,14 @@ type Server struct {
 	h2base    *http.Server
 	h2handler http.Handler
 
+	pools bufPools
+
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
 	closing   atomic.Bool
-	done      chan struct{} // closed when the last conn is gone during shutdown
+	gone      chan struct{} // closed once closing and the last conn is gone
+	goneOnce  sync.Once
 }
 
 // New returns a server that answers with handler.
@@ -115,10 +129,11 @@ func New(handler Handler, opts Options) *Server {
 		handler:   handler,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
+		gone:      make(chan struct{}),
 	}
 	o := opts.withDefaults()
 	s.opts.Store(o)
-	s.h2 = &http2.Server{IdleTimeout: o.IdleTimeout}
+	s.h2 = &http2.Server{IdleTimeout: o.IdleTimeout, WriteByteTimeout: sendTimeout}
 	s.h2base = &http.Server{MaxHeaderBytes: o.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug)}
 	if err := http2.ConfigureServer(s.h2base, s.h2); err != nil {
 		// ConfigureServer only fails on a TLS config we did not give it.
@@ -132,7 +147,8 @@ func New(handler Handler, opts Options) *Server {
 
 // SetOptions replaces the options atomically. New connections and the next
 // request of existing ones use them; no listener or connection is closed
-// (hot reload keeps unchanged listeners).
+// (hot reload keeps unchanged listeners). HTTP/2 settings taken at New
+// (idle timeout, header list size) do not change.
 func (s *Server) SetOptions(opts Options) {
 	s.opts.Store(opts.withDefaults())
 }
@@ -205,9 +221,8 @@ func (s *Server) newConn(nc net.Conn) *conn {
 func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
-	if s.closing.Load() && len(s.conns) == 0 && s.done != nil {
-		close(s.done)
-		s.done = nil
+	if s.closing.Load() && len(s.conns) == 0 {
+		s.goneOnce.Do(func() { close(s.gone) })
 	}
 	s.mu.Unlock()
 }
@@ -222,11 +237,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for ln := range s.listeners {
 		ln.Close()
 	}
-	done := make(chan struct{})
 	if len(s.conns) == 0 {
-		close(done)
-	} else {
-		s.done = done
+		s.goneOnce.Do(func() { close(s.gone) })
 	}
 	s.mu.Unlock()
 
@@ -241,7 +253,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for {
 		s.closeIdle()
 		select {
-		case <-done:
+		case <-s.gone:
 			return nil
 		case <-ctx.Done():
 			s.closeAll()

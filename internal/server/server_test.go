@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -71,6 +72,7 @@ func echo(c *httpx.Ctx) {
 	h.Add("X-Server", c.Conn.Server)
 	h.Add("X-Client-Ip", c.ClientIP.String())
 	h.Add("X-Content-Length", fmt.Sprint(c.Req.ContentLength))
+	h.Add("X-Host-Field", c.Req.Header.Get("Host"))
 	if c.Req.Trailer.Len() > 0 {
 		h.Add("Trailer", "X-Echo-Trailer")
 		c.W.WriteHeader(200, &h, -1)
@@ -360,22 +362,37 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
-// TestIdleBuffersReleased waits past idleRelease so the buffers go back to
-// the pools, then sends the next request: it must be served normally (the
-// byte read without buffers is replayed).
+// TestIdleBuffersReleased waits past the release window so the buffers go
+// back to the pools, then sends the next request: it must be served
+// normally (the byte read without buffers is replayed), over plain TCP and
+// over TLS (a read timeout must not break the TLS state).
 func TestIdleBuffersReleased(t *testing.T) {
-	if testing.Short() {
-		t.Skip("waits past idleRelease")
-	}
-	addr, _ := startServer(t, HandlerFunc(echo), Options{})
-	c := dialRaw(t, addr)
-	c.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
-	c.read("GET")
-	time.Sleep(idleRelease + 200*time.Millisecond)
-	c.send("POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz")
-	resp, body := c.read("POST")
-	if resp.Header.Get("X-Path") != "/b" || body != "xyz" {
-		t.Fatalf("path %q body %q", resp.Header.Get("X-Path"), body)
+	cert, pool := selfSigned(t)
+	for _, useTLS := range []bool{false, true} {
+		opts := Options{idleRelease: 50 * time.Millisecond}
+		if useTLS {
+			opts.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}}
+		}
+		addr, _ := startServer(t, HandlerFunc(echo), opts)
+		c := dialRaw(t, addr)
+		if useTLS {
+			tc := tls.Client(c.conn, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+			c.conn = tc
+			c.br = bufio.NewReader(tc)
+		}
+		c.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+		c.read("GET")
+		time.Sleep(200 * time.Millisecond)
+		c.send("POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz")
+		resp, body := c.read("POST")
+		if resp.Header.Get("X-Path") != "/b" || body != "xyz" {
+			t.Fatalf("tls=%v: path %q body %q", useTLS, resp.Header.Get("X-Path"), body)
+		}
+		// And once more with the buffers kept (within the window).
+		c.send("GET /c HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp, _ := c.read("GET"); resp.Header.Get("X-Path") != "/c" {
+			t.Fatalf("tls=%v: third request", useTLS)
+		}
 	}
 }
 
@@ -726,5 +743,73 @@ func TestNetHTTPClient(t *testing.T) {
 		if resp.StatusCode != 200 || len(body) != i*3000 {
 			t.Fatalf("status %d len %d", resp.StatusCode, len(body))
 		}
+	}
+}
+
+// TestSlowReaderTimesOut: a client that stops reading cannot block a
+// handler's writes forever.
+func TestSlowReaderTimesOut(t *testing.T) {
+	result := make(chan error, 1)
+	addr, _ := startServer(t, HandlerFunc(func(c *httpx.Ctx) {
+		c.W.WriteHeader(200, nil, -1)
+		chunk := make([]byte, 64<<10)
+		var err error
+		for i := 0; i < 4096 && err == nil; i++ { // up to 256 MB
+			_, err = c.W.Write(chunk)
+		}
+		result <- err
+	}), Options{sendTimeout: 200 * time.Millisecond})
+	c := dialRaw(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	select {
+	case err := <-result:
+		if !isTimeout(err) {
+			t.Fatalf("write error %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler still writing to a client that does not read")
+	}
+}
+
+func TestShutdownTwice(t *testing.T) {
+	addr, s := startServer(t, HandlerFunc(echo), Options{})
+	c := dialRaw(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	c.read("GET")
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			errs <- s.Shutdown(ctx)
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.expectClosed()
+}
+
+// TestSlowBodyTimesOut: a client that stops sending its body cannot hold
+// the handler forever.
+func TestSlowBodyTimesOut(t *testing.T) {
+	result := make(chan error, 1)
+	addr, _ := startServer(t, HandlerFunc(func(c *httpx.Ctx) {
+		_, err := io.ReadAll(c.Req.Body)
+		result <- err
+		c.W.WriteHeader(408, nil, 0)
+		c.W.Finish(nil)
+	}), Options{sendTimeout: 200 * time.Millisecond})
+	c := dialRaw(t, addr)
+	c.send("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nab")
+	select {
+	case err := <-result:
+		if !isTimeout(err) {
+			t.Fatalf("body read error %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler still waiting for a stalled body")
 	}
 }

@@ -210,7 +210,10 @@ func (w *h1Writer) WriteHeader(status int, h *httpx.Header, contentLength int64)
 	b = w.appendFields(b, status, h)
 	switch {
 	case status == 101:
+		// The connection now speaks another protocol: it is the
+		// hijacker's, or it is closed after the handler.
 		b = append(b, "Connection: Upgrade\r\n"...)
+		w.closeAfter = true
 	case status == 204 || status == 304:
 		// RFC 9110 §8.6: no Content-Length in 204; a 304's would describe
 		// the selected representation, which we do not know here.
@@ -339,10 +342,11 @@ func (w *h1Writer) Hijack() (net.Conn, *bufio.Reader, error) {
 		return nil, nil, err
 	}
 	w.hijacked = true
+	c.inBody = false
 	c.ctx.Hijacked = true
 	c.state.Store(stateHijacked)
 	c.rwc.SetDeadline(time.Time{})
-	putWriter(c.bw)
+	c.srv.pools.putWriter(c.bw)
 	c.bw = nil // the connReader flushes nothing any more
 	br := c.br
 	c.br = nil
