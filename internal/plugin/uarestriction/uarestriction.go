@@ -156,6 +156,11 @@ func compile(pattern string, re *regexp.Regexp) matcher {
 			if r >= 0x80 {
 				return fallback // non-ASCII folding: leave it to regexp
 			}
+			// Under (?i) RE2 folds k to the Kelvin sign (U+212A) and s to
+			// the long s (U+017F); an ASCII-only comparison would miss them.
+			if fold && (r == 'k' || r == 'K' || r == 's' || r == 'S') {
+				return fallback
+			}
 		}
 		if m.fold {
 			lit = strings.ToLower(lit)
