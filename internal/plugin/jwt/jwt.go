@@ -242,16 +242,16 @@ func (p *JWT) Request(c *httpx.Ctx) bool {
 // token finds the token: header (with an optional "Bearer " scheme), then
 // query parameter, then cookie.
 func (p *JWT) token(c *httpx.Ctx) string {
-	if v, ok := c.Req.Header.Lookup(p.header); ok {
-		v = strings.TrimSpace(v)
+	if v := strings.TrimSpace(c.Req.Header.Get(p.header)); v != "" {
 		const bearer = "bearer "
 		if len(v) > len(bearer) && httpx.EqualFold(v[:len(bearer)], bearer) {
 			return strings.TrimSpace(v[len(bearer):])
 		}
-		if httpx.EqualFold(p.header, "Authorization") {
-			return "" // another scheme (Basic): not our token
+		// In Authorization another scheme (Basic) is not our token; in a
+		// header of its own the token may come bare.
+		if !httpx.EqualFold(p.header, "Authorization") {
+			return v
 		}
-		return v
 	}
 	if p.query != "" {
 		if v := queryValue(c.Req.RawQuery, p.query); v != "" {

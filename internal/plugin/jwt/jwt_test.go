@@ -107,6 +107,7 @@ func TestJWT(t *testing.T) {
 		{name: "query", opts: map[string]any{"secret": secret, "query": "token"}, target: "/?a=1&token=" + hs, status: 200},
 		{name: "query wrong", opts: map[string]any{"secret": secret, "query": "token"}, target: "/?token=" + otherKey, status: 401},
 		{name: "cookie", opts: map[string]any{"secret": secret, "cookie": "jwt"}, headers: []string{"Cookie: a=b; jwt=" + hs}, status: 200},
+		{name: "cookie after basic header", opts: map[string]any{"secret": secret, "cookie": "jwt"}, headers: []string{"Authorization: Basic YTpi", "Cookie: jwt=" + hs}, status: 200},
 		{name: "cookie absent", opts: map[string]any{"secret": secret, "cookie": "jwt"}, headers: []string{"Cookie: a=b"}, status: 401},
 		{name: "rsa ok", opts: map[string]any{"public_key": rsaPath}, headers: []string{"Authorization: Bearer " + rs}, status: 200},
 		{name: "rsa-pss ok", opts: map[string]any{"public_key": rsaPath}, headers: []string{"Authorization: Bearer " + ps}, status: 200},
