@@ -48,6 +48,10 @@ type Options struct {
 	// PublicKey is a PEM file (PKIX public key, PKCS#1 RSA key or a
 	// certificate) holding an RSA, ECDSA or Ed25519 key.
 	PublicKey string `toml:"public_key"`
+	// JWKS is a JSON Web Key Set: an http(s) URL or a file, reloaded every
+	// JWKSRefresh and when a token names an unknown kid (at most every 30s).
+	JWKS        string          `toml:"jwks"`
+	JWKSRefresh config.Duration `toml:"jwks_refresh"`
 	// Algorithms restricts the accepted "alg" values; default: every
 	// algorithm of the key type.
 	Algorithms []string `toml:"algorithms"`
@@ -76,9 +80,13 @@ type JWT struct {
 	parser                *jwtlib.Parser
 	keyFunc               jwtlib.Keyfunc
 	forward               []forward
+	jwks                  *keySet
 }
 
-var _ plugin.Plugin = (*JWT)(nil)
+var (
+	_ plugin.Plugin = (*JWT)(nil)
+	_ plugin.Closer = (*JWT)(nil)
+)
 
 var (
 	hmacAlgs    = []string{"HS256", "HS384", "HS512"}
@@ -94,9 +102,15 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 	}
 	var key any
 	var algs []string
+	set := 0
+	for _, v := range []string{o.Secret, o.PublicKey, o.JWKS} {
+		if v != "" {
+			set++
+		}
+	}
 	switch {
-	case o.Secret != "" && o.PublicKey != "":
-		return nil, errors.New("public_key: set secret or public_key, not both")
+	case set > 1:
+		return nil, errors.New("secret: set only one of secret, public_key and jwks")
 	case o.Secret != "":
 		key, algs = []byte(o.Secret), hmacAlgs
 	case o.PublicKey != "":
@@ -105,8 +119,13 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		if err != nil {
 			return nil, fmt.Errorf("public_key: %w", err)
 		}
+	case o.JWKS != "":
+		algs = asymmetricAlgs
 	default:
-		return nil, errors.New("secret: one of secret or public_key is required")
+		return nil, errors.New("secret: one of secret, public_key or jwks is required")
+	}
+	if o.JWKSRefresh.D() != 0 && (o.JWKS == "" || o.JWKSRefresh.D() < time.Minute) {
+		return nil, errors.New("jwks_refresh: needs jwks and at least 1m")
 	}
 	if len(o.Algorithms) > 0 {
 		for _, a := range o.Algorithms {
@@ -155,7 +174,28 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		p.forward = append(p.forward, forward{claim: claim, header: h})
 	}
 	sort.Slice(p.forward, func(i, j int) bool { return p.forward[i].claim < p.forward[j].claim })
+	if o.JWKS != "" {
+		// Last: it may start a goroutine, so nothing may fail after it.
+		refresh := o.JWKSRefresh.D()
+		if refresh == 0 {
+			refresh = defaultJWKSRefresh
+		}
+		ks, err := newKeySet(o.JWKS, refresh, env.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("jwks: %w", err)
+		}
+		p.jwks = ks
+		p.keyFunc = ks.keyFunc
+	}
 	return p, nil
+}
+
+// Close stops the JWKS refresher.
+func (p *JWT) Close() error {
+	if p.jwks != nil {
+		p.jwks.close()
+	}
+	return nil
 }
 
 // loadPublicKey reads a PEM file and returns the key and the algorithms
