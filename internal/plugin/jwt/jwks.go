@@ -51,10 +51,10 @@ type keySet struct {
 
 	lastFetch  atomic.Int64 // unix nanos of the last fetch attempt
 	kidRefresh time.Duration
-	fetching  atomic.Bool
-	stop      chan struct{}
-	stopOnce  sync.Once
-	done      chan struct{}
+	fetching   atomic.Bool
+	stop       chan struct{}
+	stopOnce   sync.Once
+	done       chan struct{}
 }
 
 // newKeySet loads source once and starts the refresher. A file that cannot
