@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestDecodeOptionsNamesTheKey(t *testing.T) {
+func TestDecodeOptionsPluginKeys(t *testing.T) {
 	type opts struct {
 		TTL  Duration          `toml:"ttl"`
 		Max  Size              `toml:"max"`
