@@ -15,6 +15,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -81,6 +82,9 @@ type JWT struct {
 	keyFunc               jwtlib.Keyfunc
 	forward               []forward
 	jwks                  *keySet
+	leeway                time.Duration
+	cache                 *tokenCache
+	now                   func() time.Time // time.Now; tests move it
 }
 
 var (
@@ -138,7 +142,7 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		}
 		algs = o.Algorithms
 	}
-	p := &JWT{header: o.Header, query: o.Query, cookie: o.Cookie}
+	p := &JWT{header: o.Header, query: o.Query, cookie: o.Cookie, leeway: o.Leeway.D(), cache: newTokenCache(), now: time.Now}
 	if p.header == "" {
 		p.header = "Authorization"
 	}
@@ -155,6 +159,7 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		jwtlib.WithValidMethods(algs),
 		jwtlib.WithLeeway(o.Leeway.D()),
 		jwtlib.WithJSONNumber(),
+		jwtlib.WithTimeFunc(func() time.Time { return p.now() }),
 	}
 	if o.Issuer != "" {
 		popts = append(popts, jwtlib.WithIssuer(o.Issuer))
@@ -255,6 +260,15 @@ func (p *JWT) Request(c *httpx.Ctx) bool {
 		c.Error(401, "invalid token")
 		return true
 	}
+	now := p.now()
+	// Hash through the per-request scratch buffer: []byte(raw) would
+	// allocate a copy of the token.
+	c.Scratch = append(c.Scratch[:0], raw...)
+	key := sha256.Sum256(c.Scratch)
+	if e := p.cache.get(&key, now.UnixNano()); e != nil {
+		p.forwardClaims(c, e.claims)
+		return false
+	}
 	tok, err := p.parser.Parse(raw, p.keyFunc)
 	if err != nil || !tok.Valid {
 		msg := "invalid token"
@@ -267,16 +281,33 @@ func (p *JWT) Request(c *httpx.Ctx) bool {
 		c.Error(401, msg)
 		return true
 	}
-	if len(p.forward) > 0 {
-		claims, _ := tok.Claims.(jwtlib.MapClaims)
-		for _, f := range p.forward {
-			c.Req.Header.Del(f.header)
-			if v, ok := claimString(claims[f.claim]); ok {
-				c.Req.Header.Set(f.header, v)
-			}
+	claims, _ := tok.Claims.(jwtlib.MapClaims)
+	e := &cached{expires: now.Add(cacheTTL).UnixNano()}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		if t := exp.Add(p.leeway).UnixNano(); t < e.expires {
+			e.expires = t
 		}
 	}
+	if len(p.forward) > 0 {
+		e.claims = make([]claimVal, len(p.forward))
+		for i, f := range p.forward {
+			e.claims[i].v, e.claims[i].ok = claimString(claims[f.claim])
+		}
+	}
+	p.cache.put(&key, e)
+	p.forwardClaims(c, e.claims)
 	return false
+}
+
+// forwardClaims sets the forward_claims headers on the upstream request,
+// removing the client's own values first.
+func (p *JWT) forwardClaims(c *httpx.Ctx, vals []claimVal) {
+	for i, f := range p.forward {
+		c.Req.Header.Del(f.header)
+		if vals[i].ok {
+			c.Req.Header.Set(f.header, vals[i].v)
+		}
+	}
 }
 
 // token finds the token: header (with an optional "Bearer " scheme), then
