@@ -94,7 +94,10 @@ type matcher struct {
 }
 
 func (m *matcher) match(s string) bool {
-	if m.re != nil {
+	// Unicode case folding maps some non-ASCII runes onto ASCII letters
+	// (U+212A KELVIN SIGN folds to k, U+017F LONG S to s), so a non-ASCII
+	// UA under (?i) goes to the regexp to keep its exact semantics.
+	if m.literals == nil || (m.fold && !isASCII(s)) {
 		return m.re.MatchString(s)
 	}
 	for _, lit := range m.literals {
@@ -129,7 +132,7 @@ func compile(pattern string, re *regexp.Regexp) matcher {
 		return fallback
 	}
 	t = t.Simplify()
-	m := matcher{}
+	m := matcher{re: re}
 	if t.Op == syntax.OpConcat && len(t.Sub) == 2 && t.Sub[0].Op == syntax.OpBeginText {
 		m.prefix = true
 		t = t.Sub[1]
@@ -196,4 +199,13 @@ func containsFold(s, lower string) bool {
 		}
 	}
 	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
