@@ -162,17 +162,23 @@ func (p *BasicAuth) check(auth string) bool {
 		return false
 	}
 	digest := sha256.Sum256(cred)
-	name := sha256.Sum256(cred[:colon])
-	// Look at every user without an early exit.
+	// Plain users: the digest of "name:password" against every one of them,
+	// without an early exit.
 	var plainOK int
-	match := -1
 	for i := range p.users {
-		u := &p.users[i]
-		same := subtle.ConstantTimeCompare(name[:], u.name[:])
-		if u.hash == nil {
-			plainOK |= same & subtle.ConstantTimeCompare(digest[:], u.plain[:])
-		} else if same == 1 {
-			match = i
+		if u := &p.users[i]; u.hash == nil {
+			plainOK |= subtle.ConstantTimeCompare(digest[:], u.plain[:])
+		}
+	}
+	// bcrypt users: find the one with this name (also without early exit).
+	match := -1
+	if p.hasBcrypt && plainOK != 1 {
+		name := sha256.Sum256(cred[:colon])
+		for i := range p.users {
+			u := &p.users[i]
+			if u.hash != nil && subtle.ConstantTimeCompare(name[:], u.name[:]) == 1 {
+				match = i
+			}
 		}
 	}
 	if plainOK == 1 {

@@ -15,6 +15,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -48,6 +49,10 @@ type Options struct {
 	// PublicKey is a PEM file (PKIX public key, PKCS#1 RSA key or a
 	// certificate) holding an RSA, ECDSA or Ed25519 key.
 	PublicKey string `toml:"public_key"`
+	// JWKS is a JSON Web Key Set: an http(s) URL or a file, reloaded every
+	// JWKSRefresh and when a token names an unknown kid (at most every 30s).
+	JWKS        string          `toml:"jwks"`
+	JWKSRefresh config.Duration `toml:"jwks_refresh"`
 	// Algorithms restricts the accepted "alg" values; default: every
 	// algorithm of the key type.
 	Algorithms []string `toml:"algorithms"`
@@ -76,9 +81,16 @@ type JWT struct {
 	parser                *jwtlib.Parser
 	keyFunc               jwtlib.Keyfunc
 	forward               []forward
+	jwks                  *keySet
+	leeway                time.Duration
+	cache                 *tokenCache
+	now                   func() time.Time // time.Now; tests move it
 }
 
-var _ plugin.Plugin = (*JWT)(nil)
+var (
+	_ plugin.Plugin = (*JWT)(nil)
+	_ plugin.Closer = (*JWT)(nil)
+)
 
 var (
 	hmacAlgs    = []string{"HS256", "HS384", "HS512"}
@@ -94,9 +106,15 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 	}
 	var key any
 	var algs []string
+	set := 0
+	for _, v := range []string{o.Secret, o.PublicKey, o.JWKS} {
+		if v != "" {
+			set++
+		}
+	}
 	switch {
-	case o.Secret != "" && o.PublicKey != "":
-		return nil, errors.New("public_key: set secret or public_key, not both")
+	case set > 1:
+		return nil, errors.New("secret: set only one of secret, public_key and jwks")
 	case o.Secret != "":
 		key, algs = []byte(o.Secret), hmacAlgs
 	case o.PublicKey != "":
@@ -105,8 +123,13 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		if err != nil {
 			return nil, fmt.Errorf("public_key: %w", err)
 		}
+	case o.JWKS != "":
+		algs = asymmetricAlgs
 	default:
-		return nil, errors.New("secret: one of secret or public_key is required")
+		return nil, errors.New("secret: one of secret, public_key or jwks is required")
+	}
+	if o.JWKSRefresh.D() != 0 && (o.JWKS == "" || o.JWKSRefresh.D() < time.Minute) {
+		return nil, errors.New("jwks_refresh: needs jwks and at least 1m")
 	}
 	if len(o.Algorithms) > 0 {
 		for _, a := range o.Algorithms {
@@ -119,7 +142,7 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		}
 		algs = o.Algorithms
 	}
-	p := &JWT{header: o.Header, query: o.Query, cookie: o.Cookie}
+	p := &JWT{header: o.Header, query: o.Query, cookie: o.Cookie, leeway: o.Leeway.D(), cache: newTokenCache(), now: time.Now}
 	if p.header == "" {
 		p.header = "Authorization"
 	}
@@ -136,6 +159,7 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		jwtlib.WithValidMethods(algs),
 		jwtlib.WithLeeway(o.Leeway.D()),
 		jwtlib.WithJSONNumber(),
+		jwtlib.WithTimeFunc(func() time.Time { return p.now() }),
 	}
 	if o.Issuer != "" {
 		popts = append(popts, jwtlib.WithIssuer(o.Issuer))
@@ -155,7 +179,28 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		p.forward = append(p.forward, forward{claim: claim, header: h})
 	}
 	sort.Slice(p.forward, func(i, j int) bool { return p.forward[i].claim < p.forward[j].claim })
+	if o.JWKS != "" {
+		// Last: it may start a goroutine, so nothing may fail after it.
+		refresh := o.JWKSRefresh.D()
+		if refresh == 0 {
+			refresh = defaultJWKSRefresh
+		}
+		ks, err := newKeySet(o.JWKS, refresh, env.Logger)
+		if err != nil {
+			return nil, fmt.Errorf("jwks: %w", err)
+		}
+		p.jwks = ks
+		p.keyFunc = ks.keyFunc
+	}
 	return p, nil
+}
+
+// Close stops the JWKS refresher.
+func (p *JWT) Close() error {
+	if p.jwks != nil {
+		p.jwks.close()
+	}
+	return nil
 }
 
 // loadPublicKey reads a PEM file and returns the key and the algorithms
@@ -215,6 +260,15 @@ func (p *JWT) Request(c *httpx.Ctx) bool {
 		c.Error(401, "invalid token")
 		return true
 	}
+	now := p.now()
+	// Hash through the per-request scratch buffer: []byte(raw) would
+	// allocate a copy of the token.
+	c.Scratch = append(c.Scratch[:0], raw...)
+	key := sha256.Sum256(c.Scratch)
+	if e := p.cache.get(&key, now.UnixNano()); e != nil {
+		p.forwardClaims(c, e.claims)
+		return false
+	}
 	tok, err := p.parser.Parse(raw, p.keyFunc)
 	if err != nil || !tok.Valid {
 		msg := "invalid token"
@@ -227,31 +281,48 @@ func (p *JWT) Request(c *httpx.Ctx) bool {
 		c.Error(401, msg)
 		return true
 	}
-	if len(p.forward) > 0 {
-		claims, _ := tok.Claims.(jwtlib.MapClaims)
-		for _, f := range p.forward {
-			c.Req.Header.Del(f.header)
-			if v, ok := claimString(claims[f.claim]); ok {
-				c.Req.Header.Set(f.header, v)
-			}
+	claims, _ := tok.Claims.(jwtlib.MapClaims)
+	e := &cached{expires: now.Add(cacheTTL).UnixNano()}
+	if exp, err := claims.GetExpirationTime(); err == nil && exp != nil {
+		if t := exp.Add(p.leeway).UnixNano(); t < e.expires {
+			e.expires = t
 		}
 	}
+	if len(p.forward) > 0 {
+		e.claims = make([]claimVal, len(p.forward))
+		for i, f := range p.forward {
+			e.claims[i].v, e.claims[i].ok = claimString(claims[f.claim])
+		}
+	}
+	p.cache.put(&key, e)
+	p.forwardClaims(c, e.claims)
 	return false
+}
+
+// forwardClaims sets the forward_claims headers on the upstream request,
+// removing the client's own values first.
+func (p *JWT) forwardClaims(c *httpx.Ctx, vals []claimVal) {
+	for i, f := range p.forward {
+		c.Req.Header.Del(f.header)
+		if vals[i].ok {
+			c.Req.Header.Set(f.header, vals[i].v)
+		}
+	}
 }
 
 // token finds the token: header (with an optional "Bearer " scheme), then
 // query parameter, then cookie.
 func (p *JWT) token(c *httpx.Ctx) string {
-	if v, ok := c.Req.Header.Lookup(p.header); ok {
-		v = strings.TrimSpace(v)
+	if v := strings.TrimSpace(c.Req.Header.Get(p.header)); v != "" {
 		const bearer = "bearer "
 		if len(v) > len(bearer) && httpx.EqualFold(v[:len(bearer)], bearer) {
 			return strings.TrimSpace(v[len(bearer):])
 		}
-		if httpx.EqualFold(p.header, "Authorization") {
-			return "" // another scheme (Basic): not our token
+		// In Authorization another scheme (Basic) is not our token; in a
+		// header of its own the token may come bare.
+		if !httpx.EqualFold(p.header, "Authorization") {
+			return v
 		}
-		return v
 	}
 	if p.query != "" {
 		if v := queryValue(c.Req.RawQuery, p.query); v != "" {

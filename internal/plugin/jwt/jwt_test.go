@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -107,6 +108,7 @@ func TestJWT(t *testing.T) {
 		{name: "query", opts: map[string]any{"secret": secret, "query": "token"}, target: "/?a=1&token=" + hs, status: 200},
 		{name: "query wrong", opts: map[string]any{"secret": secret, "query": "token"}, target: "/?token=" + otherKey, status: 401},
 		{name: "cookie", opts: map[string]any{"secret": secret, "cookie": "jwt"}, headers: []string{"Cookie: a=b; jwt=" + hs}, status: 200},
+		{name: "cookie after basic header", opts: map[string]any{"secret": secret, "cookie": "jwt"}, headers: []string{"Authorization: Basic YTpi", "Cookie: jwt=" + hs}, status: 200},
 		{name: "cookie absent", opts: map[string]any{"secret": secret, "cookie": "jwt"}, headers: []string{"Cookie: a=b"}, status: 401},
 		{name: "rsa ok", opts: map[string]any{"public_key": rsaPath}, headers: []string{"Authorization: Bearer " + rs}, status: 200},
 		{name: "rsa-pss ok", opts: map[string]any{"public_key": rsaPath}, headers: []string{"Authorization: Bearer " + ps}, status: 200},
@@ -186,5 +188,53 @@ func TestJWTConfigErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.key) {
 			t.Errorf("%v: err = %v, want one naming %q", tt.opts, err, tt.key)
 		}
+	}
+}
+
+func TestJWTCache(t *testing.T) {
+	base := time.Now()
+	pp, err := New(plugin.Env{}, map[string]any{"secret": secret, "leeway": "5s", "forward_claims": map[string]any{"sub": "X-User", "none": "X-None"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pp.(*JWT)
+	now := base
+	p.now = func() time.Time { return now }
+	withExp := sign(t, jwtlib.SigningMethodHS256, []byte(secret), jwtlib.MapClaims{"sub": "u1", "exp": base.Add(30 * time.Second).Unix()})
+	noExp := sign(t, jwtlib.SigningMethodHS256, []byte(secret), jwtlib.MapClaims{"sub": "u2"})
+	run := func(tok string) plugintest.Result {
+		return plugintest.Run(plugintest.NewCtx("GET", "/", "Authorization: Bearer "+tok, "X-None: forged"), plugintest.Upstream{}, p)
+	}
+	for _, tok := range []string{withExp, noExp} {
+		if res := run(tok); res.Status != 200 {
+			t.Fatalf("first use: %d", res.Status)
+		}
+	}
+	// From now on the signature check fails: only cached tokens pass.
+	verify := p.keyFunc
+	p.keyFunc = func(*jwtlib.Token) (any, error) { return nil, errors.New("key gone") }
+	res := run(withExp)
+	if res.Status != 200 || res.UpstreamHeader.Get("X-User") != "u1" || res.UpstreamHeader.Has("X-None") {
+		t.Fatalf("cached token: %d, upstream %v", res.Status, res.UpstreamHeader.Fields())
+	}
+	if res := run(sign(t, jwtlib.SigningMethodHS256, []byte(secret), jwtlib.MapClaims{"sub": "new"})); res.Status != 401 {
+		t.Fatalf("uncached token passed without a key: %d", res.Status)
+	}
+	// exp + leeway bounds the entry: at +34s it still holds, at +36s it is
+	// re-checked (and expired).
+	p.keyFunc = verify
+	now = base.Add(34 * time.Second)
+	if res := run(withExp); res.Status != 200 {
+		t.Fatalf("within leeway: %d", res.Status)
+	}
+	now = base.Add(36 * time.Second)
+	if res := run(withExp); res.Status != 401 || res.Body != `{"error":"token expired"}` {
+		t.Fatalf("after exp+leeway: %d %s", res.Status, res.Body)
+	}
+	// Without exp, cacheTTL bounds the entry.
+	p.keyFunc = func(*jwtlib.Token) (any, error) { return nil, errors.New("key gone") }
+	now = base.Add(cacheTTL + time.Second)
+	if res := run(noExp); res.Status != 401 {
+		t.Fatalf("entry outlived cacheTTL: %d", res.Status)
 	}
 }

@@ -114,7 +114,10 @@ func (p *RefererRestriction) match(host []byte) bool {
 // absolute URL to dst. It reports false for a value with no host.
 func refererHost(dst []byte, ref string) ([]byte, bool) {
 	i := strings.Index(ref, "://")
-	if i <= 0 {
+	if i == 0 || (i > 0 && !validScheme(ref[:i])) {
+		return dst, false
+	}
+	if i < 0 {
 		// Scheme-relative "//host/path" is allowed too.
 		if !strings.HasPrefix(ref, "//") {
 			return dst, false
@@ -134,4 +137,19 @@ func refererHost(dst []byte, ref string) ([]byte, bool) {
 		return dst, false
 	}
 	return httpx.AppendLowerHost(dst, rest), true
+}
+
+// validScheme checks RFC 3986 3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ).
+func validScheme(s string) bool {
+	for i := 0; i < len(s); i++ {
+		b := s[i] | 0x20
+		if 'a' <= b && b <= 'z' {
+			continue
+		}
+		if i > 0 && ('0' <= s[i] && s[i] <= '9' || s[i] == '+' || s[i] == '-' || s[i] == '.') {
+			continue
+		}
+		return false
+	}
+	return s != ""
 }

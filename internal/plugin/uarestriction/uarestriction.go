@@ -9,6 +9,7 @@
 package uarestriction
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"regexp"
@@ -34,6 +35,7 @@ type Options struct {
 type UARestriction struct {
 	matchers []matcher
 	allow    bool
+	fold     bool // some matcher searches (?i) literals
 }
 
 var _ plugin.Plugin = (*UARestriction)(nil)
@@ -60,7 +62,9 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		if err != nil {
 			return nil, fmt.Errorf("ua_list: entry %d %q: %w", i, e, err)
 		}
-		p.matchers = append(p.matchers, compile(e, re))
+		m := compile(e, re)
+		p.fold = p.fold || (m.fold && m.literals != nil && !m.prefix)
+		p.matchers = append(p.matchers, m)
 	}
 	return p, nil
 }
@@ -76,28 +80,51 @@ func (p *UARestriction) Request(c *httpx.Ctx) bool {
 }
 
 func (p *UARestriction) match(ua string) bool {
+	// (?i) literals search a lower-cased copy made once, on the stack, when
+	// the UA is ASCII and fits; otherwise each matcher folds on its own.
+	var buf [maxLowered]byte
+	var lower []byte // nil: not available
+	if p.fold && len(ua) <= len(buf) && isASCII(ua) {
+		for i := 0; i < len(ua); i++ {
+			b := ua[i]
+			if 'A' <= b && b <= 'Z' {
+				b += 'a' - 'A'
+			}
+			buf[i] = b
+		}
+		lower = buf[:len(ua)]
+	}
 	for i := range p.matchers {
-		if p.matchers[i].match(ua) {
+		if p.matchers[i].match(ua, lower) {
 			return true
 		}
 	}
 	return false
 }
 
+// maxLowered bounds the stack copy of a UA (real ones are under 512 bytes).
+const maxLowered = 1024
+
 // matcher is one ua_list entry: a set of literals when the pattern allows,
 // else the regexp.
 type matcher struct {
 	re       *regexp.Regexp
 	literals []string // lower-cased when fold
+	litBytes [][]byte // literals as []byte, for bytes.Contains
 	fold     bool
 	prefix   bool // literals must be at the start
 }
 
-func (m *matcher) match(s string) bool {
-	if m.re != nil {
+// match reports whether s matches; lower is s lower-cased, or nil when not
+// available.
+func (m *matcher) match(s string, lower []byte) bool {
+	// Unicode case folding maps some non-ASCII runes onto ASCII letters
+	// (U+212A KELVIN SIGN folds to k, U+017F LONG S to s), so a non-ASCII
+	// UA under (?i) goes to the regexp to keep its exact semantics.
+	if m.literals == nil || (m.fold && !isASCII(s)) {
 		return m.re.MatchString(s)
 	}
-	for _, lit := range m.literals {
+	for i, lit := range m.literals {
 		switch {
 		case m.prefix && m.fold:
 			if len(s) >= len(lit) && strings.EqualFold(s[:len(lit)], lit) {
@@ -105,6 +132,10 @@ func (m *matcher) match(s string) bool {
 			}
 		case m.prefix:
 			if strings.HasPrefix(s, lit) {
+				return true
+			}
+		case m.fold && lower != nil:
+			if bytes.Contains(lower, m.litBytes[i]) {
 				return true
 			}
 		case m.fold:
@@ -129,7 +160,7 @@ func compile(pattern string, re *regexp.Regexp) matcher {
 		return fallback
 	}
 	t = t.Simplify()
-	m := matcher{}
+	m := matcher{re: re}
 	if t.Op == syntax.OpConcat && len(t.Sub) == 2 && t.Sub[0].Op == syntax.OpBeginText {
 		m.prefix = true
 		t = t.Sub[1]
@@ -166,6 +197,7 @@ func compile(pattern string, re *regexp.Regexp) matcher {
 			lit = strings.ToLower(lit)
 		}
 		m.literals = append(m.literals, lit)
+		m.litBytes = append(m.litBytes, []byte(lit))
 	}
 	return m
 }
@@ -201,4 +233,13 @@ func containsFold(s, lower string) bool {
 		}
 	}
 	return false
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -76,6 +76,9 @@ func FuzzUARestriction(f *testing.F) {
 	f.Add("^$", "")
 	f.Add("(?i)bot|spider", "GoogleBot")
 	f.Add("a)|(b", "b")
+	f.Add("(?i)k", "\u212a")
+	f.Add("(?i)^s", "\u017fx")
+	f.Add("", "x")
 	f.Fuzz(func(t *testing.T, pattern, ua string) {
 		p, err := New(plugin.Env{}, map[string]any{"ua_list": []any{pattern}})
 		if err != nil {
