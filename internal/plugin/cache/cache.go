@@ -499,9 +499,13 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 	}
 	e, vary := p.newEntry(c, st, now)
 	if e == nil {
-		st.shard.mu.Lock()
-		st.shard.setPass(st.key, now.UnixNano(), now.Add(hitForPass).UnixNano())
-		st.shard.mu.Unlock()
+		// Hit for pass, unless the reason was this request's own (a 304
+		// to the client's conditional, its credentials).
+		if r.Status != 304 && !c.Req.Header.Has("Authorization") {
+			st.shard.mu.Lock()
+			st.shard.setPass(st.key, now.UnixNano(), now.Add(hitForPass).UnixNano())
+			st.shard.mu.Unlock()
+		}
 		st.fill.release()
 		return
 	}
