@@ -34,6 +34,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +62,7 @@ const (
 	defaultMaxSize      = 100 << 20
 	defaultMaxEntrySize = 1 << 20
 	defaultLockTimeout  = 5 * time.Second
+	defaultDirMaxSize   = 1 << 30
 	// hitForPass is how long a key whose response was not storable skips
 	// request coalescing.
 	hitForPass = 10 * time.Second
@@ -69,6 +72,7 @@ type options struct {
 	MaxSize      config.Size     `toml:"max_size"`
 	MaxEntrySize config.Size     `toml:"max_entry_size"`
 	Dir          string          `toml:"dir"`
+	DirMaxSize   config.Size     `toml:"dir_max_size"`
 	TTL          config.Duration `toml:"ttl"`
 	Methods      []string        `toml:"methods"`
 	Key          []string        `toml:"key"`
@@ -164,8 +168,12 @@ func New(env plugin.Env, opts map[string]any) (plugin.Plugin, error) {
 	}
 	// An entry must fit in its shard.
 	p.maxEntry = min(p.maxEntry, maxSize/numShards-entryOverhead)
-	if o.Dir != "" {
-		return nil, fmt.Errorf("dir: the disk tier is not implemented yet")
+	dirMax := int64(defaultDirMaxSize)
+	if _, ok := opts["dir_max_size"]; ok {
+		if o.DirMaxSize < numShards*1024 {
+			return nil, fmt.Errorf("dir_max_size: must be at least %d bytes", numShards*1024)
+		}
+		dirMax = int64(o.DirMaxSize)
 	}
 	if _, ok := opts["lock_timeout"]; ok {
 		p.lockTimeout = o.LockTimeout.D()
@@ -213,9 +221,106 @@ func New(env plugin.Env, opts map[string]any) (plugin.Plugin, error) {
 		}
 		p.purge = append(p.purge, pfx)
 	}
-	p.store = newStore(maxSize)
+	var instDir string
+	if o.Dir != "" {
+		// Each instance (a reload makes a new one) owns a fresh
+		// subdirectory: the disk tier is not persistent, its index lives
+		// in memory, and Close removes the files.
+		if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("dir: %w", err)
+		}
+		d, err := os.MkdirTemp(o.Dir, sanitize(env.Name)+"-")
+		if err != nil {
+			return nil, fmt.Errorf("dir: %w", err)
+		}
+		instDir = d
+	}
+	p.store = newStore(maxSize, dirMax, instDir)
 	p.states.New = func() any { return new(state) }
 	return p, nil
+}
+
+func sanitize(name string) string {
+	b := []byte(name)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "cache"
+	}
+	return string(b)
+}
+
+// Close removes the disk tier's files.
+func (p *Plugin) Close() error {
+	if p.store.dir != "" {
+		return os.RemoveAll(p.store.dir)
+	}
+	return nil
+}
+
+// publish stores e in the memory tier; entries it pushes out go to the disk
+// tier when there is one. Files are written outside the shard lock.
+func (p *Plugin) publish(sh *shard, e *entry) {
+	sh.mu.Lock()
+	_, evicted := sh.mem.insert(e, e.vary)
+	sh.mu.Unlock()
+	if p.store.dir == "" {
+		return
+	}
+	for _, v := range evicted {
+		p.spill(sh, v)
+	}
+}
+
+// spill writes an entry evicted from memory to the disk tier.
+func (p *Plugin) spill(sh *shard, v *entry) {
+	if len(v.body) == 0 || int64(len(v.body)) > sh.disk.lru.capacity {
+		return
+	}
+	path := filepath.Join(p.store.dir, strconv.FormatUint(p.store.seq.Add(1), 36))
+	if err := os.WriteFile(path, v.body, 0o600); err != nil {
+		return // a full or broken disk only costs the entry
+	}
+	d := *v
+	d.prev, d.next, d.body, d.file, d.bodyLen = nil, nil, nil, path, int64(len(v.body))
+	var drop []*entry
+	sh.mu.Lock()
+	if sh.mem.has(&d) {
+		drop = append(drop, &d) // refilled meanwhile: the copy is outdated
+	} else {
+		replaced, evicted := sh.disk.insert(&d, d.vary)
+		drop = append(replaced, evicted...)
+	}
+	sh.mu.Unlock()
+	removeFiles(drop)
+}
+
+func removeFiles(entries []*entry) {
+	for _, e := range entries {
+		if e.file != "" {
+			os.Remove(e.file)
+		}
+	}
+}
+
+// promote moves a disk-tier entry back into memory. It reports whether the
+// entry could be read.
+func (p *Plugin) promote(sh *shard, d *entry) bool {
+	body, err := os.ReadFile(d.file)
+	sh.mu.Lock()
+	sh.disk.evict(d)
+	sh.mu.Unlock()
+	os.Remove(d.file)
+	if err != nil || int64(len(body)) != d.bodyLen {
+		return false
+	}
+	e := *d
+	e.prev, e.next, e.file, e.body = nil, nil, "", body
+	p.publish(sh, &e)
+	return true
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {
@@ -314,9 +419,18 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 	c.Scratch = key
 	sh := p.store.shardFor(key)
 	now := time.Now()
-	for attempt := 0; ; attempt++ {
+	waited, promoted := false, false
+	for {
 		sh.mu.Lock()
-		e := sh.lookup(key, &c.Req.Header)
+		e := sh.mem.lookup(key, &c.Req.Header)
+		if e == nil && p.store.dir != "" && !promoted {
+			if d := sh.disk.lookup(key, &c.Req.Header); d != nil {
+				sh.mu.Unlock()
+				promoted = true
+				p.promote(sh, d)
+				continue
+			}
+		}
 		if e != nil && e.fresh(now) && !reqCC.noCache {
 			sh.mu.Unlock()
 			st.served = true
@@ -330,7 +444,7 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 			return false
 		}
 		f := sh.flights[string(key)]
-		if f != nil && attempt == 0 {
+		if f != nil && !waited {
 			// Someone is filling this key.
 			if e != nil && e.canServeStale(now, e.swr) {
 				sh.mu.Unlock()
@@ -340,6 +454,7 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 			}
 			f.waiters.Add(1)
 			sh.mu.Unlock()
+			waited = true
 			p.wait(c, f)
 			f.waiters.Add(-1)
 			now = time.Now()
@@ -448,10 +563,13 @@ func (p *Plugin) handlePurge(c *httpx.Ctx) {
 		c.Scratch = key
 		sh := p.store.shardFor(key)
 		sh.mu.Lock()
-		if sh.remove(string(key)) {
+		mem := sh.mem.remove(string(key))
+		disk := sh.disk.remove(string(key))
+		sh.mu.Unlock()
+		removeFiles(disk)
+		if len(mem)+len(disk) > 0 {
 			removed = true
 		}
-		sh.mu.Unlock()
 	}
 	if !removed {
 		c.Error(404, "not cached")
@@ -475,9 +593,7 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 	now := time.Now()
 	if st.stale != nil && st.reval && r.Status == 304 {
 		e := p.refresh(st.stale, &r.Header, now)
-		st.shard.mu.Lock()
-		st.shard.insert(e, e.vary)
-		st.shard.mu.Unlock()
+		p.publish(st.shard, e)
 		st.fill.release()
 		httpx.CloseBody(r)
 		r.Header.Reset()
@@ -510,9 +626,7 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 		return
 	}
 	if c.Req.Method == "HEAD" || r.Body == nil {
-		st.shard.mu.Lock()
-		st.shard.insert(e, vary)
-		st.shard.mu.Unlock()
+		p.publish(st.shard, e)
 		st.fill.release()
 		return
 	}
@@ -705,10 +819,7 @@ func (t *tee) Close() error {
 	if !t.failed && err == nil && (t.want < 0 || int64(len(t.buf)) == t.want) {
 		t.e.body = t.buf
 		t.e.size += int64(len(t.buf))
-		sh := t.fill.sh
-		sh.mu.Lock()
-		sh.insert(t.e, t.vary)
-		sh.mu.Unlock()
+		t.p.publish(t.fill.sh, t.e)
 	}
 	t.fill.release()
 	t.buf = nil
@@ -735,4 +846,5 @@ var (
 	_ plugin.Plugin          = (*Plugin)(nil)
 	_ plugin.ResponseHandler = (*Plugin)(nil)
 	_ plugin.Finisher        = (*Plugin)(nil)
+	_ plugin.Closer          = (*Plugin)(nil)
 )

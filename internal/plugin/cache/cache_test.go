@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,12 +35,15 @@ func TestNewValidation(t *testing.T) {
 	}{
 		{"defaults", map[string]any{}, ""},
 		{"all keys", map[string]any{"max_size": "10MB", "max_entry_size": "64KB", "ttl": "1m", "methods": []any{"GET"},
+			"dir": "DIR", "dir_max_size": "100MB",
 			"key": []any{"host", "uri", "header:X-Tenant"}, "purge_ip_list": []any{"10.0.0.0/8", "::1"}, "lock_timeout": "1s"}, ""},
 		{"ttl int", map[string]any{"ttl": int64(30)}, ""},
 		{"max_size too small", map[string]any{"max_size": "1KB"}, "max_size"},
 		{"bad max_size", map[string]any{"max_size": "huge"}, "max_size"},
 		{"zero max_entry_size", map[string]any{"max_entry_size": int64(0)}, "max_entry_size"},
-		{"dir not implemented", map[string]any{"dir": "/tmp/x"}, "dir"},
+		{"dir unusable", map[string]any{"dir": "/dev/null/x"}, "dir"},
+		{"dir_max_size too small", map[string]any{"dir_max_size": int64(10)}, "dir_max_size"},
+		{"bad dir_max_size", map[string]any{"dir_max_size": "lots"}, "dir_max_size"},
 		{"bad ttl", map[string]any{"ttl": "forever"}, "ttl"},
 		{"empty methods", map[string]any{"methods": []any{}}, "methods"},
 		{"lower-case method", map[string]any{"methods": []any{"get"}}, "methods"},
@@ -52,7 +57,13 @@ func TestNewValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(plugin.Env{Name: "c"}, tt.opts)
+			if tt.opts["dir"] == "DIR" {
+				tt.opts["dir"] = t.TempDir()
+			}
+			pl, err := New(plugin.Env{Name: "c"}, tt.opts)
+			if pl != nil {
+				pl.(*Plugin).Close()
+			}
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)
@@ -443,10 +454,10 @@ func TestLRUBound(t *testing.T) {
 	for i := range p.store.shards {
 		sh := &p.store.shards[i]
 		sh.mu.Lock()
-		if sh.size > sh.capacity {
-			t.Errorf("shard %d holds %d bytes over %d", i, sh.size, sh.capacity)
+		if sh.mem.lru.size > sh.mem.lru.capacity {
+			t.Errorf("shard %d holds %d bytes over %d", i, sh.mem.lru.size, sh.mem.lru.capacity)
 		}
-		total += sh.size
+		total += sh.mem.lru.size
 		sh.mu.Unlock()
 	}
 	if total == 0 || total > numShards*4096 {
@@ -674,5 +685,88 @@ func TestParseCacheControl(t *testing.T) {
 	if !cc.public || cc.maxAge != 30*time.Second || cc.sMaxAge != 0 || !cc.noCache ||
 		cc.staleWhileRevalidate != 5*time.Second || cc.staleIfErr != (1<<31)*time.Second {
 		t.Fatalf("%+v", cc)
+	}
+}
+
+func TestDiskTier(t *testing.T) {
+	dir := t.TempDir()
+	// Memory holds about two 1000-byte entries per shard; the disk many.
+	p := mustNew(t, map[string]any{"max_size": int64(numShards * 2600), "dir": dir, "dir_max_size": "10MB"})
+	var n atomic.Int32
+	o := &origin{handler: func(c *httpx.Ctx) (int, []string, string) {
+		n.Add(1)
+		return 200, []string{"Cache-Control: max-age=60", "Content-Type: text/plain"}, c.Req.Path + strings.Repeat(".", 1000)
+	}}
+	const count = 200
+	for i := 0; i < count; i++ {
+		get(p, o, fmt.Sprintf("/d/%d", i))
+	}
+	var onDisk int
+	for i := range p.store.shards {
+		onDisk += len(p.store.shards[i].disk.items)
+	}
+	if onDisk == 0 {
+		t.Fatal("nothing was spilled to disk")
+	}
+	files, _ := filepath.Glob(filepath.Join(p.store.dir, "*"))
+	if len(files) != onDisk {
+		t.Fatalf("%d files for %d disk entries", len(files), onDisk)
+	}
+	// Every entry is still a hit, from memory or disk, with its own body.
+	for i := 0; i < count; i++ {
+		path := fmt.Sprintf("/d/%d", i)
+		r := get(p, o, path)
+		if r.header.Get("X-Cache-Status") != StatusHit || r.body != path+strings.Repeat(".", 1000) {
+			t.Fatalf("%s: %s %q", path, r.header.Get("X-Cache-Status"), r.body[:min(len(r.body), 20)])
+		}
+	}
+	if n.Load() != count {
+		t.Fatalf("%d upstream calls, want %d", n.Load(), count)
+	}
+	// PURGE removes the disk copy too.
+	var purged int
+	for i := 0; i < count; i++ {
+		c := plugintest.NewCtx("PURGE", fmt.Sprintf("/d/%d", i))
+		if o.do(c, p).status == 200 {
+			purged++
+		}
+	}
+	if purged != count {
+		t.Fatalf("purged %d of %d", purged, count)
+	}
+	files, _ = filepath.Glob(filepath.Join(p.store.dir, "*"))
+	if len(files) != 0 {
+		t.Fatalf("%d files left after purging everything", len(files))
+	}
+	// Close removes the instance directory.
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("dir not cleaned: %v", left)
+	}
+}
+
+func TestDiskTierMissingFile(t *testing.T) {
+	p := mustNew(t, map[string]any{"max_size": int64(numShards * 1400), "dir": t.TempDir()})
+	defer p.Close()
+	o := &origin{handler: func(c *httpx.Ctx) (int, []string, string) {
+		return 200, []string{"Cache-Control: max-age=60"}, strings.Repeat("y", 1000)
+	}}
+	for i := 0; i < 100; i++ {
+		get(p, o, fmt.Sprintf("/m/%d", i))
+	}
+	files, _ := filepath.Glob(filepath.Join(p.store.dir, "*"))
+	for _, f := range files {
+		os.Remove(f)
+	}
+	before := o.calls.Load()
+	for i := 0; i < 100; i++ {
+		if r := get(p, o, fmt.Sprintf("/m/%d", i)); r.body != strings.Repeat("y", 1000) {
+			t.Fatalf("bad body after losing the files")
+		}
+	}
+	if o.calls.Load() == before {
+		t.Fatal("lost files did not cause refetches")
 	}
 }

@@ -38,6 +38,10 @@ type entry struct {
 	swr, sie       time.Duration // stale-while-revalidate, stale-if-error (-1 none)
 	etag, lastMod  string
 	size           int64
+	// file holds the body (bodyLen bytes) of a disk-tier entry; body is
+	// then nil.
+	file    string
+	bodyLen int64
 
 	prev, next *entry // shard LRU; front = most recently used
 }
@@ -67,56 +71,191 @@ type flight struct {
 	waiters atomic.Int32 // for tests and metrics
 }
 
+// lru is an intrusive doubly-linked list of entries with a byte budget.
+// Front = most recently used.
+type lru struct {
+	head, tail *entry
+	size       int64
+	capacity   int64
+}
+
+func (l *lru) pushFront(e *entry) {
+	e.prev, e.next = nil, l.head
+	if l.head != nil {
+		l.head.prev = e
+	}
+	l.head = e
+	if l.tail == nil {
+		l.tail = e
+	}
+	l.size += e.size
+}
+
+func (l *lru) unlink(e *entry) {
+	if e.prev != nil {
+		e.prev.next = e.next
+	} else if l.head == e {
+		l.head = e.next
+	} else {
+		return // not linked
+	}
+	if e.next != nil {
+		e.next.prev = e.prev
+	} else {
+		l.tail = e.prev
+	}
+	e.prev, e.next = nil, nil
+	l.size -= e.size
+}
+
+func (l *lru) moveToFront(e *entry) {
+	if l.head == e {
+		return
+	}
+	l.unlink(e)
+	l.pushFront(e)
+}
+
+// tier is one storage level: the memory tier (bodies in entries) or the
+// disk tier (bodies in files, metadata in memory).
+type tier struct {
+	items map[string]*primary
+	lru   lru
+}
+
+// lookup finds the variant of key matching the request header and marks it
+// recently used.
+func (t *tier) lookup(key []byte, req *httpx.Header) *entry {
+	p := t.items[string(key)]
+	if p == nil {
+		return nil
+	}
+	for _, e := range p.entries {
+		if varyMatches(p.vary, e.varyVals, req) {
+			t.lru.moveToFront(e)
+			return e
+		}
+	}
+	return nil
+}
+
+// has reports whether a variant with e's Vary values is stored.
+func (t *tier) has(e *entry) bool {
+	p := t.items[e.key]
+	if p == nil || !equalStrings(p.vary, e.vary) {
+		return false
+	}
+	for _, x := range p.entries {
+		if equalStrings(x.varyVals, e.varyVals) {
+			return true
+		}
+	}
+	return false
+}
+
+// insert publishes e (replacing the variant with the same Vary values) and
+// evicts least recently used entries over the budget. It returns the
+// entries it replaced (outdated) and those it evicted (still valid).
+func (t *tier) insert(e *entry, vary []string) (replaced, evicted []*entry) {
+	p := t.items[e.key]
+	if p == nil || !equalStrings(p.vary, vary) {
+		if p != nil {
+			for _, old := range p.entries {
+				t.lru.unlink(old)
+				replaced = append(replaced, old)
+			}
+		}
+		p = &primary{vary: vary}
+		t.items[e.key] = p
+	}
+	for i, old := range p.entries {
+		if equalStrings(old.varyVals, e.varyVals) {
+			t.lru.unlink(old)
+			replaced = append(replaced, old)
+			p.entries = append(p.entries[:i], p.entries[i+1:]...)
+			break
+		}
+	}
+	if len(p.entries) >= maxVariants {
+		t.lru.unlink(p.entries[0])
+		replaced = append(replaced, p.entries[0])
+		p.entries = p.entries[1:]
+	}
+	p.entries = append(p.entries, e)
+	t.lru.pushFront(e)
+	for t.lru.size > t.lru.capacity && t.lru.tail != nil {
+		victim := t.lru.tail
+		t.evict(victim)
+		evicted = append(evicted, victim)
+	}
+	return replaced, evicted
+}
+
+// evict removes e from the LRU and from its primary.
+func (t *tier) evict(e *entry) {
+	t.lru.unlink(e)
+	p := t.items[e.key]
+	if p == nil {
+		return
+	}
+	for i, x := range p.entries {
+		if x == e {
+			p.entries = append(p.entries[:i], p.entries[i+1:]...)
+			break
+		}
+	}
+	if len(p.entries) == 0 {
+		delete(t.items, e.key)
+	}
+}
+
+// remove drops every variant of key and returns them.
+func (t *tier) remove(key string) []*entry {
+	p := t.items[key]
+	if p == nil {
+		return nil
+	}
+	for _, e := range p.entries {
+		t.lru.unlink(e)
+	}
+	delete(t.items, key)
+	return p.entries
+}
+
 type shard struct {
 	mu      sync.Mutex
-	items   map[string]*primary
+	mem     tier
+	disk    tier // used when the store has a dir
 	flights map[string]*flight
 	// pass marks keys whose last response was not storable ("hit for
 	// pass"): until the deadline (unix nanos) their misses go upstream
 	// without coalescing, so requests for an uncacheable URL do not queue
 	// behind each other.
-	pass     map[string]int64
-	head     *entry // LRU front
-	tail     *entry
-	size     int64
-	capacity int64
-	_        [64]byte
+	pass map[string]int64
+	_    [64]byte
 }
 
 type store struct {
 	seed   maphash.Seed
+	dir    string // disk tier directory of this instance; "" = none
+	seq    atomic.Uint64
 	shards [numShards]shard
 }
 
-func newStore(maxSize int64) *store {
-	s := &store{seed: maphash.MakeSeed()}
+func newStore(maxSize, diskSize int64, dir string) *store {
+	s := &store{seed: maphash.MakeSeed(), dir: dir}
 	for i := range s.shards {
-		s.shards[i].items = make(map[string]*primary)
-		s.shards[i].flights = make(map[string]*flight)
-		s.shards[i].pass = make(map[string]int64)
-		s.shards[i].capacity = maxSize / numShards
+		sh := &s.shards[i]
+		sh.mem = tier{items: make(map[string]*primary), lru: lru{capacity: maxSize / numShards}}
+		sh.disk = tier{items: make(map[string]*primary), lru: lru{capacity: diskSize / numShards}}
+		sh.flights = make(map[string]*flight)
+		sh.pass = make(map[string]int64)
 	}
 	return s
 }
 
 func (s *store) shardFor(key []byte) *shard {
 	return &s.shards[maphash.Bytes(s.seed, key)&(numShards-1)]
-}
-
-// lookup finds the variant of key matching the request header and marks it
-// recently used.
-func (sh *shard) lookup(key []byte, req *httpx.Header) *entry {
-	p := sh.items[string(key)]
-	if p == nil {
-		return nil
-	}
-	for _, e := range p.entries {
-		if varyMatches(p.vary, e.varyVals, req) {
-			sh.moveToFront(e)
-			return e
-		}
-	}
-	return nil
 }
 
 // varyMatches compares the request's values of the Vary fields with the
@@ -163,105 +302,6 @@ func joinedValue(h *httpx.Header, name string) string {
 		return true
 	})
 	return b.String()
-}
-
-// insert publishes e (replacing the variant with the same Vary values) and
-// evicts least recently used entries over the shard's capacity.
-func (sh *shard) insert(e *entry, vary []string) {
-	p := sh.items[e.key]
-	if p == nil || !equalStrings(p.vary, vary) {
-		if p != nil {
-			for _, old := range p.entries {
-				sh.unlink(old)
-			}
-		}
-		p = &primary{vary: vary}
-		sh.items[e.key] = p
-	}
-	for i, old := range p.entries {
-		if equalStrings(old.varyVals, e.varyVals) {
-			sh.unlink(old)
-			p.entries = append(p.entries[:i], p.entries[i+1:]...)
-			break
-		}
-	}
-	if len(p.entries) >= maxVariants {
-		sh.unlink(p.entries[0])
-		p.entries = p.entries[1:]
-	}
-	p.entries = append(p.entries, e)
-	sh.pushFront(e)
-	for sh.size > sh.capacity && sh.tail != nil {
-		sh.evict(sh.tail)
-	}
-}
-
-// evict removes e from the LRU and from its primary.
-func (sh *shard) evict(e *entry) {
-	sh.unlink(e)
-	p := sh.items[e.key]
-	if p == nil {
-		return
-	}
-	for i, x := range p.entries {
-		if x == e {
-			p.entries = append(p.entries[:i], p.entries[i+1:]...)
-			break
-		}
-	}
-	if len(p.entries) == 0 {
-		delete(sh.items, e.key)
-	}
-}
-
-// remove drops every variant of key; it reports whether there was one.
-func (sh *shard) remove(key string) bool {
-	p := sh.items[key]
-	if p == nil {
-		return false
-	}
-	for _, e := range p.entries {
-		sh.unlink(e)
-	}
-	delete(sh.items, key)
-	return len(p.entries) > 0
-}
-
-func (sh *shard) pushFront(e *entry) {
-	e.prev, e.next = nil, sh.head
-	if sh.head != nil {
-		sh.head.prev = e
-	}
-	sh.head = e
-	if sh.tail == nil {
-		sh.tail = e
-	}
-	sh.size += e.size
-}
-
-func (sh *shard) unlink(e *entry) {
-	if e.prev != nil {
-		e.prev.next = e.next
-	} else if sh.head == e {
-		sh.head = e.next
-	} else {
-		return // not linked
-	}
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else {
-		sh.tail = e.prev
-	}
-	e.prev, e.next = nil, nil
-	sh.size -= e.size
-}
-
-func (sh *shard) moveToFront(e *entry) {
-	if sh.head == e {
-		return
-	}
-	sh.unlink(e)
-	sh.pushFront(e)
 }
 
 // maxPass bounds the hit-for-pass markers per shard.
