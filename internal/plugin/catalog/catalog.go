@@ -11,12 +11,17 @@ import (
 
 	"github.com/pingap-go/pingap/internal/plugin"
 	"github.com/pingap-go/pingap/internal/plugin/basicauth"
+	"github.com/pingap-go/pingap/internal/plugin/bodylimit"
+	"github.com/pingap-go/pingap/internal/plugin/cache"
+	"github.com/pingap-go/pingap/internal/plugin/compression"
+	"github.com/pingap-go/pingap/internal/plugin/cors"
 	"github.com/pingap-go/pingap/internal/plugin/csrf"
 	"github.com/pingap-go/pingap/internal/plugin/forwardauth"
 	"github.com/pingap-go/pingap/internal/plugin/headers"
 	"github.com/pingap-go/pingap/internal/plugin/iprestriction"
 	"github.com/pingap-go/pingap/internal/plugin/jwt"
 	"github.com/pingap-go/pingap/internal/plugin/keyauth"
+	"github.com/pingap-go/pingap/internal/plugin/limit"
 	"github.com/pingap-go/pingap/internal/plugin/mock"
 	"github.com/pingap-go/pingap/internal/plugin/ping"
 	"github.com/pingap-go/pingap/internal/plugin/redirect"
@@ -45,7 +50,12 @@ var categories = []plugin.Category{
 	{Name: redirect.Category, Build: redirect.New},
 	{Name: headers.Category, Build: headers.New},
 
-	// Traffic and content (limit, body_limit, cache, compression, cors).
+	// Traffic and content.
+	{Name: limit.Category, Build: limit.New},
+	{Name: bodylimit.Category, Build: bodylimit.New},
+	{Name: cache.Category, Build: cache.New},
+	{Name: compression.Category, Build: compression.New},
+	{Name: cors.Category, Build: cors.New},
 }
 
 // Categories returns every category, sorted by name. The slice is a copy.
