@@ -516,8 +516,8 @@ func (s *Store) HandleHTTPChallenge(c *httpx.Ctx) bool {
 		return false
 	}
 	if c.Req.Method != http.MethodGet && c.Req.Method != http.MethodHead {
-		c.Resp.Header.Set("Allow", "GET, HEAD")
 		c.Error(http.StatusMethodNotAllowed, "method not allowed")
+		c.Resp.Header.Set("Allow", "GET, HEAD")
 		return true
 	}
 	ka, ok := m.keyAuth(c.Req.Path[len(challengePrefix):])

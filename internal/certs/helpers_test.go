@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,11 +9,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"github.com/pingap-go/pingap/internal/config"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -137,5 +141,64 @@ func roundTrip(t testing.TB, c net.Conn, msg string) {
 	}
 	if string(buf) != msg {
 		t.Fatalf("echo = %q, want %q", buf, msg)
+	}
+}
+
+// testLogger discards logs unless -v is given.
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// lockedBuffer is a goroutine-safe log sink.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+func configDuration(d time.Duration) config.Duration { return config.Duration(d) }
+
+// acmeConfig: one TLS server "tls" serving the acme certificate "auto".
+func acmeConfig(t testing.TB, pb *pebble, storage, domain, renewBefore string) *config.Config {
+	t.Helper()
+	var rb time.Duration
+	if renewBefore != "" {
+		var err error
+		if rb, err = time.ParseDuration(renewBefore); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &config.Config{
+		Certificates: map[string]config.Certificate{
+			"auto": {Domains: []string{domain}, ACME: true},
+		},
+		Servers: map[string]config.Server{
+			"tls":  {Addr: "127.0.0.1:0", Certificates: []string{"auto"}},
+			"http": {Addr: "127.0.0.1:0"},
+		},
+		ACME: config.ACME{
+			Email:        "ops@pingap.test",
+			DirectoryURL: pb.dir,
+			CARoot:       pb.caRoot,
+			Storage:      storage,
+			Challenge:    "http-01",
+			RenewBefore:  config.Duration(rb),
+		},
 	}
 }
