@@ -111,6 +111,12 @@ func serveEcho(t testing.TB, conf *tls.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveEchoOn(t, ln, conf)
+}
+
+// serveEchoOn is serveEcho on an existing listener.
+func serveEchoOn(t testing.TB, ln net.Listener, conf *tls.Config) string {
+	t.Helper()
 	t.Cleanup(func() { ln.Close() })
 	tl := tls.NewListener(ln, conf)
 	go func() {

@@ -37,6 +37,7 @@ type pebble struct {
 type pebbleOptions struct {
 	alwaysValid bool
 	httpPort    int    // where Pebble's VA sends HTTP-01 validations
+	tlsPort     int    // where Pebble's VA sends TLS-ALPN-01 validations
 	dnsServer   string // -dnsserver
 	validity    int    // certificateValidityPeriod in seconds; 0 = Pebble's default
 }
@@ -74,6 +75,9 @@ func startPebble(t *testing.T, o pebbleOptions) *pebble {
 	if o.httpPort == 0 {
 		o.httpPort = freePort(t)
 	}
+	if o.tlsPort == 0 {
+		o.tlsPort = freePort(t)
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // free ports can be taken meanwhile
 		acmePort, mgmtPort := freePort(t), freePort(t)
@@ -83,7 +87,7 @@ func startPebble(t *testing.T, o pebbleOptions) *pebble {
 			"certificate":                    certFile,
 			"privateKey":                     keyFile,
 			"httpPort":                       o.httpPort,
-			"tlsPort":                        freePort(t),
+			"tlsPort":                        o.tlsPort,
 			"ocspResponderURL":               "",
 			"externalAccountBindingRequired": false,
 		}}
@@ -380,6 +384,31 @@ func TestACMEHTTP01RealValidation(t *testing.T) {
 	if hits.Load() == 0 {
 		t.Fatal("Pebble issued without fetching the HTTP-01 response")
 	}
+}
+
+// TestACMETLSALPN01RealValidation has Pebble validate a TLS-ALPN-01
+// challenge (RFC 8737) against the TLS server built from Store.TLSConfig.
+func TestACMETLSALPN01RealValidation(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns := startDNS(t)
+	pb := startPebble(t, pebbleOptions{tlsPort: ln.Addr().(*net.TCPAddr).Port, dnsServer: dns})
+	s := NewStore(testLogger(t), nil)
+	s.acmeBackoff = 200 * time.Millisecond
+	t.Cleanup(s.Close)
+	cfg := acmeConfig(t, pb, t.TempDir(), "alpn.pingap.test", "")
+	cfg.ACME.Challenge = "tls-alpn-01"
+	if err := s.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := s.TLSConfig("tls", cfg.Servers["tls"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &acmeFixture{store: s, addr: serveEchoOn(t, ln, conf), domain: "alpn.pingap.test", pb: pb}
+	f.servedCert(t, nil, 45*time.Second)
 }
 
 // TestACMEFailureBacksOff: a CA that refuses every validation (nothing
