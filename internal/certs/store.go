@@ -265,7 +265,7 @@ func (s *Store) report(name string, c *tls.Certificate) {
 	}
 	left := time.Until(c.Leaf.NotAfter)
 	s.hook(name, c.Leaf.NotAfter)
-	level := slog.LevelDebug
+	level := slog.LevelInfo
 	switch {
 	case left <= 0:
 		level = slog.LevelError

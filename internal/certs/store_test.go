@@ -25,7 +25,7 @@ type sniFixture struct {
 	store *Store
 }
 
-func newSNIFixture(t *testing.T) *sniFixture {
+func newSNIFixture(t testing.TB) *sniFixture {
 	t.Helper()
 	ca := newCA(t, "test root")
 	dir := t.TempDir()
