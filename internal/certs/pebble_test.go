@@ -240,6 +240,7 @@ func (f *acmeFixture) servedCert(t *testing.T, not *x509.Certificate, within tim
 }
 
 func TestACMEIssuanceAndRestart(t *testing.T) {
+	t.Parallel()
 	pb := startPebble(t, pebbleOptions{alwaysValid: true})
 	storage := t.TempDir()
 	f := newACMEFixture(t, pb, storage, "issue.pingap.test", "")
@@ -272,6 +273,7 @@ func TestACMEIssuanceAndRestart(t *testing.T) {
 }
 
 func TestACMERenewal(t *testing.T) {
+	t.Parallel()
 	// Pebble issues 8-second certificates; renew_before "5s" makes the
 	// renewal due ~3s after issuance.
 	pb := startPebble(t, pebbleOptions{alwaysValid: true, validity: 8})
@@ -343,6 +345,7 @@ func TestACMERenewAt(t *testing.T) {
 // 127.0.0.1 for every name, and its HTTP-01 port is a loopback HTTP server
 // whose only logic is Store.HandleHTTPChallenge.
 func TestACMEHTTP01RealValidation(t *testing.T) {
+	t.Parallel()
 	s := NewStore(testLogger(t), nil)
 	s.acmeBackoff = 200 * time.Millisecond
 	t.Cleanup(s.Close)
@@ -389,6 +392,7 @@ func TestACMEHTTP01RealValidation(t *testing.T) {
 // TestACMETLSALPN01RealValidation has Pebble validate a TLS-ALPN-01
 // challenge (RFC 8737) against the TLS server built from Store.TLSConfig.
 func TestACMETLSALPN01RealValidation(t *testing.T) {
+	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -414,6 +418,7 @@ func TestACMETLSALPN01RealValidation(t *testing.T) {
 // TestACMEFailureBacksOff: a CA that refuses every validation (nothing
 // answers HTTP-01) must be retried with growing delays, not in a loop.
 func TestACMEFailureBacksOff(t *testing.T) {
+	t.Parallel()
 	dns := startDNS(t)
 	pb := startPebble(t, pebbleOptions{dnsServer: dns}) // nothing serves its httpPort
 	var logs lockedBuffer
