@@ -270,6 +270,22 @@ func TestACMEIssuanceAndRestart(t *testing.T) {
 	if again.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
 		t.Fatalf("restart re-ordered: serial %x, stored %x", again.SerialNumber, leaf.SerialNumber)
 	}
+	f2.store.Close()
+
+	// With the certificate gone, a restart orders a new one with the
+	// stored account (the CA answers "account exists"), keeping its key.
+	acctKey, _ := os.ReadFile(filepath.Join(storage, key, "account.key"))
+	if err := os.RemoveAll(filepath.Join(storage, key, "certificates")); err != nil {
+		t.Fatal(err)
+	}
+	f3 := newACMEFixture(t, pb, storage, "issue.pingap.test", "")
+	third := f3.servedCert(t, nil, 30*time.Second)
+	if third.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
+		t.Fatal("no new certificate was ordered")
+	}
+	if now, _ := os.ReadFile(filepath.Join(storage, key, "account.key")); string(now) != string(acctKey) {
+		t.Fatal("account key was replaced")
+	}
 }
 
 func TestACMERenewal(t *testing.T) {
