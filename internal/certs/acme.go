@@ -282,6 +282,7 @@ func (m *acmeManager) run(ctx context.Context, mc *managed) {
 		log.Warn("acme stored certificate unusable, obtaining a new one", "error", err)
 	}
 	failures := 0
+	var issued time.Time // last successful order
 	for {
 		var wait time.Duration
 		if failures > 0 {
@@ -289,6 +290,11 @@ func (m *acmeManager) run(ctx context.Context, mc *managed) {
 			wait = min(wait, maxBackoff)
 		} else if c := mc.h.cert.Load(); c != nil {
 			wait = time.Until(m.renewAt(c.Leaf))
+			// A CA handing out certificates that are due at once
+			// (zero lifetime, clock skew) must not cause an order loop.
+			if !issued.IsZero() {
+				wait = max(wait, time.Until(issued.Add(m.backoff)))
+			}
 		}
 		if wait > 0 {
 			t := time.NewTimer(wait)
@@ -315,6 +321,7 @@ func (m *acmeManager) run(ctx context.Context, mc *managed) {
 			continue
 		}
 		failures = 0
+		issued = time.Now()
 		if err := m.save(mc, c); err != nil {
 			log.Error("acme certificate not persisted", "error", err)
 		}

@@ -49,14 +49,29 @@ func (s *Store) changed() bool {
 	return false
 }
 
-// Watch polls the loaded PEM files every interval until ctx ends and
+// syncWatch starts or stops the file watcher to follow basic.auto_reload.
+// Called with s.mu held; it never waits for the watcher (which takes s.mu
+// to reload), it only cancels it.
+func (s *Store) syncWatch(on bool) {
+	switch {
+	case on && s.watchCancel == nil:
+		ctx, cancel := context.WithCancel(context.Background())
+		s.watchCancel = cancel
+		go s.watch(ctx, s.watchInterval)
+	case !on && s.watchCancel != nil:
+		s.watchCancel()
+		s.watchCancel = nil
+	}
+}
+
+// watch polls the loaded PEM files every interval until ctx ends and
 // reloads the certificates when one changed (basic.auto_reload: renewed
 // certificates dropped in place by certbot or similar). Polling rather than
 // inotify survives the rename-over and symlink-swap patterns those tools
 // use. A failed reload is logged and the previous certificates stay.
-func (s *Store) Watch(ctx context.Context, interval time.Duration) {
+func (s *Store) watch(ctx context.Context, interval time.Duration) {
 	if interval <= 0 {
-		interval = 2 * time.Second
+		interval = defaultWatchInterval
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -68,6 +83,9 @@ func (s *Store) Watch(ctx context.Context, interval time.Duration) {
 		}
 		if !s.changed() {
 			continue
+		}
+		if ctx.Err() != nil {
+			return
 		}
 		if err := s.Reload(); err != nil {
 			s.logger.Error("tls certificates not reloaded", "error", err)
@@ -94,10 +112,15 @@ func (s *Store) markSeen() {
 	s.state.Store(&next)
 }
 
-// Close stops ACME renewals. The Store keeps serving what it has.
+// defaultWatchInterval is how often auto_reload looks at the PEM files.
+const defaultWatchInterval = 2 * time.Second
+
+// Close stops ACME renewals and the file watcher. The Store keeps serving
+// what it has.
 func (s *Store) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.syncWatch(false)
 	if s.acme != nil {
 		s.acme.stop()
 		s.acme = nil

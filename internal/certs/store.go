@@ -54,7 +54,8 @@ var nextProtos = []string{"h2", "http/1.1", ALPNProto}
 // MetricsHook receives a certificate's expiry each time one is loaded,
 // obtained or renewed; the engine exports it as
 // tls_certificate_expiry_seconds{name}. name is the [certificates] name, or
-// "servers.NAME" for a server's own tls_cert.
+// "servers.NAME" for a server's own tls_cert. It is called from Update and
+// from ACME goroutines: it must be safe for concurrent use.
 type MetricsHook func(name string, notAfter time.Time)
 
 // Store holds the current certificates. Create it with NewStore, feed it
@@ -76,6 +77,10 @@ type Store struct {
 	// acmeBackoff is the first retry delay after a failed order (tests
 	// shorten it); 0 means defaultBackoff.
 	acmeBackoff time.Duration
+	// watchCancel stops the auto_reload file watcher (nil: not running);
+	// watchInterval is its period (tests shorten it).
+	watchCancel   context.CancelFunc
+	watchInterval time.Duration
 }
 
 // state is one immutable generation built by Update.
@@ -124,7 +129,9 @@ func NewStore(logger *slog.Logger, hook MetricsHook) *Store {
 // certificate, and swaps them in for new handshakes. It is all or nothing: on
 // any error the previous certificates stay in service and the error names
 // the section and key. ACME certificates are started, kept or stopped to
-// match the config; obtaining them happens in the background.
+// match the config; obtaining them happens in the background. With
+// basic.auto_reload the PEM files are also polled and reloaded when they
+// change (see watch).
 func (s *Store) Update(cfg *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -255,6 +262,7 @@ func (s *Store) updateLocked(cfg *config.Config) error {
 	}
 	s.state.Store(st)
 	s.last = cfg
+	s.syncWatch(cfg.Basic.AutoReload)
 	return nil
 }
 

@@ -239,11 +239,17 @@ func TestReloadSwapsCertificateKeepsConnections(t *testing.T) {
 	roundTrip(t, old, "still")
 }
 
-func TestWatchReloadsChangedFiles(t *testing.T) {
+func TestAutoReloadWatchesFiles(t *testing.T) {
 	f := newSNIFixture(t)
 	addr := f.serve(t, "web")
-	ctx := t.Context()
-	go f.store.Watch(ctx, 20*time.Millisecond)
+	var logs lockedBuffer
+	f.store.logger = slogTo(&logs)
+	f.store.watchInterval = 20 * time.Millisecond
+	f.cfg.Basic.AutoReload = true
+	if err := f.store.Update(f.cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.store.Close)
 	conf := &tls.Config{ServerName: "b.example.com", RootCAs: f.ca.pool()}
 	c, err := dial(addr, conf)
 	if err != nil {
@@ -265,12 +271,37 @@ func TestWatchReloadsChangedFiles(t *testing.T) {
 		got := c.ConnectionState().PeerCertificates[0].SerialNumber
 		c.Close()
 		if got.Cmp(first) != 0 {
-			return
+			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("Watch did not reload the replaced certificate")
+			t.Fatal("auto_reload did not reload the replaced certificate")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+
+	// A broken replacement is reported and the current certificate stays.
+	// (Errors logged so far may come from a tick between the key and the
+	// certificate writes above.)
+	logs.Reset()
+	writeFile(t, filepath.Join(f.dir, "b.crt"), []byte("not a certificate"))
+	deadline = time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "tls certificates not reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("broken file not reported:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "certificates.b: tls_cert/tls_key") {
+		t.Fatalf("error does not name the key:\n%s", logs.String())
+	}
+	c, err = dial(addr, conf)
+	if err != nil {
+		t.Fatalf("certificate gone after a broken replacement: %v", err)
+	}
+	c.Close()
+	f.cfg.Basic.AutoReload = false
+	if err := f.store.Update(f.cfg); err == nil {
+		t.Fatal("Update with a broken file succeeded")
 	}
 }
 
