@@ -91,7 +91,7 @@ func Listen(addr string) (net.PacketConn, error) {
 }
 
 // Serve answers HTTP/3 on pc until Close or Shutdown; it then returns
-// http.ErrServerClosed (or quic-go's equivalent). pc is not closed by it.
+// http.ErrServerClosed. The caller closes pc after Serve returned.
 func (s *Server) Serve(pc net.PacketConn) error {
 	return s.srv.Serve(pc)
 }
