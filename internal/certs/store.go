@@ -86,6 +86,8 @@ type Store struct {
 // state is one immutable generation built by Update.
 type state struct {
 	servers map[string]*serverState
+	// certs are the file certificates of [certificates.*] (for reports).
+	certs map[string]*holder
 	// files are the PEM paths this generation loaded, with their stat
 	// fingerprints (see Watch).
 	files map[string]fileStamp
@@ -138,9 +140,30 @@ func (s *Store) Update(cfg *config.Config) error {
 	return s.updateLocked(cfg)
 }
 
+// Check loads and validates every certificate, key and CA file cfg names,
+// like Update, without serving them or starting ACME: for `pingap -t` and
+// for validating a config before it is applied. Errors name the section
+// and key.
+func Check(cfg *config.Config) error {
+	s := &Store{logger: slog.New(slog.DiscardHandler)}
+	_, _, err := s.build(cfg)
+	return err
+}
+
 func (s *Store) updateLocked(cfg *config.Config) error {
+	st, acmeHolders, err := s.build(cfg)
+	if err != nil {
+		return err
+	}
+
+	return s.commit(cfg, st, acmeHolders)
+}
+
+// build loads everything cfg names into a new generation without touching
+// the Store's live state (it only reads which ACME holders can be kept).
+func (s *Store) build(cfg *config.Config) (*state, map[string]*holder, error) {
 	if cfg == nil {
-		return errors.New("certs: nil config")
+		return nil, nil, errors.New("certs: nil config")
 	}
 	st := &state{servers: map[string]*serverState{}, files: map[string]fileStamp{}}
 	var errs []error
@@ -155,6 +178,7 @@ func (s *Store) updateLocked(cfg *config.Config) error {
 	acmeHolders := s.acmeHolders(cfg, acmeNames)
 
 	certs := make(map[string]*holder, len(cfg.Certificates))
+	st.certs = certs
 	for _, name := range sortedKeys(cfg.Certificates) {
 		c := cfg.Certificates[name]
 		section := "certificates." + name
@@ -240,9 +264,13 @@ func (s *Store) updateLocked(cfg *config.Config) error {
 		st.servers[name] = ss
 	}
 	if len(errs) > 0 {
-		return errors.Join(errs...)
+		return nil, nil, errors.Join(errs...)
 	}
+	return st, acmeHolders, nil
+}
 
+// commit starts, keeps or stops ACME to match cfg and swaps st in.
+func (s *Store) commit(cfg *config.Config, st *state, acmeHolders map[string]*holder) error {
 	// ACME: keep, start or stop managed certificates (their holders are
 	// already in the SNI tables built above).
 	if err := s.syncACME(cfg, acmeHolders); err != nil {
@@ -252,8 +280,8 @@ func (s *Store) updateLocked(cfg *config.Config) error {
 		ss.acme = s.acme
 	}
 
-	for _, name := range sortedKeys(certs) {
-		s.report(name, certs[name].cert.Load())
+	for _, name := range sortedKeys(st.certs) {
+		s.report(name, st.certs[name].cert.Load())
 	}
 	for _, name := range sortedKeys(st.servers) {
 		if d := st.servers[name].def; d != nil {

@@ -415,6 +415,9 @@ func TestUpdateErrorsKeepPreviousState(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := cloneConfig(f.cfg)
 			tt.mutate(cfg)
+			if err := Check(cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Check error = %v, want it to contain %q", err, tt.want)
+			}
 			err := f.store.Update(cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Update error = %v, want it to contain %q", err, tt.want)
@@ -425,6 +428,9 @@ func TestUpdateErrorsKeepPreviousState(t *testing.T) {
 			}
 			c.Close()
 		})
+	}
+	if err := Check(f.cfg); err != nil {
+		t.Fatalf("Check of a valid config: %v", err)
 	}
 	if _, err := f.store.TLSConfig("plain", f.cfg.Servers["plain"]); err == nil {
 		t.Fatal("TLSConfig for a plain server succeeded")
