@@ -67,6 +67,12 @@ func selfSigned(t *testing.T, names ...string) (string, string, *x509.CertPool) 
 // for a server with http3 = true.
 func startH3(t *testing.T, sc config.Server, h http.Handler) (string, *Server) {
 	t.Helper()
+	addr, srv, _ := startH3Store(t, sc, h)
+	return addr, srv
+}
+
+func startH3Store(t *testing.T, sc config.Server, h http.Handler) (string, *Server, *certs.Store) {
+	t.Helper()
 	store := certs.NewStore(slog.New(slog.DiscardHandler), nil)
 	cfg := &config.Config{Servers: map[string]config.Server{"h3": sc}}
 	if err := store.Update(cfg); err != nil {
@@ -91,7 +97,7 @@ func startH3(t *testing.T, sc config.Server, h http.Handler) (string, *Server) {
 		<-done
 		pc.Close()
 	})
-	return pc.LocalAddr().String(), srv
+	return pc.LocalAddr().String(), srv, store
 }
 
 func TestHTTP3Request(t *testing.T) {
@@ -178,5 +184,39 @@ func TestNewValidates(t *testing.T) {
 	}
 	if _, err := New(Options{TLSConfig: &tls.Config{}}); err == nil {
 		t.Fatal("no Handler accepted")
+	}
+}
+
+// TestHTTP3CertificateReload: a Store Update changes the certificate of new
+// QUIC handshakes with no new listener.
+func TestHTTP3CertificateReload(t *testing.T) {
+	cf, kf, pool1 := selfSigned(t, "reload.pingap.test")
+	sc := config.Server{TLSCert: cf, TLSKey: kf, HTTP3: true}
+	addr, _, store := startH3Store(t, sc, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}))
+	get := func(pool *x509.CertPool) error {
+		tr := &qhttp3.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "reload.pingap.test"}}
+		defer tr.Close()
+		resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("https://" + addr + "/")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	if err := get(pool1); err != nil {
+		t.Fatal(err)
+	}
+	cf2, kf2, pool2 := selfSigned(t, "reload.pingap.test")
+	sc.TLSCert, sc.TLSKey = cf2, kf2
+	if err := store.Update(&config.Config{Servers: map[string]config.Server{"h3": sc}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(pool2); err != nil {
+		t.Fatalf("new certificate not served over QUIC: %v", err)
+	}
+	if err := get(pool1); err == nil {
+		t.Fatal("old certificate still served after Update")
 	}
 }
