@@ -512,14 +512,15 @@ func (m *acmeManager) keyAuth(token string) ([]byte, bool) {
 // /.well-known/acme-challenge/TOKEN) on plain-HTTP servers; the engine calls
 // it before routing and plugins. It returns true when it answered (c.Resp is
 // then filled with c.Send): 200 with the key authorization for a pending
-// token, 404 for another token. With no acme certificate configured it never
-// answers, so such paths route as usual. Costs one prefix check otherwise.
+// token, 404 for another token. With no acme certificate configured, or
+// with challenge = "tls-alpn-01", it never answers, so such paths route as
+// usual. Costs one prefix check otherwise.
 func (s *Store) HandleHTTPChallenge(c *httpx.Ctx) bool {
 	if !strings.HasPrefix(c.Req.Path, challengePrefix) {
 		return false
 	}
 	m := s.acmeLive.Load()
-	if m == nil {
+	if m == nil || m.cfg.Challenge != "http-01" {
 		return false
 	}
 	if c.Req.Method != http.MethodGet && c.Req.Method != http.MethodHead {

@@ -120,3 +120,14 @@ func TestACMELifecycleFollowsConfig(t *testing.T) {
 		t.Fatal("challenge answered with ACME off")
 	}
 }
+
+func TestHTTPChallengeOffWithTLSALPN(t *testing.T) {
+	s, cfg := unreachableACME(t)
+	cfg.ACME.Challenge = "tls-alpn-01"
+	if err := s.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, handled := challengeGet(s, "/.well-known/acme-challenge/x"); handled {
+		t.Fatal("HTTP-01 path answered with challenge = tls-alpn-01")
+	}
+}
