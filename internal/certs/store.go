@@ -54,8 +54,9 @@ var nextProtos = []string{"h2", "http/1.1", ALPNProto}
 // MetricsHook receives a certificate's expiry each time one is loaded,
 // obtained or renewed; the engine exports it as
 // tls_certificate_expiry_seconds{name}. name is the [certificates] name, or
-// "servers.NAME" for a server's own tls_cert. It is called from Update and
-// from ACME goroutines: it must be safe for concurrent use.
+// "servers.NAME" for a server's own tls_cert. A zero notAfter means the
+// certificate left the config: drop its series. It is called from Update
+// and from ACME goroutines: it must be safe for concurrent use.
 type MetricsHook func(name string, notAfter time.Time)
 
 // Store holds the current certificates. Create it with NewStore, feed it
@@ -71,6 +72,8 @@ type Store struct {
 	// mu serializes Update (and ACME's lifecycle changes).
 	mu   sync.Mutex
 	last *config.Config
+	// names are the certificate names of the last config (see MetricsHook).
+	names map[string]bool
 	acme *acmeManager
 	// acmeLive is acme for the request path (HandleHTTPChallenge).
 	acmeLive atomic.Pointer[acmeManager]
@@ -288,6 +291,27 @@ func (s *Store) commit(cfg *config.Config, st *state, acmeHolders map[string]*ho
 			s.report(d.name, d.cert.Load())
 		}
 	}
+	// Certificates gone from the config: tell the hook (zero time) so the
+	// engine can drop their expiry series.
+	names := make(map[string]bool, len(st.certs)+len(st.servers)+len(acmeHolders))
+	for name := range st.certs {
+		names[name] = true
+	}
+	for name := range acmeHolders {
+		names[name] = true
+	}
+	for _, ss := range st.servers {
+		if ss.def != nil {
+			names[ss.def.name] = true
+		}
+	}
+	for _, name := range sortedKeys(s.names) {
+		if !names[name] {
+			s.hook(name, time.Time{})
+		}
+	}
+	s.names = names
+
 	s.state.Store(st)
 	s.last = cfg
 	s.syncWatch(cfg.Basic.AutoReload)

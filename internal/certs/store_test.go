@@ -468,6 +468,21 @@ func TestMetricsHook(t *testing.T) {
 	if len(s.Files()) == 0 {
 		t.Fatal("Files() is empty")
 	}
+	// Removing a certificate reports it with a zero time.
+	cfg := cloneConfig(f.cfg)
+	delete(cfg.Certificates, "b")
+	web := cfg.Servers["web"]
+	web.Certificates = []string{"a", "wild"}
+	cfg.Servers["web"] = web
+	if err := s.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := got["b"]; !ok || !v.IsZero() {
+		t.Fatalf("removed certificate b reported as %v (present %v)", v, ok)
+	}
+	if got["a"].IsZero() {
+		t.Fatal("certificate a reported as removed")
+	}
 }
 
 func TestGetCertificateAllocs(t *testing.T) {
