@@ -248,6 +248,13 @@ func (s *Store) syncACME(cfg *config.Config, holders map[string]*holder) error {
 			cancel:  cancel,
 			done:    make(chan struct{}),
 		}
+		// Serve the stored certificate from the moment the new state is
+		// swapped in, not a goroutine later.
+		if c, err := m.loadStored(mc); err == nil {
+			mc.h.cert.Store(c)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			m.logger.Warn("acme stored certificate unusable, obtaining a new one", "name", name, "error", err)
+		}
 		m.managed[name] = mc
 		go m.run(ctx, mc)
 	}
@@ -268,18 +275,16 @@ func (m *acmeManager) stop() {
 	}
 }
 
-// run keeps one certificate valid: it serves the stored copy when there is
-// one, then obtains or renews at renewAt, backing off exponentially after
+// run keeps one certificate valid: the holder has the stored copy when
+// there was one (syncACME loads it); run obtains or renews at renewAt, backing off exponentially after
 // failures (the stored certificate stays in service meanwhile).
 func (m *acmeManager) run(ctx context.Context, mc *managed) {
 	defer close(mc.done)
 	log := m.logger.With("name", mc.name, "domains", mc.domains)
-	if c, err := m.loadStored(mc); err == nil {
-		mc.h.cert.Store(c)
+	if c := mc.h.cert.Load(); c != nil {
 		m.report(mc.name, c)
-		log.Info("acme certificate loaded from storage", "not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
-	} else if !errors.Is(err, os.ErrNotExist) {
-		log.Warn("acme stored certificate unusable, obtaining a new one", "error", err)
+		log.Info("acme certificate loaded", "not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339),
+			"renew_at", m.renewAt(c.Leaf).UTC().Format(time.RFC3339))
 	}
 	failures := 0
 	var issued time.Time // last successful order
