@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// fileStamp fingerprints a PEM file so Watch notices replacements.
+// fileStamp fingerprints a PEM file so the auto_reload watcher notices
+// replacements.
 type fileStamp struct {
 	mod  time.Time
 	size int64

@@ -92,7 +92,7 @@ type state struct {
 	// certs are the file certificates of [certificates.*] (for reports).
 	certs map[string]*holder
 	// files are the PEM paths this generation loaded, with their stat
-	// fingerprints (see Watch).
+	// fingerprints (see watch).
 	files map[string]fileStamp
 }
 
