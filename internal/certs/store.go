@@ -74,7 +74,7 @@ type Store struct {
 	last *config.Config
 	// names are the certificate names of the last config (see MetricsHook).
 	names map[string]bool
-	acme *acmeManager
+	acme  *acmeManager
 	// acmeLive is acme for the request path (HandleHTTPChallenge).
 	acmeLive atomic.Pointer[acmeManager]
 	// acmeBackoff is the first retry delay after a failed order (tests
