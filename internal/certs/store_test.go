@@ -126,9 +126,14 @@ func TestProtocolVersionsAndALPN(t *testing.T) {
 	for _, v := range []uint16{tls.VersionTLS10, tls.VersionTLS11} {
 		c := base()
 		c.MinVersion, c.MaxVersion = v, v
-		if conn, err := dial(addr, c); err == nil {
+		conn, err := dial(addr, c)
+		if err == nil {
 			conn.Close()
 			t.Fatalf("TLS version %x accepted, want refused", v)
+		}
+		// The refusal must be the server's alert, not a client-side limit.
+		if !strings.Contains(err.Error(), "protocol version not supported") {
+			t.Fatalf("TLS version %x: %v, want the server's protocol_version alert", v, err)
 		}
 	}
 	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
