@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # install-test-deps.sh installs the system packages the test suite needs
-# (a real redis-server for the shared rate-limit tests). It is idempotent:
+# (a real redis-server for the shared rate-limit tests, Pebble as the
+# ACME test CA). It is idempotent:
 # a package whose command is already on PATH is skipped, and `apt-get
 # update` runs only when something must actually be installed.
 #
@@ -10,6 +11,7 @@ set -euo pipefail
 # command-on-PATH:debian-package
 DEPS=(
 	"redis-server:redis-server"
+	"pebble:pebble"
 )
 
 missing=()

@@ -47,7 +47,7 @@ func requirePebble(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("pebble")
 	if err != nil {
-		t.Fatalf("pebble (Let's Encrypt's test ACME server) is not installed: run scripts/install-tls-test-deps.sh (Debian package \"pebble\"): %v", err)
+		t.Fatalf("pebble (Let's Encrypt's test ACME server) is not installed: run scripts/install-test-deps.sh (Debian package \"pebble\"): %v", err)
 	}
 	return p
 }

@@ -8,6 +8,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pingap-go/pingap/internal/certs"
 	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/httpx"
 	"github.com/pingap-go/pingap/internal/logging"
@@ -25,6 +27,7 @@ import (
 	"github.com/pingap-go/pingap/internal/plugin"
 	"github.com/pingap-go/pingap/internal/proxy"
 	"github.com/pingap-go/pingap/internal/server"
+	"github.com/pingap-go/pingap/internal/server/http3"
 	"github.com/pingap-go/pingap/internal/upstream"
 	"github.com/pingap-go/pingap/internal/upstream/health"
 	"github.com/pingap-go/pingap/internal/upstream/transport"
@@ -54,7 +57,9 @@ type Engine struct {
 	registry *upstream.Registry
 	checker  *health.Checker
 	proxy    *proxy.Proxy
-	// acme answers ACME HTTP-01 challenges before routing (nil: none).
+	certs    *certs.Store
+	// acme answers ACME HTTP-01 challenges on plain-HTTP servers before
+	// routing (nil: none).
 	acme func(c *httpx.Ctx) bool
 
 	mu         sync.Mutex // serializes Start, Apply and Shutdown
@@ -69,6 +74,9 @@ type listener struct {
 	ln   net.Listener
 	srv  *server.Server
 	done chan struct{}
+	// HTTP/3 on the same port over UDP, when the server has http3 = true.
+	h3   *http3.Server
+	h3pc net.PacketConn
 }
 
 // New returns an engine; Start runs the first configuration.
@@ -88,6 +96,12 @@ func New(opts Options) *Engine {
 	e.registry = upstream.NewRegistry(transport.New, e.log)
 	e.checker = health.New(e.log, e.onHealthChange)
 	e.proxy = proxy.New()
+	e.certs = certs.NewStore(e.log, func(name string, notAfter time.Time) {
+		if !notAfter.IsZero() {
+			e.metrics.SetCertificateExpiry(name, notAfter)
+		}
+	})
+	e.acme = e.certs.HandleHTTPChallenge
 	return e
 }
 
@@ -174,6 +188,57 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 		}
 		opened[name] = ln
 	}
+	closeOpened := func() {
+		for _, l := range opened {
+			l.ln.Close()
+			if l.h3pc != nil {
+				l.h3pc.Close()
+			}
+		}
+	}
+	if err := e.certs.Update(cfg); err != nil {
+		closeOpened()
+		return err
+	}
+	tlsConfigs := map[string]*tls.Config{}
+	for _, name := range sortedKeys(cfg.Servers) {
+		sc := cfg.Servers[name]
+		if !sc.TLSEnabled() {
+			continue
+		}
+		tc, err := e.certs.TLSConfig(name, sc)
+		if err != nil {
+			closeOpened()
+			return fmt.Errorf("servers.%s: %w", name, err)
+		}
+		tlsConfigs[name] = tc
+	}
+	// HTTP/3 sockets for new listeners and for listeners that turn it on.
+	for _, name := range sortedKeys(cfg.Servers) {
+		sc := cfg.Servers[name]
+		if !sc.HTTP3 || tlsConfigs[name] == nil {
+			continue
+		}
+		l := opened[name]
+		if l == nil {
+			l = e.listeners[name]
+			if l.h3pc != nil {
+				continue
+			}
+		}
+		pc, err := http3.Listen(sc.Addr)
+		if err != nil {
+			closeOpened()
+			return fmt.Errorf("servers.%s: http3: %w", name, err)
+		}
+		if opened[name] == nil {
+			// An existing listener gains HTTP/3; the socket is attached below.
+			l = &listener{name: name, addr: sc.Addr, h3pc: pc}
+			defer func(name string, pc net.PacketConn) { e.attachH3(name, pc, cfg.Servers[name], tlsConfigs[name]) }(name, pc)
+			continue
+		}
+		l.h3pc = pc
+	}
 	// Everything that can fail has been done: swap.
 	e.applyBasic(cfg)
 	e.snap.Store(snap)
@@ -187,6 +252,7 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 
 	for name, sc := range cfg.Servers {
 		opts := e.serverOptions(name, sc)
+		opts.TLSConfig = tlsConfigs[name]
 		if l, ok := opened[name]; ok {
 			if prev := e.listeners[name]; prev != nil {
 				go e.drain(prev, cfg.Basic.GracePeriod.D())
@@ -194,9 +260,16 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 			l.srv = server.New(&serverHandler{e: e, name: name}, opts)
 			e.listeners[name] = l
 			go e.serve(l)
+			if l.h3pc != nil {
+				e.startH3(l, sc, tlsConfigs[name])
+			}
 			continue
 		}
-		e.listeners[name].srv.SetOptions(opts)
+		l := e.listeners[name]
+		l.srv.SetOptions(opts)
+		if l.h3 != nil && !sc.HTTP3 {
+			e.stopH3(l)
+		}
 	}
 	for name, l := range e.listeners {
 		if _, ok := cfg.Servers[name]; !ok {
@@ -232,8 +305,62 @@ func (e *Engine) serve(l *listener) {
 func (e *Engine) drain(l *listener, grace time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
+	if l.h3 != nil {
+		go l.h3.Shutdown(ctx)
+	}
 	l.srv.Shutdown(ctx)
+	if l.h3pc != nil {
+		l.h3pc.Close()
+	}
 	e.log.Info("listener closed", slog.String("server", l.name), slog.String("addr", l.addr))
+}
+
+// startH3 serves HTTP/3 for l on its UDP socket with the same handler.
+func (e *Engine) startH3(l *listener, sc config.Server, tc *tls.Config) {
+	h3, err := http3.New(http3.Options{
+		TLSConfig:      tc,
+		Handler:        server.HTTPHandler(&serverHandler{e: e, name: l.name}, l.name),
+		IdleTimeout:    sc.IdleTimeout.D(),
+		MaxHeaderBytes: int(sc.MaxHeaderBytes),
+		Logger:         e.log,
+	})
+	if err != nil {
+		e.log.Error("http3", slog.String("server", l.name), slog.String("error", err.Error()))
+		l.h3pc.Close()
+		l.h3pc = nil
+		return
+	}
+	l.h3 = h3
+	pc := l.h3pc
+	go func() {
+		e.log.Info("listening", slog.String("server", l.name), slog.String("addr", pc.LocalAddr().String()), slog.String("protocol", "h3"))
+		if err := h3.Serve(pc); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			e.log.Error("http3 stopped", slog.String("server", l.name), slog.String("error", err.Error()))
+		}
+	}()
+}
+
+// attachH3 starts HTTP/3 on an existing listener that a reload turned it on
+// for.
+func (e *Engine) attachH3(name string, pc net.PacketConn, sc config.Server, tc *tls.Config) {
+	l := e.listeners[name]
+	if l == nil {
+		pc.Close()
+		return
+	}
+	l.h3pc = pc
+	e.startH3(l, sc, tc)
+}
+
+func (e *Engine) stopH3(l *listener) {
+	h3, pc := l.h3, l.h3pc
+	l.h3, l.h3pc = nil, nil
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		h3.Shutdown(ctx)
+		pc.Close()
+	}()
 }
 
 func (e *Engine) serverOptions(name string, sc config.Server) server.Options {
@@ -361,7 +488,13 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if l.h3 != nil {
+				go l.h3.Shutdown(ctx)
+			}
 			l.srv.Shutdown(ctx)
+			if l.h3pc != nil {
+				l.h3pc.Close()
+			}
 		}()
 	}
 	wg.Wait()
@@ -380,6 +513,7 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 		}
 	}
 	e.registry.Commit(nil)
+	e.certs.Close()
 	return ctx.Err()
 }
 
@@ -427,9 +561,17 @@ func (s *auxServer) close() {
 // Check compiles cfg the way Start would, without opening anything: plugin
 // options, routers and upstream pools are validated (pingap -t).
 func Check(cfg *config.Config) error {
+	if err := certs.Check(cfg); err != nil {
+		return err
+	}
 	e := New(Options{Logger: slog.New(slog.DiscardHandler)})
-	_, err := e.buildSnapshot(cfg, nil)
-	return err
+	defer e.certs.Close()
+	snap, err := e.buildSnapshot(cfg, nil)
+	if err != nil {
+		return err
+	}
+	snap.closePlugins(nil)
+	return nil
 }
 
 // Listeners returns every socket the engine listens on (servers, metrics),

@@ -45,7 +45,7 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 		return
 	}
 	c.ClientIP = clientIP(c, snap.trusted)
-	if e.acme != nil && e.acme(c) {
+	if c.Conn.TLS == nil && e.acme != nil && e.acme(c) {
 		e.write(c)
 		return
 	}
@@ -53,7 +53,7 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 	m, ok := ss.router.Match(c.Req.Host, c.Req.Path)
 	if !ok {
 		c.Error(404, "no location matches")
-		e.write(c)
+		e.respond(c, ss)
 		e.finish(c, ss.notFound)
 		return
 	}
@@ -78,9 +78,18 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 	}
 	l.Chain.Response(c, ran)
 	applyResponseHeaders(c, l)
-	e.write(c)
+	e.respond(c, ss)
 	l.Chain.Finish(c, ran)
 	e.finish(c, l.Metrics)
+}
+
+// respond writes the response of a request that reached server ss,
+// advertising HTTP/3 when the server has it.
+func (e *Engine) respond(c *httpx.Ctx, ss *serverState) {
+	if ss.altSvc != "" {
+		c.Resp.Header.Set("Alt-Svc", ss.altSvc)
+	}
+	e.write(c)
 }
 
 // applyResponseHeaders runs the location's headers_remove, headers_set and

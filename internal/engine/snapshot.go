@@ -3,10 +3,12 @@ package engine
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pingap-go/pingap/internal/config"
@@ -16,6 +18,7 @@ import (
 	"github.com/pingap-go/pingap/internal/plugin/catalog"
 	"github.com/pingap-go/pingap/internal/proxy"
 	"github.com/pingap-go/pingap/internal/router"
+	"github.com/pingap-go/pingap/internal/server/http3"
 	"github.com/pingap-go/pingap/internal/upstream"
 )
 
@@ -36,6 +39,8 @@ func (s *Snapshot) Config() *config.Config { return s.cfg }
 
 type serverState struct {
 	name     string
+	// altSvc is the Alt-Svc value advertising HTTP/3 ("" without http3).
+	altSvc   string
 	router   *router.Router[*Location]
 	notFound *metrics.LocationMetrics
 }
@@ -137,9 +142,20 @@ func (e *Engine) buildSnapshot(cfg *config.Config, prev *Snapshot) (*Snapshot, e
 			errs = append(errs, config.NewError(file, "servers."+sname, "locations", err.Error()))
 			continue
 		}
-		s.servers[sname] = &serverState{name: sname, router: r, notFound: e.metrics.Location(sname, "")}
+		ss := &serverState{name: sname, router: r, notFound: e.metrics.Location(sname, "")}
+		if sc.HTTP3 && sc.TLSEnabled() {
+			if _, port, err := net.SplitHostPort(sc.Addr); err == nil {
+				if p, err := strconv.Atoi(port); err == nil && p > 0 {
+					ss.altSvc = http3.AltSvc(p)
+				}
+			}
+		}
+		s.servers[sname] = ss
 	}
 	if len(errs) > 0 {
+		// Plugins built for this failed snapshot hold resources (a JWKS
+		// refresher); close them, but not the ones reused from prev.
+		s.closePlugins(prev)
 		pools := make([]*upstream.Pool, 0, len(s.pools))
 		for _, p := range s.pools {
 			pools = append(pools, p)
@@ -241,4 +257,17 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// closePlugins closes the plugins of s that keep resources, except those
+// that keep serving in keep (may be nil).
+func (s *Snapshot) closePlugins(keep *Snapshot) {
+	for name, pi := range s.plugins {
+		if keep != nil && keep.plugins[name] == pi {
+			continue
+		}
+		if c, ok := pi.plugin.(plugin.Closer); ok {
+			c.Close()
+		}
+	}
 }
