@@ -345,3 +345,45 @@ func TestAccessLogAllocs(t *testing.T) {
 		t.Fatalf("Log allocates %v per line", n)
 	}
 }
+
+func TestAccessLogReopenWhileLogging(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	a, err := NewAccessLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const per = 500
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := testCtx()
+			for i := 0; i < per; i++ {
+				a.Log(c, "")
+			}
+		}()
+	}
+	// Rotate a few times while lines are written.
+	for i := 0; i < 5; i++ {
+		if err := os.Rename(path, filepath.Join(dir, "access.log."+string(rune('a'+i)))); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Reopen(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		total += checkFile(t, filepath.Join(dir, e.Name()))
+	}
+	if total != 3*per {
+		t.Fatalf("%d lines across rotated files, want %d", total, 3*per)
+	}
+}
