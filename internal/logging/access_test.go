@@ -387,3 +387,26 @@ func TestAccessLogReopenWhileLogging(t *testing.T) {
 		t.Fatalf("%d lines across rotated files, want %d", total, 3*per)
 	}
 }
+
+// FuzzAppendAccess: whatever the request carries, the line is one valid
+// JSON object whose strings decode to what was sent (modulo invalid UTF-8).
+func FuzzAppendAccess(f *testing.F) {
+	f.Add("GET", "example.com", "/a?b=c", "api", "id-1", "")
+	f.Add("P\"OST", "h\xff", "/\n?\x00", "l\u2028", "", "4bf92f3577b34da6a3ce929d0e0e4736")
+	f.Fuzz(func(t *testing.T, method, host, uri, location, reqID, traceID string) {
+		c := testCtx()
+		c.Req.Method, c.Req.Host, c.Req.RequestURI = method, host, uri
+		c.Location, c.RequestID = location, reqID
+		line := AppendAccess(nil, c, testNow, traceID)
+		if bytes.Count(line, []byte("\n")) != 1 || line[len(line)-1] != '\n' {
+			t.Fatalf("not one line: %q", line)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("invalid JSON %q: %v", line, err)
+		}
+		if m["method"] != strings.ToValidUTF8(method, "\ufffd") && strings.ToValidUTF8(method, "") == method {
+			t.Fatalf("method %q decoded as %q", method, m["method"])
+		}
+	})
+}
