@@ -345,3 +345,68 @@ func TestAccessLogAllocs(t *testing.T) {
 		t.Fatalf("Log allocates %v per line", n)
 	}
 }
+
+func TestAccessLogReopenWhileLogging(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "access.log")
+	a, err := NewAccessLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const per = 500
+	var wg sync.WaitGroup
+	for w := 0; w < 3; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := testCtx()
+			for i := 0; i < per; i++ {
+				a.Log(c, "")
+			}
+		}()
+	}
+	// Rotate a few times while lines are written.
+	for i := 0; i < 5; i++ {
+		if err := os.Rename(path, filepath.Join(dir, "access.log."+string(rune('a'+i)))); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Reopen(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		total += checkFile(t, filepath.Join(dir, e.Name()))
+	}
+	if total != 3*per {
+		t.Fatalf("%d lines across rotated files, want %d", total, 3*per)
+	}
+}
+
+// FuzzAppendAccess: whatever the request carries, the line is one valid
+// JSON object whose strings decode to what was sent (modulo invalid UTF-8).
+func FuzzAppendAccess(f *testing.F) {
+	f.Add("GET", "example.com", "/a?b=c", "api", "id-1", "")
+	f.Add("P\"OST", "h\xff", "/\n?\x00", "l\u2028", "", "4bf92f3577b34da6a3ce929d0e0e4736")
+	f.Fuzz(func(t *testing.T, method, host, uri, location, reqID, traceID string) {
+		c := testCtx()
+		c.Req.Method, c.Req.Host, c.Req.RequestURI = method, host, uri
+		c.Location, c.RequestID = location, reqID
+		line := AppendAccess(nil, c, testNow, traceID)
+		if bytes.Count(line, []byte("\n")) != 1 || line[len(line)-1] != '\n' {
+			t.Fatalf("not one line: %q", line)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("invalid JSON %q: %v", line, err)
+		}
+		if m["method"] != strings.ToValidUTF8(method, "\ufffd") && strings.ToValidUTF8(method, "") == method {
+			t.Fatalf("method %q decoded as %q", method, m["method"])
+		}
+	})
+}

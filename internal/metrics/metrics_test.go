@@ -341,3 +341,39 @@ func TestObserveAllocs(t *testing.T) {
 		t.Fatalf("hot path allocates %v per run", n)
 	}
 }
+
+// TestRetainWhileObserving: reloads (Location + Retain) racing with the
+// request path must be race-free and keep the live series counting.
+func TestRetainWhileObserving(t *testing.T) {
+	m := New("test")
+	live := m.Location("web", "api")
+	var wg, reloader sync.WaitGroup
+	stop := make(chan struct{})
+	const n = 2000
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < n; i++ {
+			live.Observe("GET", 200, time.Millisecond, 1, 1)
+		}
+	}()
+	reloader.Add(1)
+	go func() {
+		defer reloader.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			tmp := m.Location("web", "tmp")
+			tmp.Observe("POST", 500, time.Millisecond, 0, 0)
+			m.UpstreamAddr("u", "a:1").Done(time.Millisecond, i%2 == 0, false)
+			m.Retain([][2]string{{"web", "api"}}, nil)
+		}
+	}()
+	wg.Wait() // the observer finishes; then stop the reloader
+	close(stop)
+	reloader.Wait()
+	mustValue(t, m, NameRequests, map[string]string{"method": "GET", "status": "200", "server": "web", "location": "api"}, n)
+}

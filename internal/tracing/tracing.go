@@ -25,9 +25,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -50,6 +52,7 @@ const (
 	batchTimeout   = 2 * time.Second
 	exportTimeout  = 10 * time.Second
 	retryMaxWait   = 30 * time.Second
+	errorEvery     = 30 * time.Second
 	defaultService = "pingap"
 	tracerName     = "github.com/pingap-go/pingap"
 )
@@ -62,10 +65,24 @@ type Tracer struct {
 	prop   propagation.TraceContext
 }
 
+// Option adjusts New.
+type Option func(*options)
+
+type options struct {
+	log *slog.Logger
+}
+
+// WithLogger sets where export failures are reported (default
+// slog.Default()). They are reported at most once per errorEvery, with the
+// number of spans lost since the previous report, instead of through
+// OpenTelemetry's global error handler, which would print every failed
+// batch.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
 // New builds a Tracer for cfg. It returns nil, nil when cfg.Endpoint is ""
 // (tracing off). service_name defaults to instance (basic.name), then to
 // "pingap". Nothing is dialed here: the exporter connects on first export.
-func New(cfg config.Tracing, instance string) (*Tracer, error) {
+func New(cfg config.Tracing, instance string, opts ...Option) (*Tracer, error) {
 	if cfg.Endpoint == "" {
 		return nil, nil
 	}
@@ -77,7 +94,11 @@ func New(cfg config.Tracing, instance string) (*Tracer, error) {
 	if path == "" || path == "/" {
 		path = "/v1/traces"
 	}
-	opts := []otlptracehttp.Option{
+	o := options{log: slog.Default()}
+	for _, fn := range opts {
+		fn(&o)
+	}
+	xopts := []otlptracehttp.Option{
 		otlptracehttp.WithEndpoint(u.Host),
 		otlptracehttp.WithURLPath(path),
 		otlptracehttp.WithTimeout(exportTimeout),
@@ -89,9 +110,9 @@ func New(cfg config.Tracing, instance string) (*Tracer, error) {
 		}),
 	}
 	if u.Scheme == "http" {
-		opts = append(opts, otlptracehttp.WithInsecure())
+		xopts = append(xopts, otlptracehttp.WithInsecure())
 	}
-	exp, err := otlptracehttp.New(context.Background(), opts...)
+	exp, err := otlptracehttp.New(context.Background(), xopts...)
 	if err != nil {
 		return nil, fmt.Errorf("tracing.endpoint: %w", err)
 	}
@@ -110,7 +131,7 @@ func New(cfg config.Tracing, instance string) (*Tracer, error) {
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
-		sdktrace.WithBatcher(exp,
+		sdktrace.WithBatcher(&quietExporter{SpanExporter: exp, log: o.log},
 			sdktrace.WithMaxQueueSize(QueueSize),
 			sdktrace.WithMaxExportBatchSize(exportBatch),
 			sdktrace.WithBatchTimeout(batchTimeout),
@@ -118,6 +139,40 @@ func New(cfg config.Tracing, instance string) (*Tracer, error) {
 		),
 	)
 	return &Tracer{tp: tp, tracer: tp.Tracer(tracerName)}, nil
+}
+
+// quietExporter reports export failures itself, rate-limited, and hides
+// them from the batch processor (which would hand each one to the global
+// OpenTelemetry error handler). The spans of a failed batch are lost
+// either way.
+type quietExporter struct {
+	sdktrace.SpanExporter
+	log *slog.Logger
+
+	mu   sync.Mutex
+	last time.Time
+	lost int
+}
+
+func (e *quietExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	err := e.SpanExporter.ExportSpans(ctx, spans)
+	if err == nil {
+		return nil
+	}
+	e.mu.Lock()
+	e.lost += len(spans)
+	now := time.Now()
+	if now.Sub(e.last) < errorEvery {
+		e.mu.Unlock()
+		return nil
+	}
+	lost := e.lost
+	e.lost, e.last = 0, now
+	e.mu.Unlock()
+	if e.log != nil {
+		e.log.Warn("tracing: span export failed", slog.String("error", err.Error()), slog.Int("lost_spans", lost))
+	}
+	return nil
 }
 
 // Validate checks the [tracing] section: endpoint an http(s) URL with a

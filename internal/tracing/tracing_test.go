@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -402,7 +403,9 @@ func TestCollectorDownDoesNotBlock(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	tr, err := New(config.Tracing{Endpoint: "http://" + addr, SampleRatio: 1}, "down")
+	logs := &syncBuffer{}
+	tr, err := New(config.Tracing{Endpoint: "http://" + addr, SampleRatio: 1}, "down",
+		WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -431,6 +434,30 @@ func TestCollectorDownDoesNotBlock(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("Shutdown ignored its context")
 	}
+	out := logs.String()
+	if !strings.Contains(out, "span export failed") {
+		t.Fatalf("export failure not reported through the logger: %q", out)
+	}
+	if n := strings.Count(out, "\n"); n > 2 {
+		t.Fatalf("export failures not rate-limited: %d lines", n)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func TestHeaderTraceID(t *testing.T) {
