@@ -28,6 +28,7 @@ import (
 	"github.com/pingap-go/pingap/internal/proxy"
 	"github.com/pingap-go/pingap/internal/server"
 	"github.com/pingap-go/pingap/internal/server/http3"
+	"github.com/pingap-go/pingap/internal/tracing"
 	"github.com/pingap-go/pingap/internal/upstream"
 	"github.com/pingap-go/pingap/internal/upstream/health"
 	"github.com/pingap-go/pingap/internal/upstream/transport"
@@ -49,7 +50,7 @@ type Options struct {
 type Engine struct {
 	snap      atomic.Pointer[Snapshot]
 	accessLog atomic.Pointer[*logging.AccessLog]
-	inflight  atomic.Int64
+	tracer    atomic.Pointer[tracing.Tracer]
 
 	opts     Options
 	log      *slog.Logger
@@ -66,6 +67,7 @@ type Engine struct {
 	listeners  map[string]*listener
 	metricsSrv *auxServer
 	accessPath string
+	tracingCfg config.Tracing
 }
 
 type listener struct {
@@ -403,6 +405,28 @@ func (e *Engine) applyBasic(cfg *config.Config) {
 		}
 		e.accessPath = target
 	}
+	if cfg.Tracing != e.tracingCfg {
+		tc := cfg.Tracing
+		if tc.ServiceName == "" {
+			tc.ServiceName = b.Name
+		}
+		tr, err := tracing.New(tc, b.Name, tracing.WithLogger(e.log))
+		if err != nil {
+			e.log.Error("tracing", slog.String("endpoint", tc.Endpoint), slog.String("error", err.Error()))
+		} else {
+			if old := e.tracer.Swap(tr); old != nil {
+				go func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					old.Shutdown(ctx)
+				}()
+			}
+			e.tracingCfg = cfg.Tracing
+			if tr != nil {
+				e.log.Info("tracing enabled", slog.String("endpoint", tc.Endpoint), slog.Float64("sample_ratio", tc.SampleRatio))
+			}
+		}
+	}
 	if b.MetricsAddr != e.metricsSrv.addrOrEmpty() {
 		if e.metricsSrv != nil {
 			e.metricsSrv.close()
@@ -514,6 +538,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	}
 	e.registry.Commit(nil)
 	e.certs.Close()
+	if tr := e.tracer.Load(); tr != nil {
+		tr.Shutdown(ctx)
+	}
 	return ctx.Err()
 }
 

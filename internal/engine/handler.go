@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/tracing"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // serverHandler is the handler of one [servers.NAME] listener. It looks the
@@ -26,8 +28,14 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 	e := h.e
 	snap := e.snap.Load()
-	e.inflight.Add(1)
-	defer e.inflight.Add(-1)
+	e.metrics.RequestStarted()
+	defer e.metrics.RequestDone()
+	tr := e.tracer.Load()
+	var span trace.Span
+	if tr != nil {
+		c.Context, span = tr.StartServer(c)
+		defer tr.EndServer(span, c)
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			e.log.Error("panic while serving a request", slog.Any("panic", v), slog.String("path", c.Req.Path), slog.String("stack", string(debug.Stack())))
@@ -54,7 +62,7 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 	if !ok {
 		c.Error(404, "no location matches")
 		e.respond(c, ss)
-		e.finish(c, ss.notFound)
+		e.finish(c, ss.notFound, tr, span)
 		return
 	}
 	l := m.Value()
@@ -66,10 +74,10 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 		e.metrics.PluginResponse(l.PluginNames[ran-1], c.Resp.Status)
 	}
 	if !handled {
-		host := e.proxy.Forward(c, &l.Route)
+		host := e.proxy.Forward(c, &l.Route, tr)
 		if c.Hijacked {
 			l.Chain.Finish(c, ran)
-			e.finish(c, l.Metrics)
+			e.finish(c, l.Metrics, tr, span)
 			return
 		}
 		if host != nil {
@@ -80,7 +88,7 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 	applyResponseHeaders(c, l)
 	e.respond(c, ss)
 	l.Chain.Finish(c, ran)
-	e.finish(c, l.Metrics)
+	e.finish(c, l.Metrics, tr, span)
 }
 
 // respond writes the response of a request that reached server ss,
@@ -194,13 +202,13 @@ func copyBody(w httpx.BodyWriter, src io.Reader, stream bool) error {
 }
 
 // finish records the request in metrics and the access log.
-func (e *Engine) finish(c *httpx.Ctx, lm locationMetrics) {
+func (e *Engine) finish(c *httpx.Ctx, lm locationMetrics, tr *tracing.Tracer, span trace.Span) {
 	d := time.Since(c.Start)
 	if lm != nil {
 		lm.Observe(c.Req.Method, c.Resp.Status, d, c.BytesIn, c.BytesOut)
 	}
 	if al := e.accessLog.Load(); al != nil && *al != nil {
-		(*al).Log(c, "")
+		(*al).Log(c, tr.AccessTraceID(c, span))
 	}
 }
 

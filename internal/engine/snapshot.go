@@ -113,7 +113,9 @@ func (e *Engine) buildSnapshot(cfg *config.Config, prev *Snapshot) (*Snapshot, e
 			continue
 		}
 		for _, h := range pool.Hosts {
-			h.Metrics = e.metrics.UpstreamAddr(name, h.Addr)
+			am := e.metrics.UpstreamAddr(name, h.Addr)
+			am.SetHealth(h.Healthy())
+			h.Metrics = am
 		}
 		s.pools[name] = pool
 	}

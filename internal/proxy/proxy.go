@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/tracing"
 	"github.com/pingap-go/pingap/internal/upstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HeaderOp is one compiled proxy_* header operation.
@@ -91,7 +93,10 @@ func (a *attempt) informational(status int, h *httpx.Header) error {
 // host.Done (the request counts as in flight until its body is sent). When
 // the request was a protocol upgrade that the upstream accepted, Forward
 // relays both directions itself and sets c.Hijacked.
-func (p *Proxy) Forward(c *httpx.Ctx, route *Route) *upstream.Host {
+//
+// tr, when not nil, traces the upstream call (a client span, whose
+// traceparent goes to the upstream).
+func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstream.Host {
 	pool := route.Pool
 	if pool == nil {
 		c.Error(502, "no upstream configured")
@@ -128,10 +133,18 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route) *upstream.Host {
 			return nil
 		}
 		c.UpstreamAddr = h.Addr
+		ctx := c.Context
+		var span trace.Span
+		if tr != nil {
+			ctx, span = tr.StartClient(ctx, c, &a.out)
+		}
 		start := time.Now()
 		h.Begin()
-		res, err := h.Transport.RoundTrip(c.Context, &a.out, &c.Resp)
+		res, err := h.Transport.RoundTrip(ctx, &a.out, &c.Resp)
 		d := time.Since(start)
+		if span != nil {
+			tr.EndClient(span, c.Resp.Status, err)
+		}
 		c.UpstreamDuration += d
 		if h.Metrics != nil {
 			h.Metrics.Done(d, res.Reused, err != nil)
