@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 5s
 
-.PHONY: build run test test-deps unit fuzz bench loadtest vet clean
+.PHONY: build run test test-deps unit fuzz bench profile loadtest vet clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o pingap ./cmd/pingap
@@ -19,6 +19,9 @@ test-deps:
 unit:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m ./...
+	# Allocation guards (not meaningful under -race, where sync.Pool drops
+	# items): allocations per proxied request.
+	$(GO) test -count=1 -run 'Allocs' ./internal/engine/
 
 # Short fuzzing runs of every fuzz target (the seed corpora also run as part
 # of `unit`).
@@ -27,11 +30,24 @@ fuzz:
 
 test: test-deps unit fuzz
 
+# Go benchmarks, benchstat-friendly: `make bench BENCHCOUNT=6 > new.txt`,
+# then `benchstat old.txt new.txt`. BENCH selects benchmarks, PKGS packages.
+BENCH      ?= .
+BENCHCOUNT ?= 1
+PKGS       ?= ./...
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCHCOUNT) $(PKGS)
 
-loadtest: build
-	bash scripts/loadtest.sh
+# CPU, allocation, block and mutex profiles of the binary under wrk load
+# (scripts/profile.sh; needs wrk and nginx: bash /work/shared/bench/setup.sh).
+profile:
+	bash scripts/profile.sh
+
+# The shared side-by-side harness (nginx, HAProxy, Caddy, pingap-go) with a
+# fresh binary; LOADTEST_ARGS go to run.sh, e.g. LOADTEST_ARGS=--quick or
+# LOADTEST_ARGS='--h2 --candidate-h2'.
+loadtest:
+	bash scripts/loadtest.sh $(LOADTEST_ARGS)
 
 vet:
 	$(GO) vet ./...

@@ -1,12 +1,29 @@
 #!/usr/bin/env bash
 # Runs the shared side-by-side benchmark (nginx, HAProxy, Caddy and pingap-go
-# under the same load, see ../shared/bench/README.md) with the freshly built
+# under the same load, see /work/shared/bench/README.md) with a freshly built
 # binary and prints its report. Extra arguments go to run.sh, e.g.
 #   scripts/loadtest.sh --quick
 #   scripts/loadtest.sh --h2 --candidate-h2
+#   scripts/loadtest.sh --only nginx,candidate --scenarios throughput
+# The candidate config is scripts/loadtest.toml (the harness topology, no
+# access log, h2c on). BENCH_DIR overrides where the harness lives;
+# LOADTEST_TEMPLATE another candidate template.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BENCH="${BENCH_DIR:-../shared/bench}"
-[ -x pingap ] || make build
+BENCH="${BENCH_DIR:-}"
+if [ -z "$BENCH" ]; then
+  for d in ../shared/bench ../../shared/bench /work/shared/bench; do
+    if [ -x "$d/run.sh" ] || [ -f "$d/run.sh" ]; then BENCH="$d"; break; fi
+  done
+fi
+if [ -z "$BENCH" ] || [ ! -f "$BENCH/run.sh" ]; then
+  echo "loadtest: the shared harness (run.sh) was not found; set BENCH_DIR" >&2
+  exit 2
+fi
+BENCH="$(cd "$BENCH" && pwd)"
+TEMPLATE="${LOADTEST_TEMPLATE:-$PWD/scripts/loadtest.toml}"
+# Always rebuild: a stale binary would measure old code.
+CGO_ENABLED=0 go build -trimpath -o pingap ./cmd/pingap
 bash "$BENCH/setup.sh"
-exec bash "$BENCH/run.sh" --candidate "exec $PWD/pingap -config {CONFIG}" --candidate-name pingap-go "$@"
+exec bash "$BENCH/run.sh" --candidate "exec $PWD/pingap -config {CONFIG}" --candidate-name pingap-go \
+  --candidate-template "$TEMPLATE" "$@"

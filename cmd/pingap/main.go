@@ -76,6 +76,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		runtime.GOMAXPROCS(cfg.Basic.Threads)
 	}
 	tuneGC()
+	if addr := os.Getenv("PINGAP_PPROF"); addr != "" {
+		if err := servePprof(addr, logger); err != nil {
+			logger.Error("PINGAP_PPROF", slog.String("addr", addr), slog.String("error", err.Error()))
+			return 1
+		}
+	}
 
 	if *demoBackends {
 		stop, err := demo.Start("127.0.0.1:8001", "127.0.0.1:8002")

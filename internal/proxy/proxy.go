@@ -9,6 +9,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -78,6 +79,12 @@ type attempt struct {
 	buf    []byte
 	c      *httpx.Ctx
 	onInfo func(status int, h *httpx.Header) error
+	// peer and peerStr cache the last client IP's text form: the
+	// X-Forwarded-For value of a request that arrives without one. Behind
+	// a load balancer (one peer) or on a busy keep-alive connection the
+	// same attempt sees the same peer again and again.
+	peer    netip.Addr
+	peerStr string
 }
 
 func (a *attempt) informational(status int, h *httpx.Header) error {
@@ -193,10 +200,7 @@ func (a *attempt) buildRequest(c *httpx.Ctx, route *Route, body io.Reader, upgra
 	out := &a.out
 	out.Method = c.Req.Method
 	if c.Req.RawQuery != "" {
-		a.buf = append(a.buf[:0], c.Req.Path...)
-		a.buf = append(a.buf, '?')
-		a.buf = append(a.buf, c.Req.RawQuery...)
-		out.URI = string(a.buf)
+		out.URI = requestTarget(c, a)
 	} else {
 		out.URI = c.Req.Path
 	}
@@ -244,15 +248,7 @@ func (a *attempt) buildRequest(c *httpx.Ctx, route *Route, body io.Reader, upgra
 		h.Add(f.Name, f.Value)
 	}
 	// X-Forwarded-For gets the peer appended (the contract: appended).
-	a.buf = a.buf[:0]
-	if xff != "" {
-		a.buf = append(a.buf, xff...)
-		a.buf = append(a.buf, ", "...)
-	}
-	if c.Conn.RemoteAddr.IsValid() {
-		a.buf = c.Conn.RemoteAddr.Addr().AppendTo(a.buf)
-	}
-	h.Add("X-Forwarded-For", string(a.buf))
+	h.Add("X-Forwarded-For", a.forwardedFor(c, xff))
 	h.Add("X-Forwarded-Proto", c.Scheme)
 	if c.Req.Host != "" {
 		h.Add("X-Forwarded-Host", c.Req.Host)
@@ -267,6 +263,41 @@ func (a *attempt) buildRequest(c *httpx.Ctx, route *Route, body io.Reader, upgra
 		h.Add(op.Name, op.Value.String(c))
 	}
 	out.Header = h
+}
+
+// requestTarget returns path?query for the upstream. When the client's
+// own request target already reads exactly that (no rewrite, nothing
+// normalized), it is reused as is; otherwise a new string is built.
+func requestTarget(c *httpx.Ctx, a *attempt) string {
+	path, q, raw := c.Req.Path, c.Req.RawQuery, c.Req.RequestURI
+	if len(raw) == len(path)+1+len(q) && raw[len(path)] == '?' &&
+		raw[:len(path)] == path && raw[len(path)+1:] == q {
+		return raw
+	}
+	a.buf = append(a.buf[:0], path...)
+	a.buf = append(a.buf, '?')
+	a.buf = append(a.buf, q...)
+	return string(a.buf)
+}
+
+// forwardedFor returns the X-Forwarded-For value: the client's list, if
+// any, with the peer IP appended.
+func (a *attempt) forwardedFor(c *httpx.Ctx, xff string) string {
+	var peer string
+	if c.Conn.RemoteAddr.IsValid() {
+		ip := c.Conn.RemoteAddr.Addr()
+		if ip != a.peer || a.peerStr == "" {
+			a.peer, a.peerStr = ip, ip.String()
+		}
+		peer = a.peerStr
+	}
+	if xff == "" {
+		return peer
+	}
+	a.buf = append(a.buf[:0], xff...)
+	a.buf = append(a.buf, ", "...)
+	a.buf = append(a.buf, peer...)
+	return string(a.buf)
 }
 
 // hopByHop are the RFC 9110 §7.6.1 connection-specific fields, plus the

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"net/netip"
 	"testing"
 
 	"github.com/pingap-go/pingap/internal/config"
@@ -139,5 +140,54 @@ func TestClientBodyLimit(t *testing.T) {
 	_, err = b.Read(buf)
 	if n != 4 || err == httpx.ErrBodyTooLarge {
 		t.Fatalf("a body exactly at the limit was refused: n=%d err=%v", n, err)
+	}
+}
+
+// TestRequestTarget covers the reuse of the client's request target and the
+// cases where the upstream target must be rebuilt.
+func TestRequestTarget(t *testing.T) {
+	tests := []struct {
+		name, raw, path, query, want string
+		reused                       bool
+	}{
+		{"unchanged", "/a/b?x=1", "/a/b", "x=1", "/a/b?x=1", true},
+		{"rewritten path", "/old/b?x=1", "/new/b", "x=1", "/new/b?x=1", false},
+		{"normalized path", "/a/../b?x=1", "/b", "x=1", "/b?x=1", false},
+		{"same length, different path", "/aa?x=1", "/bb", "x=1", "/bb?x=1", false},
+		{"absolute form", "http://h/a?x=1", "/a", "x=1", "/a?x=1", false},
+		{"empty query after ?", "/a?", "/a", "", "/a?", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := plugintest.NewCtx("GET", "/")
+			c.Req.RequestURI, c.Req.Path, c.Req.RawQuery = tt.raw, tt.path, tt.query
+			a := &attempt{}
+			got := requestTarget(c, a)
+			if got != tt.want {
+				t.Fatalf("requestTarget = %q, want %q", got, tt.want)
+			}
+			if reused := len(a.buf) == 0; reused != tt.reused {
+				t.Fatalf("reused the client's target: %v, want %v", reused, tt.reused)
+			}
+		})
+	}
+}
+
+// TestForwardedForPeerCache: the cached text of the last peer must follow
+// a change of peer.
+func TestForwardedForPeerCache(t *testing.T) {
+	a := &attempt{}
+	for _, tt := range []struct{ peer, xff, want string }{
+		{"10.0.0.1:1", "", "10.0.0.1"},
+		{"10.0.0.1:2", "", "10.0.0.1"},
+		{"[2001:db8::1]:3", "", "2001:db8::1"},
+		{"10.0.0.2:4", "1.2.3.4", "1.2.3.4, 10.0.0.2"},
+		{"10.0.0.2:5", "", "10.0.0.2"},
+	} {
+		c := plugintest.NewCtx("GET", "/")
+		c.Conn.RemoteAddr = netip.MustParseAddrPort(tt.peer)
+		if got := a.forwardedFor(c, tt.xff); got != tt.want {
+			t.Errorf("peer %s, X-Forwarded-For %q: got %q, want %q", tt.peer, tt.xff, got, tt.want)
+		}
 	}
 }

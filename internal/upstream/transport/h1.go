@@ -31,6 +31,11 @@ var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufSize) }}
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufSize) }}
 	copyPool   = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+	// bodyPool recycles response bodies: a body goes back when its reader
+	// closes it (the RoundTripper contract's CloseBody), which is the
+	// holder's last use. A body read to io.EOF and never closed is simply
+	// collected.
+	bodyPool = sync.Pool{New: func() any { return new(body) }}
 )
 
 // aLongTimeAgo is a deadline in the past: setting it interrupts blocked IO.
@@ -447,7 +452,8 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		}
 		return false, nil
 	}
-	b := &body{c: c, mode: framing, n: head.ContentLength, stop: stop, rt: rt, noReuse: noReuse || framing == httpx.FramingClose}
+	b := bodyPool.Get().(*body)
+	*b = body{c: c, mode: framing, n: head.ContentLength, stop: stop, rt: rt, noReuse: noReuse || framing == httpx.FramingClose}
 	if framing == httpx.FramingChunked {
 		c.cr.Reset(c.br, &resp.Trailer, 0)
 	}
@@ -634,11 +640,18 @@ func (b *body) Read(p []byte) (int, error) {
 	}
 }
 
-// Close discards the connection unless the body was read whole.
+// errBodyClosed is what a closed body's connection is released with.
+var errBodyClosed = errors.New("transport: read on closed response body")
+
+// Close discards the connection unless the body was read whole, and
+// recycles b: the caller must not use it afterwards (CloseBody also drops
+// the reference).
 func (b *body) Close() error {
 	if b.c != nil {
-		b.release(false, errors.New("transport: read on closed response body"))
+		b.release(false, errBodyClosed)
 	}
+	*b = body{}
+	bodyPool.Put(b)
 	return nil
 }
 
