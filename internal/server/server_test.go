@@ -813,3 +813,43 @@ func TestSlowBodyTimesOut(t *testing.T) {
 		t.Fatal("handler still waiting for a stalled body")
 	}
 }
+
+// TestParkedConnection: a keep-alive connection idle past the release
+// window is parked (its wait continues on a new goroutine) again and again
+// and keeps serving; the OnConn hook hears of its close exactly once; a
+// parked connection is idle for Shutdown, which closes it at once.
+func TestParkedConnection(t *testing.T) {
+	var opened, closed atomic.Int32
+	opts := Options{idleRelease: 20 * time.Millisecond, OnConn: func(open bool) {
+		if open {
+			opened.Add(1)
+		} else {
+			closed.Add(1)
+		}
+	}}
+	addr, s := startServer(t, HandlerFunc(echo), opts)
+	c := dialRaw(t, addr)
+	time.Sleep(60 * time.Millisecond) // parked before its first request
+	for i := range 3 {
+		path := fmt.Sprintf("/p%d", i)
+		c.send("GET " + path + " HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp, _ := c.read("GET"); resp.Header.Get("X-Path") != path {
+			t.Fatalf("request %d: X-Path %q", i, resp.Header.Get("X-Path"))
+		}
+		time.Sleep(60 * time.Millisecond) // parked again
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with a parked connection: %v", err)
+	}
+	if _, err := c.br.ReadByte(); err == nil {
+		t.Fatal("parked connection still open after Shutdown")
+	}
+	for i := 0; i < 200 && closed.Load() == 0; i++ {
+		time.Sleep(10 * time.Millisecond) // the hook runs just after the conn is forgotten
+	}
+	if opened.Load() != 1 || closed.Load() != 1 {
+		t.Fatalf("OnConn: %d opens, %d closes, want 1 and 1", opened.Load(), closed.Load())
+	}
+}
