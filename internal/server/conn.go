@@ -93,10 +93,23 @@ func (p *bufPools) putWriter(bw *bufio.Writer) {
 // must make progress within sendTimeout, so a client that stops reading
 // (slow-read attack) cannot hold a goroutine and an upstream connection
 // forever (nginx's send_timeout).
-type connWriter struct{ c *conn }
+//
+// Moving a deadline costs a runtime timer update; on a busy keep-alive
+// connection that was one per response. The deadline is only pushed out
+// again once less than 7/8 of sendTimeout is left, so every write still
+// has between 7/8 and all of sendTimeout to make progress.
+type connWriter struct {
+	c  *conn
+	by time.Time // the write deadline last set
+}
 
 func (w *connWriter) Write(p []byte) (int, error) {
-	w.c.rwc.SetWriteDeadline(time.Now().Add(w.c.opts.sendTimeout))
+	now := time.Now()
+	st := w.c.opts.sendTimeout
+	if w.by.Sub(now) < st-st/8 {
+		w.by = now.Add(st)
+		w.c.rwc.SetWriteDeadline(w.by)
+	}
 	return w.c.rwc.Write(p)
 }
 
