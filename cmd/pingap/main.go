@@ -188,7 +188,7 @@ func (w *watcher) set(on bool) {
 
 // tuneGC applies the proxy's GC default unless the operator set GOGC: a
 // tuner that sets GOGC after each collection so the heap may grow by about
-// 24 MB over what the collector scans, between GOGC=25 and GOGC=400 (400
+// 16 MB over what the collector scans, between GOGC=25 and GOGC=400 (400
 // while the proxy is small: far fewer collections under load; less when it
 // holds many connections, whose stacks would otherwise multiply the heap).
 // See internal/gctune and docs/performance.md.

@@ -30,7 +30,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultHeadroom   = 24 << 20
+	DefaultHeadroom   = 16 << 20
 	DefaultMinPercent = 25
 	DefaultMaxPercent = 400
 )

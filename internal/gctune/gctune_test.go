@@ -8,7 +8,7 @@ import (
 )
 
 func TestPercent(t *testing.T) {
-	cfg := Config{Headroom: 24 << 20, MinPercent: 25, MaxPercent: 400}
+	cfg := Config{Headroom: 24 << 20, MinPercent: 25, MaxPercent: 400} // explicit, not the defaults
 	tests := []struct {
 		name  string
 		roots uint64
