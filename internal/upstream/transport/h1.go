@@ -88,7 +88,8 @@ type conn struct {
 	deadline bool
 	probe    *prober
 	abort    func()    // interrupts blocked IO (context cancellation)
-	readBy   time.Time // the read deadline last set by setReadDeadline
+	readBy   time.Time // the read deadline last set
+	writeBy  time.Time // the write deadline last set
 	parser   httpx.ResponseParser
 	cr       httpx.ChunkedReader
 	cw       httpx.ChunkedWriter
@@ -334,9 +335,17 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 
 	rt := req.ReadTimeout
 	if rt > 0 {
-		c.readBy = time.Now().Add(rt)
-		c.nc.SetDeadline(c.readBy)
-		c.deadline = true
+		// Moving a deadline is a runtime timer update (two here: read and
+		// write). On a busy pooled connection the previous request set
+		// nearly the same deadlines microseconds ago: keep them while they
+		// are within rt/64 of what this request would set (the timeout
+		// then fires between 63/64 of read_timeout and read_timeout).
+		by := time.Now().Add(rt)
+		if !c.deadline || by.Sub(c.readBy) > rt/64 || by.Sub(c.writeBy) > rt/64 {
+			c.readBy, c.writeBy = by, by
+			c.nc.SetDeadline(by)
+			c.deadline = true
+		}
 	} else if c.deadline {
 		c.nc.SetDeadline(time.Time{})
 		c.deadline = false
@@ -383,6 +392,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		// The head deadline counts from the end of the request.
 		c.setReadDeadline(rt)
 	} else if werr != nil {
+		c.readBy = time.Time{}
 		c.nc.SetReadDeadline(time.Time{}) // responseWaiting's
 	}
 
@@ -464,7 +474,8 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 // responseWaiting reports whether response bytes are readable after a
 // failed write (the upstream answered before reading the whole body).
 func (c *conn) responseWaiting() bool {
-	c.nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	c.readBy = time.Now().Add(50 * time.Millisecond)
+	c.nc.SetReadDeadline(c.readBy)
 	c.deadline = true
 	_, err := c.br.Peek(1)
 	return err == nil

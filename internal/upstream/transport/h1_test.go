@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -728,5 +729,47 @@ func TestGarbageResponses(t *testing.T) {
 		if rt.idleLen() != 0 {
 			t.Fatalf("garbage %d: conn pooled", i)
 		}
+	}
+}
+
+// TestReadTimeoutOnReusedConn: the deadlines a pooled connection keeps
+// from the previous request (they are not moved when nearly unchanged)
+// still time out a request whose answer never comes; and a pause longer
+// than the tolerance re-arms them, so a slow-but-in-time answer passes.
+func TestReadTimeoutOnReusedConn(t *testing.T) {
+	var n atomic.Int32
+	b := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			if _, err := http.ReadRequest(br); err != nil {
+				return
+			}
+			switch n.Add(1) {
+			case 1, 2:
+				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+			case 3:
+				time.Sleep(150 * time.Millisecond) // in time (200 ms)
+				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+			default:
+				io.Copy(io.Discard, br) // never answers
+				return
+			}
+		}
+	})
+	rt := newH1ForTest(t, config.Upstream{}, b.addr())
+	req := get("/", "h")
+	req.ReadTimeout = 200 * time.Millisecond
+	for i := range 2 { // back to back: the second keeps the first's deadlines
+		if _, body, _, err := do(t, rt, req); err != nil || body != "ok" {
+			t.Fatalf("request %d: %q %v", i+1, body, err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // past the tolerance: deadlines move
+	if _, body, res, err := do(t, rt, req); err != nil || body != "ok" || !res.Reused {
+		t.Fatalf("request 3 (answer after 150 ms of 200): %q reused=%v %v", body, res.Reused, err)
+	}
+	_, _, _, err := do(t, rt, req)
+	var te *httpx.TransportError
+	if !errors.As(err, &te) || te.Op != "read" || !te.Timeout {
+		t.Fatalf("request 4: err %v, want a read timeout", err)
 	}
 }
