@@ -374,6 +374,7 @@ func (e *Engine) serverOptions(name string, sc config.Server) server.Options {
 		H2C:               sc.H2C,
 		Logger:            e.log,
 		OnConn:            e.metrics.ConnHook(name),
+		OnTLSHandshake:    e.metrics.Server(name).TLSHandshake,
 	}
 }
 

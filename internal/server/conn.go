@@ -221,6 +221,9 @@ func (c *conn) serve() {
 			}
 			return
 		}
+		if hook := opts.OnTLSHandshake; hook != nil {
+			hook()
+		}
 		st := tc.ConnectionState()
 		c.tlsState = &st
 		c.rwc = tc
