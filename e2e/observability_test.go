@@ -137,12 +137,19 @@ func obWaitMetrics(t *testing.T, metricsAddr string, want map[string]float64, ab
 	}
 }
 
-func obMetricsConfig(metricsAddr, a, bAddrs string, withB bool) string {
+func obMetricsConfig(metricsAddr, a, bAddrs, dead string, withB bool) string {
 	s := fmt.Sprintf(`
 [basic]
 metrics_addr = "%s"
 access_log = false
 grace_period = "2s"
+
+[upstreams.down]
+addrs = ["%s"]
+health_check = "tcp://down.test"
+health_check_interval = "100ms"
+health_check_timeout = "100ms"
+unhealthy_threshold = 1
 
 [upstreams.ua]
 addrs = ["%s"]
@@ -152,7 +159,7 @@ addrs = [%s]
 [locations.la]
 upstream = "ua"
 path = "/a"
-`, metricsAddr, a, bAddrs)
+`, metricsAddr, dead, a, bAddrs)
 	if withB {
 		s += `
 [locations.lb]
@@ -177,8 +184,9 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 	a := echoBackend(t, "a")
 	b1, b2 := echoBackend(t, "b1"), echoBackend(t, "b2")
 	maddr := freeAddr(t)
+	dead := freeAddr(t) // nothing listens: its health check fails
 	both := fmt.Sprintf("%q, %q", b1.Addr, b2.Addr)
-	path := writeConfig(t, obMetricsConfig(maddr, a.Addr, both, true))
+	path := writeConfig(t, obMetricsConfig(maddr, a.Addr, both, dead, true))
 	p := start(t, path, "main")
 	base := p.url("main")
 
@@ -189,6 +197,7 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 		obSeries("upstream_health", "upstream", "ua", "server", a.Addr):  1,
 		obSeries("upstream_health", "upstream", "ub", "server", b1.Addr): 1,
 		obSeries("upstream_health", "upstream", "ub", "server", b2.Addr): 1,
+		obSeries("upstream_health", "upstream", "down", "server", dead):  0,
 	}, nil)
 
 	send := func(method, path string, n int, want int) {
@@ -245,7 +254,7 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 
 	// A reload that removes location lb and addr b2: their series vanish,
 	// the rest keeps counting.
-	if err := os.WriteFile(path, []byte(obMetricsConfig(maddr, a.Addr, fmt.Sprintf("%q", b1.Addr), false)), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte(obMetricsConfig(maddr, a.Addr, fmt.Sprintf("%q", b1.Addr), dead, false)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p.signal(syscall.SIGHUP)
@@ -257,6 +266,9 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 		obSeries("upstream_requests_total", "upstream", "ua", "server", a.Addr):  6,
 		obSeries("upstream_requests_total", "upstream", "ub", "server", b1.Addr): 2,
 		obSeries("upstream_health", "upstream", "ub", "server", b1.Addr):         1,
+		obSeries("upstream_health", "upstream", "down", "server", dead):          0,
+		// probes are not round trips
+		obSeries("upstream_requests_total", "upstream", "down", "server", dead): 0,
 	}
 	gone := func(m map[string]float64) []string {
 		var out []string
@@ -426,25 +438,50 @@ endpoint = "http://%s"
 service_name = "edge-svc"
 [upstreams.u]
 addrs = ["%s"]
+[upstreams.gone]
+addrs = ["%s"]
 [locations.traced]
 upstream = "u"
 path = "/"
+[locations.broken]
+upstream = "gone"
+path = "/broken"
 [servers.main]
 addr = "127.0.0.1:0"
-locations = ["traced"]
-`, col.Addr, up.Addr))
+locations = ["traced", "broken"]
+`, col.Addr, up.Addr, freeAddr(t)))
 	p := start(t, cfg, "main")
 
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	const parentID = "00f067aa0ba902b7"
-	resp, body := do(t, "GET", p.url("main")+"/orders/7?x=1", nil,
+	const unsampled = "11111111111111111111111111111111"
+	const failedID = "5bf92f3577b34da6a3ce929d0e0e4737"
+	base := p.url("main")
+	// All requests first, so their spans arrive in one export batch.
+	resp, body := do(t, "GET", base+"/orders/7?x=1", nil,
 		"traceparent: 00-"+traceID+"-"+parentID+"-01", "User-Agent: ob-test/1")
 	if resp.StatusCode != 200 || string(body) != "traced" {
 		t.Fatalf("status %d body %q", resp.StatusCode, body)
 	}
+	// An unsampled client trace is continued but never recorded.
+	if resp, _ := do(t, "GET", base+"/unsampled", nil, "traceparent: 00-"+unsampled+"-2222222222222222-00"); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	// Without a traceparent a new trace starts.
+	if resp, _ := do(t, "GET", base+"/fresh", nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	// A failed round trip (nothing listens on the addr).
+	if resp, _ := do(t, "GET", base+"/broken", nil, "traceparent: 00-"+failedID+"-"+parentID+"-01"); resp.StatusCode != 502 {
+		t.Fatalf("broken upstream: status %d", resp.StatusCode)
+	}
+	tps := seen()
+	if len(tps) != 3 {
+		t.Fatalf("upstream saw %d requests, want 3", len(tps))
+	}
+
 	spans := col.waitSpans(t, traceID, tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT)
 	srv, cli := spans[tracepb.Span_SPAN_KIND_SERVER], spans[tracepb.Span_SPAN_KIND_CLIENT]
-
 	if got := hex.EncodeToString(srv.span.ParentSpanId); got != parentID {
 		t.Errorf("server span parent = %s, want the client's %s", got, parentID)
 	}
@@ -489,30 +526,23 @@ locations = ["traced"]
 			t.Errorf("client span %s = %q, want %q", k, got, v)
 		}
 	}
-
 	// The upstream's parent is the proxy's client span, in the same trace.
-	tps := seen()
-	if len(tps) != 1 {
-		t.Fatalf("upstream saw %d requests", len(tps))
+	if want := "00-" + traceID + "-" + hex.EncodeToString(cli.span.SpanId) + "-01"; tps[0] != want {
+		t.Errorf("upstream traceparent %q, want %q", tps[0], want)
 	}
-	wantTP := "00-" + traceID + "-" + hex.EncodeToString(cli.span.SpanId) + "-01"
-	if tps[0] != wantTP {
-		t.Errorf("upstream traceparent %q, want %q", tps[0], wantTP)
-	}
-
 	// The access line (stderr) carries the trace id.
 	p.waitLog("access", func(l map[string]any) bool { return l["trace_id"] == traceID && l["path"] == "/orders/7" })
 
-	// Without a traceparent a new trace starts, and the upstream still gets one.
-	resp, _ = do(t, "GET", p.url("main")+"/fresh", nil)
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
+	// Unsampled: same trace, the proxy's span as parent, flags 00.
+	if tp := tps[1]; !strings.HasPrefix(tp, "00-"+unsampled+"-") || !strings.HasSuffix(tp, "-00") || strings.Contains(tp, "2222222222222222") {
+		t.Errorf("unsampled: upstream traceparent %q, want the same trace, a new parent, flags 00", tp)
 	}
-	tps = seen()
-	tp := tps[len(tps)-1]
-	parts := strings.Split(tp, "-")
+
+	// New trace: the upstream still gets a sampled traceparent, the server
+	// span has no parent, the access line names the trace.
+	parts := strings.Split(tps[2], "-")
 	if len(parts) != 4 || len(parts[1]) != 32 || parts[1] == traceID || parts[3] != "01" {
-		t.Fatalf("new trace: upstream traceparent %q", tp)
+		t.Fatalf("new trace: upstream traceparent %q", tps[2])
 	}
 	fresh := col.waitSpans(t, parts[1], tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT)
 	if len(fresh[tracepb.Span_SPAN_KIND_SERVER].span.ParentSpanId) != 0 {
@@ -521,6 +551,26 @@ locations = ["traced"]
 	l := p.waitLog("access", func(l map[string]any) bool { return l["path"] == "/fresh" })
 	if l["trace_id"] != parts[1] {
 		t.Errorf("access trace_id %v, want %s", l["trace_id"], parts[1])
+	}
+
+	// Failed round trip: the server span is an error, the client span says why.
+	failed := col.waitSpans(t, failedID, tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT)
+	fs, fc := failed[tracepb.Span_SPAN_KIND_SERVER], failed[tracepb.Span_SPAN_KIND_CLIENT]
+	if fs.span.Status.GetCode() != tracepb.Status_STATUS_CODE_ERROR || fs.attr("http.response.status_code") != "502" || fs.span.Name != "GET broken" {
+		t.Errorf("failed request server span: name %q status %v code %s", fs.span.Name, fs.span.Status, fs.attr("http.response.status_code"))
+	}
+	if fc.span.Status.GetCode() != tracepb.Status_STATUS_CODE_ERROR || fc.attr("error.type") != "dial" {
+		t.Errorf("failed round trip client span: status %v error.type %q", fc.span.Status, fc.attr("error.type"))
+	}
+
+	// Spans are exported in the order they end: later traces arrived, the
+	// unsampled one never will.
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	for _, sp := range col.spans {
+		if hex.EncodeToString(sp.span.TraceId) == unsampled {
+			t.Errorf("an unsampled trace was exported: %v", sp.span)
+		}
 	}
 }
 

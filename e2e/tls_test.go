@@ -473,12 +473,13 @@ addrs = ["%s"]
 [locations.all]
 upstream = "u"
 [servers.tls]
-addr = "127.0.0.1:0"
+addr = "127.0.0.1:%d"
 locations = ["all"]
 tls_cert = %q
 tls_key = %q
 client_ca = %q
-`, up.Addr, crt, key, caFile))
+http3 = true
+`, up.Addr, tlFreePort(t), crt, key, caFile))
 	p := start(t, cfg, "tls")
 	url := "https://" + p.waitAddr("tls") + "/x"
 	base := &tls.Config{ServerName: "mtls.test", RootCAs: serverCA.pool()}
@@ -492,11 +493,17 @@ client_ca = %q
 		{"certificate of another CA", []tls.Certificate{otherCA.clientCert(t, "mallory")}, false},
 		{"certificate of client_ca", []tls.Certificate{clientCA.clientCert(t, "alice")}, true},
 	} {
-		for _, h2 := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%s h2=%v", tt.name, h2), func(t *testing.T) {
+		for _, proto := range []string{"h1", "h2", "h3"} {
+			t.Run(tt.name+" "+proto, func(t *testing.T) {
 				conf := base.Clone()
 				conf.Certificates = tt.certs
-				resp, err := tlClient(conf, h2).Get(url)
+				c := tlClient(conf, proto == "h2")
+				if proto == "h3" {
+					tr := &qhttp3.Transport{TLSClientConfig: conf}
+					defer tr.Close()
+					c = &http.Client{Transport: tr, Timeout: 5 * time.Second}
+				}
+				resp, err := c.Get(url)
 				if !tt.ok {
 					if err == nil {
 						resp.Body.Close()
@@ -509,8 +516,8 @@ client_ca = %q
 				}
 				b, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode != 200 || string(b) != "secret" {
-					t.Fatalf("%d %q", resp.StatusCode, b)
+				if resp.StatusCode != 200 || string(b) != "secret" || resp.ProtoMajor != int(proto[1]-'0') {
+					t.Fatalf("%s %d %q", resp.Proto, resp.StatusCode, b)
 				}
 			})
 		}
