@@ -389,13 +389,27 @@ domains = ["site.test"]
 tls_cert = %q
 tls_key = %q
 [servers.tls]
-addr = "127.0.0.1:0"
+addr = "127.0.0.1:%d"
 locations = ["all"]
 certificates = ["site"]
-`, maddr, up.Addr, crt, key))
+http3 = true
+`, maddr, up.Addr, crt, key, tlFreePort(t)))
 	p := start(t, cfg, "tls")
 	addr := p.waitAddr("tls")
 	conf := &tls.Config{ServerName: "site.test", RootCAs: ca.pool()}
+	h3get := func(tr *qhttp3.Transport, path string) *http.Response {
+		t.Helper()
+		resp, _ := tlGet(t, &http.Client{Transport: tr, Timeout: 5 * time.Second}, "https://"+addr+path)
+		if resp.StatusCode != 200 || resp.ProtoMajor != 3 {
+			t.Fatalf("h3 %s: %s %d", path, resp.Proto, resp.StatusCode)
+		}
+		return resp
+	}
+	keptH3 := &qhttp3.Transport{TLSClientConfig: conf.Clone()}
+	defer keptH3.Close()
+	if !h3get(keptH3, "/before").TLS.PeerCertificates[0].Equal(first) {
+		t.Fatal("h3: not the first certificate")
+	}
 
 	// One client keeps its connection (h1 keep-alive) across the swap.
 	kept := tlClient(conf.Clone(), false)
@@ -445,6 +459,16 @@ certificates = ["site"]
 	}
 	if got := expiry(); got != float64(second.NotAfter.Unix()) {
 		t.Fatalf("expiry after swap %v, want %v", got, second.NotAfter.Unix())
+	}
+	// The same over HTTP/3: the open QUIC connection keeps working with
+	// its certificate, a new one gets the new certificate.
+	if !h3get(keptH3, "/kept").TLS.PeerCertificates[0].Equal(first) {
+		t.Fatal("h3: the kept connection's certificate changed")
+	}
+	newH3 := &qhttp3.Transport{TLSClientConfig: conf.Clone()}
+	defer newH3.Close()
+	if !h3get(newH3, "/new").TLS.PeerCertificates[0].Equal(second) {
+		t.Fatal("h3: a new connection did not get the new certificate")
 	}
 
 	// A broken replacement is refused; the new certificate stays.
