@@ -406,8 +406,8 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 		p.handlePurge(c)
 		return true
 	}
-	if !p.methodCacheable(c.Req.Method) {
-		st.status = StatusBypass
+	if !p.methodCacheable(c.Req.Method) || c.Req.Header.Has("Upgrade") {
+		st.status = StatusBypass // not cacheable, or a WebSocket/h2c upgrade
 		return false
 	}
 	reqCC := parseCacheControl(&c.Req.Header)

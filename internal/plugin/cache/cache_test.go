@@ -195,6 +195,7 @@ func TestStorageDecisions(t *testing.T) {
 		{"authorization public", nil, "GET", []string{"Authorization: Bearer x"}, 200, []string{"Cache-Control: public, max-age=60"}, true, StatusMiss},
 		{"request no-store", nil, "GET", []string{"Cache-Control: no-store"}, 200, []string{"Cache-Control: max-age=60"}, false, StatusBypass},
 		{"POST bypass", nil, "POST", nil, 200, []string{"Cache-Control: max-age=60"}, false, StatusBypass},
+		{"upgrade bypass", nil, "GET", []string{"Upgrade: websocket", "Connection: Upgrade"}, 200, []string{"Cache-Control: max-age=60"}, false, StatusBypass},
 		{"POST configured", map[string]any{"methods": []any{"GET", "POST"}}, "POST", nil, 200, []string{"Cache-Control: max-age=60"}, true, StatusMiss},
 		{"HEAD", nil, "HEAD", nil, 200, []string{"Cache-Control: max-age=60"}, true, StatusMiss},
 		{"HEAD not configured", map[string]any{"methods": []any{"GET"}}, "HEAD", nil, 200, []string{"Cache-Control: max-age=60"}, false, StatusBypass},
