@@ -374,6 +374,7 @@ func (e *Engine) serverOptions(name string, sc config.Server) server.Options {
 		H2C:               sc.H2C,
 		Logger:            e.log,
 		OnConn:            e.metrics.ConnHook(name),
+		OnTLSHandshake:    func() { e.metrics.TLSHandshake(name) },
 	}
 }
 
@@ -471,6 +472,17 @@ func (e *Engine) retainMetrics(snap *Snapshot) {
 		}
 	}
 	e.metrics.Retain(locs, addrs)
+	e.metrics.RetainPlugins(sortedKeys(snap.plugins))
+	var certNames []string
+	for name := range snap.cfg.Certificates {
+		certNames = append(certNames, name)
+	}
+	for name, sc := range snap.cfg.Servers {
+		if sc.TLSCert != "" {
+			certNames = append(certNames, "servers."+name)
+		}
+	}
+	e.metrics.RetainCertificates(certNames)
 }
 
 // retirePlugins closes plugins of old that snap no longer uses, after the
