@@ -98,7 +98,7 @@ func finish(docs []*decoded, decodeErrs Errors, folder bool, source string) (*Co
 			}
 		}
 	}
-	return nil, all.Err()
+	return c, all.Err()
 }
 
 // coveredBy reports whether a validation error is about a key (or a
