@@ -200,6 +200,7 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 		obSeries("upstream_health", "upstream", "down", "server", dead):  0,
 	}, nil)
 
+	var respBytes int
 	send := func(method, path string, n int, want int) {
 		t.Helper()
 		for i := 0; i < n; i++ {
@@ -211,6 +212,7 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 			if resp.StatusCode != want {
 				t.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, b)
 			}
+			respBytes += len(b)
 		}
 	}
 	send("GET", "/a/1", 3, 200)
@@ -238,7 +240,12 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 		obSeries("upstream_requests_total", "upstream", "ub", "server", b1.Addr): 2,
 		obSeries("upstream_requests_total", "upstream", "ub", "server", b2.Addr): 2,
 		obSeries("upstream_health", "upstream", "ub", "server", b2.Addr):         1,
+		obSeries("upstream_errors_total", "upstream", "ua", "server", a.Addr):    0,
 		obSeries("config_reloads_total", "result", "success"):                    0,
+		// body bytes only: 2 POSTs of "payload"
+		obSeries("http_request_bytes_total", "server", "main"):  14,
+		obSeries("http_response_bytes_total", "server", "main"): float64(respBytes),
+		obSeries("http_requests_in_flight"):                     0,
 	}
 	got := obWaitMetrics(t, maddr, want, nil)
 	// Exactly these label sets, no stray ones (e.g. the FROB method).

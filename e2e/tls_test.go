@@ -209,6 +209,7 @@ func TestTlSNIALPNVersionsAndHTTP3(t *testing.T) {
 	oneCrt, oneKey, oneLeaf := ca.writePair(t, dir, "one", "one.test")
 	twoCrt, twoKey, twoLeaf := ca.writePair(t, dir, "two", "two.test")
 	wCrt, wKey, wLeaf := ca.writePair(t, dir, "wild", "*.wild.test")
+	dCrt, dKey, dLeaf := ca.writePair(t, dir, "default", "default.test")
 	port := tlFreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	maddr := freeAddr(t)
@@ -236,8 +237,14 @@ addr = "%s"
 locations = ["all"]
 certificates = ["one", "two", "wild"]
 http3 = true
-`, maddr, up.Addr, oneCrt, oneKey, twoCrt, twoKey, wCrt, wKey, addr))
-	p := start(t, cfg, "tls")
+[servers.tlsdef]
+addr = "127.0.0.1:0"
+locations = ["all"]
+certificates = ["one"]
+tls_cert = %q
+tls_key = %q
+`, maddr, up.Addr, oneCrt, oneKey, twoCrt, twoKey, wCrt, wKey, addr, dCrt, dKey))
+	p := start(t, cfg, "tls", "tlsdef")
 	pool := ca.pool()
 
 	t.Run("SNI picks the certificate", func(t *testing.T) {
@@ -272,6 +279,19 @@ http3 = true
 		for _, sni := range []string{"other.test", "wild.test", "a.b.wild.test"} {
 			if _, err := tlDial(t, addr, &tls.Config{ServerName: sni, InsecureSkipVerify: true}); err == nil {
 				t.Fatalf("%s: handshake succeeded without a matching certificate", sni)
+			}
+		}
+	})
+
+	t.Run("server tls_cert is the default", func(t *testing.T) {
+		daddr := p.waitAddr("tlsdef")
+		for sni, want := range map[string]*x509.Certificate{"": dLeaf, "other.test": dLeaf, "one.test": oneLeaf} {
+			c, err := tlDial(t, daddr, &tls.Config{ServerName: sni, InsecureSkipVerify: true})
+			if err != nil {
+				t.Fatalf("SNI %q: %v", sni, err)
+			}
+			if got := c.ConnectionState().PeerCertificates[0]; !got.Equal(want) {
+				t.Fatalf("SNI %q: served %v, want %v", sni, got.DNSNames, want.DNSNames)
 			}
 		}
 	})
@@ -367,6 +387,25 @@ http3 = true
 			if l["tls"] != "TLS 1.3" || l["status"] != 200.0 || l["location"] != "all" {
 				t.Errorf("access line of %s: %v", path, l)
 			}
+		}
+	})
+
+	t.Run("sessions resume across a reload", func(t *testing.T) {
+		conf := &tls.Config{ServerName: "two.test", RootCAs: pool, ClientSessionCache: tls.NewLRUClientSessionCache(8)}
+		c := tlClient(conf, false)
+		tr := c.Transport.(*http.Transport)
+		if resp, _ := tlGet(t, c, "https://"+addr+"/s1"); resp.TLS.DidResume {
+			t.Fatal("first connection resumed")
+		}
+		tr.CloseIdleConnections()
+		if resp, _ := tlGet(t, c, "https://"+addr+"/s2"); !resp.TLS.DidResume {
+			t.Fatal("no resumption without a reload")
+		}
+		tr.CloseIdleConnections()
+		p.signal(syscall.SIGHUP)
+		tlWaitReloads(t, p, 1)
+		if resp, _ := tlGet(t, c, "https://"+addr+"/s3"); !resp.TLS.DidResume {
+			t.Fatal("the session did not resume after a reload (ticket keys lost)")
 		}
 	})
 }

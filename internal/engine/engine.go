@@ -69,6 +69,9 @@ type Engine struct {
 	metricsSrv *auxServer
 	accessPath string
 	tracingCfg config.Tracing
+	// tlsBases is the listener tls.Config of each TLS server, reused across
+	// reloads so session ticket keys survive them (see activate).
+	tlsBases map[string]*tls.Config
 }
 
 type listener struct {
@@ -234,9 +237,17 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 			}
 			return fmt.Errorf("servers.%s: %w", name, err)
 		}
+		// Keep the server's first base config: crypto/tls keeps the
+		// (auto-rotated) session ticket keys on it, so a new one per reload
+		// would break every client's resumption. Handshakes read the
+		// store's current certificates and client CAs through it anyway.
+		if prev := e.tlsBases[name]; prev != nil {
+			tc = prev
+		}
 		tlsConfigs[name] = tc
 	}
 	// Everything that can fail has been done: swap.
+	e.tlsBases = tlsConfigs
 	e.applyBasic(cfg)
 	e.snap.Store(snap)
 
