@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	qhttp3 "github.com/quic-go/quic-go/http3"
+	"golang.org/x/net/dns/dnsmessage"
 )
 
 // tlCA is a throwaway certificate authority.
@@ -659,7 +661,15 @@ type tlPebble struct {
 	listenCA  *tlCA
 }
 
-func tlStartPebble(t *testing.T) *tlPebble {
+// tlPebbleOptions: alwaysValid skips validation; otherwise Pebble resolves
+// names with dns and validates HTTP-01 on httpPort, TLS-ALPN-01 on tlsPort.
+type tlPebbleOptions struct {
+	alwaysValid       bool
+	httpPort, tlsPort int
+	dns               string
+}
+
+func tlStartPebble(t *testing.T, o tlPebbleOptions) *tlPebble {
 	t.Helper()
 	bin, err := exec.LookPath("pebble")
 	if err != nil {
@@ -678,6 +688,12 @@ func tlStartPebble(t *testing.T) *tlPebble {
 		defer ln.Close()
 		return ln.Addr().(*net.TCPAddr).Port
 	}
+	if o.httpPort == 0 {
+		o.httpPort = port()
+	}
+	if o.tlsPort == 0 {
+		o.tlsPort = port()
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // free ports can be taken meanwhile
 		acmePort, mgmtPort := port(), port()
@@ -686,15 +702,22 @@ func tlStartPebble(t *testing.T) *tlPebble {
 			"managementListenAddress":        fmt.Sprintf("127.0.0.1:%d", mgmtPort),
 			"certificate":                    certFile,
 			"privateKey":                     keyFile,
-			"httpPort":                       port(),
-			"tlsPort":                        port(),
+			"httpPort":                       o.httpPort,
+			"tlsPort":                        o.tlsPort,
 			"ocspResponderURL":               "",
 			"externalAccountBindingRequired": false,
 		}})
 		cfgFile := filepath.Join(dir, "pebble-config.json")
 		tlWriteAtomic(t, cfgFile, conf)
-		cmd := exec.Command(bin, "-config", cfgFile)
-		cmd.Env = append(os.Environ(), "PEBBLE_VA_ALWAYS_VALID=1", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
+		args := []string{"-config", cfgFile}
+		if o.dns != "" {
+			args = append(args, "-dnsserver", o.dns)
+		}
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
+		if o.alwaysValid {
+			cmd.Env = append(cmd.Env, "PEBBLE_VA_ALWAYS_VALID=1")
+		}
 		logFile, _ := os.Create(filepath.Join(dir, fmt.Sprintf("pebble-%d.log", attempt)))
 		cmd.Stdout, cmd.Stderr = logFile, logFile
 		if err := cmd.Start(); err != nil {
@@ -766,12 +789,81 @@ func (pb *tlPebble) roots(t *testing.T) *x509.CertPool {
 	return pool
 }
 
+// tlStartDNS answers every A query with 127.0.0.1 (and everything else
+// with an empty NOERROR) on a loopback UDP port: Pebble's resolver.
+func tlStartDNS(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, addr, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			var p dnsmessage.Parser
+			h, err := p.Start(buf[:n])
+			if err != nil {
+				continue
+			}
+			q, err := p.Question()
+			if err != nil {
+				continue
+			}
+			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true,
+				RecursionDesired: h.RecursionDesired, RecursionAvailable: true})
+			b.StartQuestions()
+			b.Question(q)
+			b.StartAnswers()
+			if q.Type == dnsmessage.TypeA {
+				b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 5},
+					dnsmessage.AResource{A: [4]byte{127, 0, 0, 1}})
+			}
+			if msg, err := b.Finish(); err == nil {
+				pc.WriteTo(msg, addr)
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// TestTlACMEWithPebble obtains a certificate through the real binary from
+// a real Pebble: with validation skipped, then with Pebble really fetching
+// the HTTP-01 token from the proxy's plain server and really handshaking
+// TLS-ALPN-01 with its TLS server.
 func TestTlACMEWithPebble(t *testing.T) {
-	pb := tlStartPebble(t)
+	for _, mode := range []string{"always-valid", "http-01", "tls-alpn-01"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel() // independent CAs and ports; mostly waiting on Pebble
+			tlACME(t, mode)
+		})
+	}
+}
+
+func tlACME(t *testing.T, mode string) {
 	up := echoBackend(t, "acme-backend")
 	storage := t.TempDir()
-	const domain = "acme.pingap.test"
+	domain := mode + ".pingap.test"
 	maddr := freeAddr(t)
+	httpAddr, tlsAddr := freeAddr(t), freeAddr(t)
+	opts := tlPebbleOptions{alwaysValid: mode == "always-valid"}
+	challenge := "http-01"
+	switch mode {
+	case "http-01":
+		opts.dns = tlStartDNS(t)
+		_, port, _ := net.SplitHostPort(httpAddr)
+		opts.httpPort, _ = strconv.Atoi(port)
+	case "tls-alpn-01":
+		opts.dns = tlStartDNS(t)
+		_, port, _ := net.SplitHostPort(tlsAddr)
+		opts.tlsPort, _ = strconv.Atoi(port)
+		challenge = "tls-alpn-01"
+	}
+	pb := tlStartPebble(t, opts)
 	cfg := writeConfig(t, fmt.Sprintf(`
 [basic]
 metrics_addr = "%s"
@@ -780,6 +872,7 @@ email = "ops@pingap.test"
 directory_url = %q
 ca_root = %q
 storage = %q
+challenge = %q
 [certificates.auto]
 domains = [%q]
 acme = true
@@ -788,17 +881,16 @@ addrs = ["%s"]
 [locations.all]
 upstream = "u"
 [servers.tls]
-addr = "127.0.0.1:0"
+addr = "%s"
 locations = ["all"]
 certificates = ["auto"]
 [servers.http]
-addr = "127.0.0.1:0"
+addr = "%s"
 locations = ["all"]
-`, maddr, pb.dir, pb.caRoot, storage, domain, up.Addr))
+`, maddr, pb.dir, pb.caRoot, storage, challenge, domain, up.Addr, tlsAddr, httpAddr))
 	p := start(t, cfg, "tls", "http")
 	addr := p.waitAddr("tls")
 	roots := pb.roots(t)
-
 	// The certificate is ordered in the background: handshake until the
 	// proxy serves one for the domain chaining to Pebble's root (bounded).
 	conf := &tls.Config{ServerName: domain, RootCAs: roots}
@@ -842,8 +934,11 @@ locations = ["all"]
 	eventually(t, "expiry metric", func() bool {
 		return obScrape(t, maddr)[obSeries("tls_certificate_expiry_seconds", "name", "auto")] == float64(leaf.NotAfter.Unix())
 	})
-	// The plain server answers unknown HTTP-01 tokens itself (404), not
-	// the upstream.
+	if challenge != "http-01" {
+		return
+	}
+	// With HTTP-01, the plain server answers unknown tokens itself (404),
+	// not the upstream.
 	resp, body2 := do(t, "GET", p.url("http")+"/.well-known/acme-challenge/unknown-token", nil)
 	if resp.StatusCode != 404 || resp.Header.Get("X-Backend") != "" {
 		t.Fatalf("challenge path: %d %q backend %q", resp.StatusCode, body2, resp.Header.Get("X-Backend"))
