@@ -826,3 +826,75 @@ locations = ["api", "plain"]
 		t.Fatalf("rotated file has %d lines, want 3", len(old))
 	}
 }
+
+// obCountTrace returns how many spans of traceID col holds.
+func (c *obCollector) countTrace(traceID string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, s := range c.spans {
+		if hex.EncodeToString(s.span.TraceId) == traceID {
+			n++
+		}
+	}
+	return n
+}
+
+// TestObTracingFollowsReloads: a reload that changes [tracing] sends new
+// spans to the new collector; one that removes it stops tracing, and the
+// client's traceparent then reaches the upstream untouched.
+func TestObTracingFollowsReloads(t *testing.T) {
+	colA, colB := obStartCollector(t), obStartCollector(t)
+	up, seen := obTraceBackend(t)
+	conf := func(tracing string) string {
+		return fmt.Sprintf(`
+[basic]
+grace_period = "2s"
+%s
+[upstreams.u]
+addrs = ["%s"]
+[locations.l]
+upstream = "u"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, tracing, up.Addr)
+	}
+	path := writeConfig(t, conf(fmt.Sprintf("[tracing]\nendpoint = %q", "http://"+colA.Addr)))
+	p := start(t, path, "main")
+	url := p.url("main") + "/t"
+	get := func(traceID string) {
+		t.Helper()
+		resp, _ := do(t, "GET", url, nil, "traceparent: 00-"+traceID+"-00f067aa0ba902b7-01")
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	const idA, idB, idOff = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2", "ccccccccccccccccccccccccccccccc3"
+	get(idA)
+
+	os.WriteFile(path, []byte(conf(fmt.Sprintf("[tracing]\nendpoint = %q", "http://"+colB.Addr))), 0o644)
+	p.signal(syscall.SIGHUP)
+	tlWaitReloads(t, p, 1)
+	get(idB)
+	colA.waitSpans(t, idA, tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT)
+	colB.waitSpans(t, idB, tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT)
+	if n := colA.countTrace(idB); n != 0 {
+		t.Fatalf("the old collector got %d spans after the reload", n)
+	}
+
+	os.WriteFile(path, []byte(conf("")), 0o644)
+	p.signal(syscall.SIGHUP)
+	tlWaitReloads(t, p, 2)
+	get(idOff)
+	tps := seen()
+	if want := "00-" + idOff + "-00f067aa0ba902b7-01"; tps[len(tps)-1] != want {
+		t.Fatalf("tracing off: upstream traceparent %q, want the client's %q", tps[len(tps)-1], want)
+	}
+	l := p.waitLog("access", func(l map[string]any) bool { return l["trace_id"] == idOff })
+	if l["path"] != "/t" {
+		t.Fatalf("access line %v", l)
+	}
+	// (An untouched traceparent also proves no tracer ran: a live one
+	// replaces the parent id with its client span's.)
+}
