@@ -688,9 +688,10 @@ func TestObAccessLogFileAndRotation(t *testing.T) {
 	up := echoBackend(t, "a")
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "access.log")
-	cfg := writeConfig(t, fmt.Sprintf(`
+	accessConf := func(accessLog string) string {
+		return fmt.Sprintf(`
 [basic]
-access_log = %q
+access_log = %s
 [plugins.rid]
 category = "request_id"
 [upstreams.u]
@@ -705,7 +706,9 @@ path = "/plain"
 [servers.main]
 addr = "127.0.0.1:0"
 locations = ["api", "plain"]
-`, logPath, up.Addr))
+`, accessLog, up.Addr)
+	}
+	cfg := writeConfig(t, accessConf(strconv.Quote(logPath)))
 	p := start(t, cfg, "main")
 	base := p.url("main")
 	host := strings.TrimPrefix(base, "http://")
@@ -824,6 +827,38 @@ locations = ["api", "plain"]
 	}
 	if old := obReadAccess(t, rotated); len(old) != 3 {
 		t.Fatalf("rotated file has %d lines, want 3", len(old))
+	}
+
+	// A reload switches the access log to stderr, then off.
+	os.WriteFile(cfg, []byte(accessConf("true")), 0o644)
+	p.signal(syscall.SIGHUP)
+	tlWaitReloads(t, p, 1)
+	do(t, "GET", base+"/plain/stderr?a=1", nil)
+	l := p.waitLog("access", func(l map[string]any) bool { return l["path"] == "/plain/stderr" })
+	if l["query"] != "a=1" || l["status"] != 200.0 {
+		t.Fatalf("stderr access line %v", l)
+	}
+	p.signal(syscall.SIGUSR1) // harmless on stderr
+	os.WriteFile(cfg, []byte(accessConf("false")), 0o644)
+	p.signal(syscall.SIGHUP)
+	tlWaitReloads(t, p, 2)
+	do(t, "GET", base+"/plain/off", nil)
+	// Turn it back on and wait for a marker line; by then a line for "off"
+	// would have been flushed (batches wait at most 100ms, and the
+	// previous writer is flushed when it is retired).
+	time.Sleep(200 * time.Millisecond)
+	os.WriteFile(cfg, []byte(accessConf("true")), 0o644)
+	p.signal(syscall.SIGHUP)
+	tlWaitReloads(t, p, 3)
+	do(t, "GET", base+"/plain/back", nil)
+	p.waitLog("access", func(l map[string]any) bool { return l["path"] == "/plain/back" })
+	for _, l := range p.logLines("access") {
+		if l["path"] == "/plain/off" {
+			t.Fatalf("access line with access_log = false: %v", l)
+		}
+	}
+	if n := len(obReadAccess(t, logPath)); n != 2 {
+		t.Fatalf("the file got lines after the switch: %d", n)
 	}
 }
 
