@@ -525,6 +525,43 @@ http3 = true
 	}
 }
 
+// TestTlCertificateFilesWatched: with auto_reload, replacing the PEM files
+// (no SIGHUP, config unchanged) is enough for new handshakes.
+func TestTlCertificateFilesWatched(t *testing.T) {
+	up := echoBackend(t, "a")
+	ca := tlNewCA(t, "tl watch CA")
+	dir := t.TempDir()
+	crt, key, first := ca.writePair(t, dir, "watched", "watch.test")
+	cfg := writeConfig(t, fmt.Sprintf(`
+[basic]
+auto_reload = true
+[upstreams.u]
+addrs = ["%s"]
+[locations.all]
+upstream = "u"
+[servers.tls]
+addr = "127.0.0.1:0"
+locations = ["all"]
+tls_cert = %q
+tls_key = %q
+`, up.Addr, crt, key))
+	p := start(t, cfg, "tls")
+	addr := p.waitAddr("tls")
+	served := func() *x509.Certificate {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: "watch.test", RootCAs: ca.pool()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	if !served().Equal(first) {
+		t.Fatal("not the first certificate")
+	}
+	_, _, second := ca.writePair(t, dir, "watched", "watch.test")
+	eventually(t, "the replaced files are served", func() bool { return served().Equal(second) })
+}
+
 func TestTlClientCertificates(t *testing.T) {
 	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "secret") }))
 	serverCA, clientCA, otherCA := tlNewCA(t, "tl server CA"), tlNewCA(t, "tl client CA"), tlNewCA(t, "tl other CA")
@@ -587,6 +624,27 @@ http3 = true
 			})
 		}
 	}
+
+	// The client CA file is re-read on reload: swapping it to otherCA
+	// refuses alice and accepts mallory (new connections).
+	tlWriteAtomic(t, caFile, otherCA.pem)
+	p.signal(syscall.SIGHUP)
+	tlWaitReloads(t, p, 1)
+	for _, tt := range []struct {
+		who string
+		ca  *tlCA
+		ok  bool
+	}{{"alice", clientCA, false}, {"mallory", otherCA, true}} {
+		conf := base.Clone()
+		conf.Certificates = []tls.Certificate{tt.ca.clientCert(t, tt.who)}
+		resp, err := tlClient(conf, false).Get(url)
+		if err == nil {
+			resp.Body.Close()
+		}
+		if (err == nil) != tt.ok {
+			t.Fatalf("%s after the CA swap: err %v, want ok=%v", tt.who, err, tt.ok)
+		}
+	}
 }
 
 func TestTlUpstreamClientCertificate(t *testing.T) {
@@ -601,12 +659,13 @@ func TestTlUpstreamClientCertificate(t *testing.T) {
 		Certificates: []tls.Certificate{bCert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    clientCA.pool(),
+		NextProtos:   []string{"h2", "http/1.1"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "client="+r.TLS.PeerCertificates[0].Subject.CommonName)
+		io.WriteString(w, r.Proto+" client="+r.TLS.PeerCertificates[0].Subject.CommonName)
 	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
@@ -622,6 +681,14 @@ sni = "backend.test"
 tls_ca = %[2]q
 tls_client_cert = %[3]q
 tls_client_key = %[4]q
+[upstreams.mtls2]
+addrs = ["%[1]s"]
+tls = true
+http2 = true
+sni = "backend.test"
+tls_ca = %[2]q
+tls_client_cert = %[3]q
+tls_client_key = %[4]q
 [upstreams.nocert]
 addrs = ["%[1]s"]
 tls = true
@@ -630,18 +697,25 @@ tls_ca = %[2]q
 [locations.with]
 upstream = "mtls"
 path = "/with"
+[locations.with2]
+upstream = "mtls2"
+path = "/h2with"
 [locations.without]
 upstream = "nocert"
 path = "/without"
 [servers.main]
 addr = "127.0.0.1:0"
-locations = ["with", "without"]
+locations = ["with", "with2", "without"]
 `, ln.Addr().String(), caFile, cCrt, cKey))
 	p := start(t, cfg, "main")
 	for i := 0; i < 3; i++ { // pooled connections too
 		resp, body := do(t, "GET", p.url("main")+"/with", nil)
-		if resp.StatusCode != 200 || string(body) != "client=pingap-proxy" {
+		if resp.StatusCode != 200 || string(body) != "HTTP/1.1 client=pingap-proxy" {
 			t.Fatalf("with client cert: %d %q", resp.StatusCode, body)
+		}
+		resp, body = do(t, "GET", p.url("main")+"/h2with", nil)
+		if resp.StatusCode != 200 || string(body) != "HTTP/2.0 client=pingap-proxy" {
+			t.Fatalf("with client cert over h2: %d %q", resp.StatusCode, body)
 		}
 	}
 	resp, body := do(t, "GET", p.url("main")+"/without", nil)
