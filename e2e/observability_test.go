@@ -159,6 +159,14 @@ addrs = [%s]
 [locations.la]
 upstream = "ua"
 path = "/a"
+
+[plugins.mocky]
+category = "mock"
+status = 418
+data = "teapot"
+[locations.lm]
+path = "/mock"
+plugins = ["mocky"]
 `, metricsAddr, dead, a, bAddrs)
 	if withB {
 		s += `
@@ -168,13 +176,13 @@ path = "/b"
 
 [servers.main]
 addr = "127.0.0.1:0"
-locations = ["la", "lb"]
+locations = ["la", "lb", "lm"]
 `
 	} else {
 		s += `
 [servers.main]
 addr = "127.0.0.1:0"
-locations = ["la"]
+locations = ["la", "lm"]
 `
 	}
 	return s
@@ -221,6 +229,7 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 	send("GET", "/b/x", 4, 200)
 	send("GET", "/nothing", 2, 404)
 	send("DELETE", "/nothing", 1, 404)
+	send("GET", "/mock", 2, 418) // answered by a plugin
 
 	req := func(method, status, loc string) string {
 		return obSeries("http_requests_total", "method", method, "status", status, "server", "main", "location", loc)
@@ -232,6 +241,8 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 		req("GET", "200", "lb"):   4,
 		req("GET", "404", ""):     2,
 		req("DELETE", "404", ""):  1,
+		req("GET", "418", "lm"):   2,
+		obSeries("plugin_responses_total", "plugin", "mocky", "status", "418"):              2,
 		obSeries("http_request_duration_seconds_count", "server", "main", "location", "la"): 6,
 		obSeries("http_request_duration_seconds_count", "server", "main", "location", "lb"): 4,
 		obSeries("http_request_duration_seconds_count", "server", "main", "location", ""):   3,
@@ -249,8 +260,8 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 	}
 	got := obWaitMetrics(t, maddr, want, nil)
 	// Exactly these label sets, no stray ones (e.g. the FROB method).
-	if s := obSeriesOf(got, "http_requests_total"); len(s) != 6 {
-		t.Fatalf("http_requests_total has %d series, want 6: %v", len(s), s)
+	if s := obSeriesOf(got, "http_requests_total"); len(s) != 7 {
+		t.Fatalf("http_requests_total has %d series, want 7: %v", len(s), s)
 	}
 	if s := obSeriesOf(got, "http_requests_total", `method="FROB"`); len(s) != 0 {
 		t.Fatalf("raw method became a label: %v", s)

@@ -532,9 +532,11 @@ func TestTlCertificateFilesWatched(t *testing.T) {
 	ca := tlNewCA(t, "tl watch CA")
 	dir := t.TempDir()
 	crt, key, first := ca.writePair(t, dir, "watched", "watch.test")
+	maddr := freeAddr(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 [basic]
 auto_reload = true
+metrics_addr = "%s"
 [upstreams.u]
 addrs = ["%s"]
 [locations.all]
@@ -544,9 +546,12 @@ addr = "127.0.0.1:0"
 locations = ["all"]
 tls_cert = %q
 tls_key = %q
-`, up.Addr, crt, key))
+`, maddr, up.Addr, crt, key))
 	p := start(t, cfg, "tls")
 	addr := p.waitAddr("tls")
+	// A server's own tls_cert is exported as "servers.NAME".
+	expiry := obSeries("tls_certificate_expiry_seconds", "name", "servers.tls")
+	obWaitMetrics(t, maddr, map[string]float64{expiry: float64(first.NotAfter.Unix())}, nil)
 	served := func() *x509.Certificate {
 		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: "watch.test", RootCAs: ca.pool()})
 		if err != nil {
@@ -558,8 +563,11 @@ tls_key = %q
 	if !served().Equal(first) {
 		t.Fatal("not the first certificate")
 	}
-	_, _, second := ca.writePair(t, dir, "watched", "watch.test")
+	c2, k2, second := ca.issue(t, time.Now().Add(72*time.Hour), "watch.test")
+	tlWriteAtomic(t, key, k2)
+	tlWriteAtomic(t, crt, c2)
 	eventually(t, "the replaced files are served", func() bool { return served().Equal(second) })
+	obWaitMetrics(t, maddr, map[string]float64{expiry: float64(second.NotAfter.Unix())}, nil)
 }
 
 func TestTlClientCertificates(t *testing.T) {
