@@ -1026,3 +1026,78 @@ locations = ["all"]
 		t.Fatalf("challenge path: %d %q backend %q", resp.StatusCode, body2, resp.Header.Get("X-Backend"))
 	}
 }
+
+// TestTlHTTP3TurnedOffAndOn: a reload that sets http3 = false stops
+// advertising and serving HTTP/3; turning it back on serves it again.
+func TestTlHTTP3TurnedOffAndOn(t *testing.T) {
+	up := echoBackend(t, "a")
+	ca := tlNewCA(t, "tl h3 CA")
+	dir := t.TempDir()
+	crt, key, _ := ca.writePair(t, dir, "h3", "h3.test")
+	port := tlFreePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	conf := func(h3 bool) string {
+		return fmt.Sprintf(`
+[upstreams.u]
+addrs = ["%s"]
+[locations.all]
+upstream = "u"
+[servers.tls]
+addr = "%s"
+locations = ["all"]
+tls_cert = %q
+tls_key = %q
+http3 = %v
+`, up.Addr, addr, crt, key, h3)
+	}
+	path := writeConfig(t, conf(true))
+	p := start(t, path, "tls")
+	tconf := &tls.Config{ServerName: "h3.test", RootCAs: ca.pool()}
+	h3ok := func() error {
+		tr := &qhttp3.Transport{TLSClientConfig: tconf.Clone()}
+		defer tr.Close()
+		resp, err := (&http.Client{Transport: tr, Timeout: 2 * time.Second}).Get("https://" + addr + "/h3")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	altSvc := func() string {
+		resp, _ := tlGet(t, tlClient(tconf.Clone(), false), "https://"+addr+"/h1")
+		return resp.Header.Get("Alt-Svc")
+	}
+	// An HTTP/3 client keeps its connection open across the reloads.
+	kept := &qhttp3.Transport{TLSClientConfig: tconf.Clone()}
+	defer kept.Close()
+	if _, err := (&http.Client{Transport: kept, Timeout: 5 * time.Second}).Get("https://" + addr + "/kept"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h3ok(); err != nil || altSvc() == "" {
+		t.Fatalf("h3 on: %v, Alt-Svc %q", err, altSvc())
+	}
+
+	os.WriteFile(path, []byte(conf(false)), 0o644)
+	p.signal(syscall.SIGHUP)
+	tlWaitReloads(t, p, 1)
+	if got := altSvc(); got != "" {
+		t.Fatalf("Alt-Svc %q with http3 = false", got)
+	}
+	eventually(t, "HTTP/3 stops", func() bool { return h3ok() != nil })
+
+	os.WriteFile(path, []byte(conf(true)), 0o644)
+	p.signal(syscall.SIGHUP)
+	tlWaitReloads(t, p, 2)
+	if len(p.logLines("reload failed; the running configuration stays")) != 0 {
+		t.Fatalf("turning HTTP/3 back on failed: %v", p.logLines("reload failed; the running configuration stays"))
+	}
+	if err := h3ok(); err != nil {
+		t.Fatalf("HTTP/3 back on: %v", err)
+	}
+	if got := altSvc(); got != fmt.Sprintf(`h3=":%d"; ma=86400`, port) {
+		t.Fatalf("Alt-Svc %q", got)
+	}
+}

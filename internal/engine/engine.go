@@ -83,6 +83,28 @@ type listener struct {
 	// HTTP/3 on the same port over UDP, when the server has http3 = true.
 	h3   *http3.Server
 	h3pc net.PacketConn
+	// h3Retiring is the HTTP/3 server a reload turned off, still draining
+	// on (and holding) the UDP socket; nil when none.
+	h3Retiring *retiringH3
+}
+
+// retiringH3 is an HTTP/3 server being shut down gracefully; done is
+// closed once its socket is released.
+type retiringH3 struct {
+	srv  *http3.Server
+	pc   net.PacketConn
+	done chan struct{}
+}
+
+// release cuts the graceful drain short so the UDP port can be bound
+// again (a reload turning HTTP/3 back on), waiting a bounded time.
+func (r *retiringH3) release() {
+	r.srv.Close()
+	r.pc.Close()
+	select {
+	case <-r.done:
+	case <-time.After(5 * time.Second):
+	}
 }
 
 // New returns an engine; Start runs the first configuration.
@@ -211,6 +233,12 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 		}
 		if l := e.listeners[name]; opened[name] == nil && l != nil && l.h3pc != nil {
 			continue // already serving HTTP/3 on this addr
+		}
+		if l := e.listeners[name]; opened[name] == nil && l != nil && l.h3Retiring != nil {
+			// HTTP/3 turned back on while the previous server still drains
+			// on the port: close it now, or the bind below fails.
+			l.h3Retiring.release()
+			l.h3Retiring = nil
 		}
 		pc, err := http3.Listen(sc.Addr)
 		if err != nil {
@@ -353,13 +381,14 @@ func (e *Engine) startH3(l *listener, sc config.Server, tc *tls.Config) {
 }
 
 func (e *Engine) stopH3(l *listener) {
-	h3, pc := l.h3, l.h3pc
-	l.h3, l.h3pc = nil, nil
+	r := &retiringH3{srv: l.h3, pc: l.h3pc, done: make(chan struct{})}
+	l.h3, l.h3pc, l.h3Retiring = nil, nil, r
 	go func() {
+		defer close(r.done)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		h3.Shutdown(ctx)
-		pc.Close()
+		r.srv.Shutdown(ctx)
+		r.pc.Close()
 	}()
 }
 
