@@ -336,6 +336,18 @@ tls_key = %q
 		if c.ConnectionState().Version != tls.VersionTLS12 {
 			t.Fatalf("version %x", c.ConnectionState().Version)
 		}
+		// TLS 1.2 offers forward-secret AEAD suites only.
+		for suite, ok := range map[uint16]bool{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256:       true,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256: true,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA:          false,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA:          false,
+		} {
+			_, err := tlDial(t, addr, &tls.Config{ServerName: "one.test", RootCAs: pool, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}})
+			if (err == nil) != ok {
+				t.Fatalf("TLS 1.2 suite %s: err %v, want accepted=%v", tls.CipherSuiteName(suite), err, ok)
+			}
+		}
 		for _, v := range []uint16{tls.VersionTLS11, tls.VersionTLS10} {
 			if _, err := tlDial(t, addr, &tls.Config{ServerName: "one.test", RootCAs: pool, MinVersion: v, MaxVersion: v}); err == nil {
 				t.Fatalf("version %x was accepted", v)
@@ -346,9 +358,9 @@ tls_key = %q
 	t.Run("handshake metrics", func(t *testing.T) {
 		m := obScrape(t, maddr)
 		// Completed TCP handshakes so far: 5 in "SNI" (failed ones do not
-		// count), 1 each for h2, h1 and TLS 1.2.
-		if hs := m[obSeries("tls_handshakes_total", "server", "tls")]; hs != 8 {
-			t.Fatalf("tls_handshakes_total = %v, want 8", hs)
+		// count), 1 each for h2 and h1, 3 in the TLS 1.2 checks.
+		if hs := m[obSeries("tls_handshakes_total", "server", "tls")]; hs != 10 {
+			t.Fatalf("tls_handshakes_total = %v, want 10", hs)
 		}
 		for _, name := range []string{"one", "two", "wild"} {
 			if v := m[obSeries("tls_certificate_expiry_seconds", "name", name)]; v < float64(time.Now().Unix()) {
