@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/config/source"
 	"github.com/pingap-go/pingap/internal/demo"
 	"github.com/pingap-go/pingap/internal/engine"
@@ -33,6 +32,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "config" {
+		return configCommand(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("pingap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration: a TOML file, a folder of *.toml files, or etcd://HOST:PORT/PREFIX")
@@ -50,7 +52,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingap: -config is required (see -h)")
 		return 2
 	}
-	load := func() (*config.Config, error) { return config.Load(*cfgPath) }
+	etcdSrc, load, err := configSource(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	cfg, err := load()
 	if *test {
 		if err != nil {
@@ -108,6 +114,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	watch := &watcher{path: *cfgPath, log: logger, reload: reload}
 	watch.set(cfg.Basic.AutoReload)
 	defer watch.set(false)
+	defer watchEtcd(etcdSrc, logger, reload)()
 	logger.Info("pingap started", slog.String("version", version), slog.String("config", *cfgPath), slog.Int("pid", os.Getpid()))
 
 	shutdown := func(why string) int {
