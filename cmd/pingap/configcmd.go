@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 
 	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/config/source"
@@ -30,8 +31,10 @@ func configSource(path string) (*source.Etcd, func() (*config.Config, error), er
 // watchEtcd keeps a running proxy in step with its etcd prefix: any change
 // under it is a reload (debounced; all or nothing; counted in
 // config_reloads_total). It is always on for etcd, whatever
-// basic.auto_reload says. The returned func stops the watch; with src nil
-// (a file config) there is nothing to watch.
+// basic.auto_reload says. The returned func stops the watch and closes the
+// client (idempotent; shutdown calls it first so a change made while
+// draining does not reload a stopping engine); with src nil (a file config)
+// there is nothing to watch.
 func watchEtcd(src *source.Etcd, log *slog.Logger, reload func()) (stop func()) {
 	if src == nil {
 		return func() {}
@@ -42,9 +45,12 @@ func watchEtcd(src *source.Etcd, log *slog.Logger, reload func()) (stop func()) 
 		log.Info("configuration changed in etcd: reloading", slog.String("source", src.Source()))
 		reload()
 	})
+	var once sync.Once
 	return func() {
-		cancel()
-		src.Close()
+		once.Do(func() {
+			cancel()
+			src.Close()
+		})
 	}
 }
 

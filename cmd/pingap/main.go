@@ -114,10 +114,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	watch := &watcher{path: *cfgPath, log: logger, reload: reload}
 	watch.set(cfg.Basic.AutoReload)
 	defer watch.set(false)
-	defer watchEtcd(etcdSrc, logger, reload)()
+	stopEtcd := watchEtcd(etcdSrc, logger, reload)
+	defer stopEtcd()
 	logger.Info("pingap started", slog.String("version", version), slog.String("config", *cfgPath), slog.Int("pid", os.Getpid()))
 
 	shutdown := func(why string) int {
+		stopEtcd() // no etcd-triggered reload while draining
 		grace := e.Snapshot().Config().Basic.GracePeriod.D()
 		logger.Info("shutting down", slog.String("reason", why), slog.Duration("grace_period", grace))
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
