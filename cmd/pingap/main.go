@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/config/source"
 	"github.com/pingap-go/pingap/internal/demo"
 	"github.com/pingap-go/pingap/internal/engine"

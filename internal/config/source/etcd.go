@@ -159,6 +159,8 @@ func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 // never half of a push) and parses them as config.ParseItems does: strict
 // decoding, defaults, validation; a problem names its key
 // (etcd://HOST:PORT/PREFIX/upstreams/NAME). An empty prefix is an error.
+// As with config.Load, a config that decoded but failed validation comes
+// back along with the error (for `pingap -t`); it must not be run.
 func (s *Etcd) Load(ctx context.Context) (*config.Config, error) {
 	items, rev, err := s.items(ctx)
 	if err != nil {
