@@ -145,7 +145,8 @@ func (s *Etcd) KeyPrefix() string { return s.keyPrefix }
 // Revision returns the etcd revision of the last Load (0 before one).
 func (s *Etcd) Revision() int64 { return s.rev.Load() }
 
-// Close releases the client; Watch loops end with an error logged.
+// Close releases the client. End Watch's ctx first: a watch on a closed
+// client keeps retrying (with backoff) until its ctx ends.
 func (s *Etcd) Close() error { return s.cli.Close() }
 
 func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
