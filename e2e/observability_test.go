@@ -944,3 +944,68 @@ locations = ["l"]
 	// (An untouched traceparent also proves no tracer ran: a live one
 	// replaces the parent id with its client span's.)
 }
+
+// TestObGauges: http_requests_in_flight counts a request while it waits
+// for its upstream, and http_connections_open follows client connections
+// (HTTP/1.1 keep-alive) back to 0.
+func TestObGauges(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			entered <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	maddr := freeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[basic]
+metrics_addr = "%s"
+access_log = false
+[upstreams.u]
+addrs = ["%s"]
+[locations.l]
+upstream = "u"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, maddr, up.Addr))
+	p := start(t, cfg, "main")
+	inFlight := obSeries("http_requests_in_flight")
+	open := obSeries("http_connections_open", "server", "main")
+	obWaitMetrics(t, maddr, map[string]float64{inFlight: 0}, nil)
+
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.Get(p.url("main") + "/slow")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request never reached the upstream")
+	}
+	obWaitMetrics(t, maddr, map[string]float64{inFlight: 1, open: 1}, nil)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// A second connection while the first idles.
+	c2 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
+	if resp, err := c2.Get(p.url("main") + "/fast"); err != nil {
+		t.Fatal(err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	obWaitMetrics(t, maddr, map[string]float64{inFlight: 0, open: 2}, nil)
+	c.CloseIdleConnections()
+	c2.CloseIdleConnections()
+	obWaitMetrics(t, maddr, map[string]float64{inFlight: 0, open: 0}, nil)
+}
