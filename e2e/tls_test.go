@@ -312,8 +312,19 @@ tls_key = %q
 			t.Fatalf("h2 Alt-Svc %q, want %q", got, altSvc)
 		}
 		l := p.waitLog("access", func(l map[string]any) bool { return l["path"] == "/h2" })
-		if l["tls"] != "TLS 1.3" || l["status"] != 200.0 {
+		if l["tls"] != "TLS 1.3" || l["status"] != 200.0 || l["bytes"] != float64(len(body)) || l["bytes_in"] != 0.0 {
 			t.Fatalf("access line %v", l)
+		}
+		// A request body over h2: bytes_in counts body bytes.
+		resp, err := c.Post("https://"+addr+"/h2post", "text/plain", strings.NewReader("0123456789abcdef"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		l = p.waitLog("access", func(l map[string]any) bool { return l["path"] == "/h2post" })
+		if l["bytes_in"] != 16.0 || l["method"] != "POST" {
+			t.Fatalf("h2 POST access line %v", l)
 		}
 	})
 
@@ -394,7 +405,9 @@ tls_key = %q
 
 	t.Run("request metrics and access lines of every protocol", func(t *testing.T) {
 		obWaitMetrics(t, maddr, map[string]float64{
-			obSeries("http_requests_total", "method", "GET", "status", "200", "server", "tls", "location", "all"): 3, // h2, h1, h3
+			obSeries("http_requests_total", "method", "GET", "status", "200", "server", "tls", "location", "all"):  3, // h2, h1, h3
+			obSeries("http_requests_total", "method", "POST", "status", "200", "server", "tls", "location", "all"): 1,
+			obSeries("http_request_bytes_total", "server", "tls"):                                                  16,
 		}, nil)
 		for _, path := range []string{"/h2", "/h1", "/h3/path"} {
 			l := p.waitLog("access", func(l map[string]any) bool { return l["path"] == path })
