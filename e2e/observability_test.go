@@ -1009,3 +1009,39 @@ locations = ["l"]
 	c2.CloseIdleConnections()
 	obWaitMetrics(t, maddr, map[string]float64{inFlight: 0, open: 0}, nil)
 }
+
+// TestObClientIPBehindTrustedProxy: behind a trusted proxy the client
+// address in the access log and on the server span is the one from
+// X-Forwarded-For.
+func TestObClientIPBehindTrustedProxy(t *testing.T) {
+	col := obStartCollector(t)
+	up, _ := obTraceBackend(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[basic]
+trusted_proxies = ["127.0.0.0/8"]
+[tracing]
+endpoint = "http://%s"
+[upstreams.u]
+addrs = ["%s"]
+[locations.l]
+upstream = "u"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, col.Addr, up.Addr))
+	p := start(t, cfg, "main")
+	const traceID = "7bf92f3577b34da6a3ce929d0e0e4731"
+	resp, _ := do(t, "GET", p.url("main")+"/behind", nil,
+		"X-Forwarded-For: 198.51.100.7, 203.0.113.9", "traceparent: 00-"+traceID+"-00f067aa0ba902b7-01")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	l := p.waitLog("access", func(l map[string]any) bool { return l["path"] == "/behind" })
+	if l["remote_addr"] != "203.0.113.9" {
+		t.Errorf("access remote_addr %v, want 203.0.113.9", l["remote_addr"])
+	}
+	srv := col.waitSpans(t, traceID, tracepb.Span_SPAN_KIND_SERVER)[tracepb.Span_SPAN_KIND_SERVER]
+	if got := srv.attr("client.address"); got != "203.0.113.9" {
+		t.Errorf("server span client.address %q, want 203.0.113.9 (as in the access log)", got)
+	}
+}

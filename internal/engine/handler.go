@@ -30,6 +30,9 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 	snap := e.snap.Load()
 	e.metrics.RequestStarted()
 	defer e.metrics.RequestDone()
+	// The client address (trusted_proxies applied) before the server span
+	// starts: its client.address must match the access log's remote_addr.
+	c.ClientIP = clientIP(c, snap.trusted)
 	tr := e.tracer.Load()
 	var span trace.Span
 	if tr != nil {
@@ -52,7 +55,6 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 		e.write(c)
 		return
 	}
-	c.ClientIP = clientIP(c, snap.trusted)
 	if c.Conn.TLS == nil && e.acme != nil && e.acme(c) {
 		e.write(c)
 		return
