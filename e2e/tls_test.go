@@ -1041,14 +1041,33 @@ locations = ["all"]
 	eventually(t, "expiry metric", func() bool {
 		return obScrape(t, maddr)[obSeries("tls_certificate_expiry_seconds", "name", "auto")] == float64(leaf.NotAfter.Unix())
 	})
-	if challenge != "http-01" {
+	if challenge == "http-01" {
+		// With HTTP-01, the plain server answers unknown tokens itself
+		// (404), not the upstream.
+		resp, body2 := do(t, "GET", p.url("http")+"/.well-known/acme-challenge/unknown-token", nil)
+		if resp.StatusCode != 404 || resp.Header.Get("X-Backend") != "" {
+			t.Fatalf("challenge path: %d %q backend %q", resp.StatusCode, body2, resp.Header.Get("X-Backend"))
+		}
+	}
+	if mode != "always-valid" {
 		return
 	}
-	// With HTTP-01, the plain server answers unknown tokens itself (404),
-	// not the upstream.
-	resp, body2 := do(t, "GET", p.url("http")+"/.well-known/acme-challenge/unknown-token", nil)
-	if resp.StatusCode != 404 || resp.Header.Get("X-Backend") != "" {
-		t.Fatalf("challenge path: %d %q backend %q", resp.StatusCode, body2, resp.Header.Get("X-Backend"))
+	// A restart serves the stored certificate at once: same serial, no
+	// new order.
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(10 * time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	p2 := start(t, cfg, "tls", "http")
+	c, err := tlDial(t, p2.waitAddr("tls"), conf.Clone())
+	if err != nil {
+		t.Fatalf("after a restart: %v", err)
+	}
+	if got := c.ConnectionState().PeerCertificates[0]; got.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Fatalf("after a restart: serial %x, stored %x", got.SerialNumber, leaf.SerialNumber)
+	}
+	if l := p2.logLines("acme certificate obtained"); len(l) != 0 {
+		t.Fatalf("a restart ordered again: %v", l)
 	}
 }
 
