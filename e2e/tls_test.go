@@ -593,6 +593,19 @@ tls_key = %q
 	tlWriteAtomic(t, crt, c2)
 	eventually(t, "the replaced files are served", func() bool { return served().Equal(second) })
 	obWaitMetrics(t, maddr, map[string]float64{expiry: float64(second.NotAfter.Unix())}, nil)
+
+	// A broken replacement is logged; the certificate in service stays.
+	// (Writing key then cert above may have logged a mismatch already.)
+	before := len(p.logLines("tls certificates not reloaded"))
+	tlWriteAtomic(t, crt, []byte("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n"))
+	eventually(t, "the broken file is reported", func() bool { return len(p.logLines("tls certificates not reloaded")) > before })
+	l := p.logLines("tls certificates not reloaded")[before]
+	if !strings.Contains(fmt.Sprint(l["error"]), "tls_cert") {
+		t.Errorf("the error does not name the key: %v", l)
+	}
+	if !served().Equal(second) {
+		t.Fatal("a broken file replaced the certificate in service")
+	}
 }
 
 func TestTlClientCertificates(t *testing.T) {
