@@ -929,11 +929,30 @@ locations = ["l"]
 		t.Fatalf("the old collector got %d spans after the reload", n)
 	}
 
-	os.WriteFile(path, []byte(conf("")), 0o644)
+	// sample_ratio = 0: new traces are not recorded (the upstream still gets
+	// a traceparent, flags 00); a sampled client trace still is.
+	const idRatio = "ddddddddddddddddddddddddddddddd4"
+	os.WriteFile(path, []byte(conf(fmt.Sprintf("[tracing]\nendpoint = %q\nsample_ratio = 0", "http://"+colB.Addr))), 0o644)
 	p.signal(syscall.SIGHUP)
 	tlWaitReloads(t, p, 2)
-	get(idOff)
+	if resp, _ := do(t, "GET", url, nil); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
 	tps := seen()
+	if tp := tps[len(tps)-1]; len(tp) != 55 || !strings.HasSuffix(tp, "-00") {
+		t.Fatalf("sample_ratio = 0: upstream traceparent %q, want an unsampled one", tp)
+	}
+	get(idRatio)
+	colB.waitSpans(t, idRatio, tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT)
+	if n := colB.countTrace(strings.Split(tps[len(tps)-1], "-")[1]); n != 0 {
+		t.Fatalf("sample_ratio = 0 recorded %d spans of a new trace", n)
+	}
+
+	os.WriteFile(path, []byte(conf("")), 0o644)
+	p.signal(syscall.SIGHUP)
+	tlWaitReloads(t, p, 3)
+	get(idOff)
+	tps = seen()
 	if want := "00-" + idOff + "-00f067aa0ba902b7-01"; tps[len(tps)-1] != want {
 		t.Fatalf("tracing off: upstream traceparent %q, want the client's %q", tps[len(tps)-1], want)
 	}
