@@ -97,10 +97,14 @@ func New(rt Runtime, opts Options) *Handler {
 		panic(err) // the embedded tree is fixed at build time
 	}
 	files := http.FileServerFS(web)
-	h.mux.Handle("GET /", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The web UI's files sit at the top level ("/", "/app.js"), so that a
+	// wrong method on an API path gets 405 rather than the file server's 404.
+	static := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
 		files.ServeHTTP(w, r)
-	}))
+	})
+	h.mux.Handle("GET /{$}", static)
+	h.mux.Handle("GET /{file}", static)
 	h.mux.HandleFunc("GET /api/config", h.getConfig)
 	h.mux.HandleFunc("PUT /api/config", h.putConfig)
 	h.mux.HandleFunc("GET /api/upstreams", h.getUpstreams)
