@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -175,22 +176,45 @@ func loopbackHost(host string) bool {
 
 // getConfig answers the running config as JSON, or as TOML with
 // ?format=toml (what PUT takes back).
+// Both carry an ETag of the running config, which a PUT may send back in
+// If-Match so that it does not overwrite a change made in between.
 func (h *Handler) getConfig(w http.ResponseWriter, r *http.Request) {
 	cfg := h.rt.Config()
-	switch f := r.URL.Query().Get("format"); f {
+	f := r.URL.Query().Get("format")
+	if f != "" && f != "json" && f != "toml" {
+		writeErrors(w, http.StatusBadRequest, []string{`format: want "json" or "toml", not ` + jsonQuote(f)})
+		return
+	}
+	b, err := config.Encode(cfg)
+	if err != nil {
+		writeErrors(w, http.StatusInternalServerError, []string{err.Error()})
+		return
+	}
+	w.Header().Set("ETag", etagOf(b))
+	switch f {
 	case "", "json":
 		writeJSON(w, http.StatusOK, cfg)
 	case "toml":
-		b, err := config.Encode(cfg)
-		if err != nil {
-			writeErrors(w, http.StatusInternalServerError, []string{err.Error()})
-			return
-		}
 		w.Header().Set("Content-Type", "application/toml; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
 		w.Write(b)
-	default:
-		writeErrors(w, http.StatusBadRequest, []string{`format: want "json" or "toml", not ` + jsonQuote(f)})
 	}
+}
+
+// etagOf names a config version by its canonical TOML.
+func etagOf(canonical []byte) string {
+	sum := sha256.Sum256(canonical)
+	return `"` + hex.EncodeToString(sum[:12]) + `"`
+}
+
+// currentETag returns the running config's ETag ("" if it cannot be
+// encoded).
+func (h *Handler) currentETag() string {
+	b, err := config.Encode(h.rt.Config())
+	if err != nil {
+		return ""
+	}
+	return etagOf(b)
 }
 
 // putConfig parses and validates a whole TOML config, applies it and
@@ -212,6 +236,10 @@ func (h *Handler) putConfig(w http.ResponseWriter, r *http.Request) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if match := r.Header.Get("If-Match"); match != "" && match != "*" && match != h.currentETag() {
+		writeErrors(w, http.StatusPreconditionFailed, []string{"the running configuration changed since it was read (If-Match does not match its ETag): load it again and redo the edit"})
+		return
+	}
 	cfg, err := config.Parse(body, h.rt.Config().Source)
 	if err != nil {
 		h.rt.ReloadFailed(err)
@@ -231,6 +259,7 @@ func (h *Handler) putConfig(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("admin: config applied and persisted", slog.String("source", cfg.Source), slog.String("remote_addr", r.RemoteAddr))
+	w.Header().Set("ETag", h.currentETag())
 	writeJSON(w, http.StatusOK, map[string]any{"applied": true, "persisted": true})
 }
 

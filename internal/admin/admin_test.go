@@ -431,3 +431,30 @@ func TestNotStarted(t *testing.T) {
 		t.Errorf("%d %s", resp.StatusCode, body)
 	}
 }
+
+func TestIfMatch(t *testing.T) {
+	rt, pr, srv := newTest(t, credsLine())
+	resp, _ := call(t, srv, "GET", "/api/config?format=toml", nil, adminAuth())
+	etag := resp.Header.Get("ETag")
+	if resp, _ := call(t, srv, "GET", "/api/config", nil, adminAuth()); etag == "" || resp.Header.Get("ETag") != etag {
+		t.Fatalf("ETag %q (TOML) vs %q (JSON)", etag, resp.Header.Get("ETag"))
+	}
+	changed := strings.Replace(strings.Replace(baseTOML, "%CREDS%", credsLine(), 1), `path = "/api"`, `path = "/v2"`, 1)
+	resp, body := call(t, srv, "PUT", "/api/config", bodyOf(changed), adminAuth(), withHeader("If-Match", etag))
+	if resp.StatusCode != 200 {
+		t.Fatalf("PUT with the current ETag: %d %s", resp.StatusCode, body)
+	}
+	next := resp.Header.Get("ETag")
+	if next == "" || next == etag {
+		t.Fatalf("ETag after PUT %q (before %q)", next, etag)
+	}
+	// The old ETag is stale now.
+	resp, body = call(t, srv, "PUT", "/api/config", bodyOf(changed), adminAuth(), withHeader("If-Match", etag))
+	if resp.StatusCode != 412 || len(rt.applied) != 1 || len(pr.got) != 1 {
+		t.Fatalf("PUT with a stale ETag: %d %s (applied %d)", resp.StatusCode, body, len(rt.applied))
+	}
+	resp, body = call(t, srv, "PUT", "/api/config", bodyOf(changed), adminAuth(), withHeader("If-Match", "*"))
+	if resp.StatusCode != 200 {
+		t.Fatalf("If-Match *: %d %s", resp.StatusCode, body)
+	}
+}

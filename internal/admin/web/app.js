@@ -67,6 +67,10 @@ function renderUpstreams(ups) {
 }
 
 let status = null;
+// etag is the ETag of the config the editor was loaded from; Apply sends it
+// in If-Match, so a change made meanwhile (another operator, SIGHUP) is not
+// overwritten silently (412).
+let etag = "";
 
 async function refresh() {
   const state = document.getElementById("refresh-state");
@@ -102,14 +106,21 @@ async function loadTOML() {
   const text = await r.text();
   if (!r.ok) { showResult(false, "Loading the config failed: " + r.status); return; }
   document.getElementById("toml").value = text;
+  etag = r.headers.get("ETag") || "";
   document.getElementById("result").className = "hidden";
 }
 
 async function send(method, url, body, okMsg) {
   const buttons = document.querySelectorAll("#editor button");
   buttons.forEach(b => b.disabled = true);
+  const headers = {};
+  if (method === "PUT") {
+    headers["Content-Type"] = "application/toml";
+    if (etag) headers["If-Match"] = etag;
+  }
   try {
-    const r = await fetch(url, { method, body, headers: body ? { "Content-Type": "application/toml" } : {} });
+    const r = await fetch(url, { method, body, headers });
+    if (r.ok && r.headers.get("ETag")) etag = r.headers.get("ETag");
     let j = {};
     try { j = await r.json(); } catch (_) { /* not JSON */ }
     if (r.ok) showResult(true, okMsg);
