@@ -98,7 +98,8 @@ function showResult(ok, msg, errors) {
   const box = document.getElementById("result");
   box.className = ok ? "ok" : "bad";
   box.replaceChildren(msg);
-  if (errors && errors.length) box.append(el("ul", null, ...errors.map(e => el("li", null, e))));
+  errors = (errors || []).filter(Boolean);
+  if (errors.length) box.append(el("ul", null, ...errors.map(e => el("li", null, e))));
 }
 
 async function loadTOML() {
