@@ -9,7 +9,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // adConfig renders a config with the admin API on 127.0.0.1:0 (with
@@ -400,5 +402,28 @@ locations = ["l"]
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "admin_user and admin_password are required") {
 		t.Errorf("start with a public admin_addr and no credentials: %v\n%s", err, out)
+	}
+}
+
+// TestAdminSurvivesUpgrade: a graceful binary upgrade hands the admin socket
+// to the new process, which answers on the same address.
+func TestAdminSurvivesUpgrade(t *testing.T) {
+	a, b := echoBackend(t, "a"), echoBackend(t, "b")
+	path := writeConfig(t, adConfig(freeAddr(t), "a", a.Addr, b.Addr, freeAddr(t)))
+	p, admin := adStart(t, path, "main")
+	p.signal(syscall.SIGUSR2)
+	if code := p.wait(20 * time.Second); code != 0 {
+		t.Fatalf("old process exit code %d", code)
+	}
+	l := p.waitLog("new process serves; draining this one", nil)
+	defer syscall.Kill(int(l["new_pid"].(float64)), syscall.SIGTERM)
+	lines := p.logLines("admin listening")
+	if len(lines) != 2 || "http://"+fmt.Sprint(lines[1]["addr"]) != admin {
+		t.Fatalf("admin listening lines %v, want two on %s", lines, admin)
+	}
+	// The old process is gone: this answer comes from the new one.
+	resp, body := adDo(t, "GET", admin+"/api/upstreams", "")
+	if resp.StatusCode != 200 || !strings.Contains(string(body), b.Addr) {
+		t.Fatalf("after the upgrade: %d %s", resp.StatusCode, body)
 	}
 }
