@@ -25,6 +25,7 @@ import (
 	"github.com/pingap-go/pingap/internal/logging"
 	"github.com/pingap-go/pingap/internal/metrics"
 	"github.com/pingap-go/pingap/internal/plugin"
+	"github.com/pingap-go/pingap/internal/plugin/catalog"
 	"github.com/pingap-go/pingap/internal/proxy"
 	"github.com/pingap-go/pingap/internal/server"
 	"github.com/pingap-go/pingap/internal/server/http3"
@@ -618,6 +619,26 @@ func (s *auxServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	s.srv.Shutdown(ctx)
+}
+
+// CheckPlugins builds every plugin of cfg once (and closes it) and returns
+// the problems with their options, located like config errors. It works on a
+// config that failed validation, for `pingap -t` to list every problem.
+func CheckPlugins(cfg *config.Config) error {
+	var errs config.Errors
+	for _, name := range sortedKeys(cfg.Plugins) {
+		pc := cfg.Plugins[name]
+		p, err := catalog.Build(plugin.Env{Name: name, Logger: slog.New(slog.DiscardHandler)}, pc.Category, pc.Options)
+		if err != nil {
+			section := config.Section("plugins", name)
+			errs.Append(cfg.FileOf(section), section, err)
+			continue
+		}
+		if c, ok := p.(plugin.Closer); ok {
+			c.Close()
+		}
+	}
+	return errs.Err()
 }
 
 // Check compiles cfg the way Start would, without opening anything: plugin
