@@ -212,13 +212,13 @@ func TestAdminAPI(t *testing.T) {
 	t.Run("invalid PUT changes nothing", func(t *testing.T) {
 		before, _ := os.ReadFile(path)
 		bad := strings.Replace(adConfig(maddr, "missing", a.Addr, b.Addr, dead), `path = "/"`, `path = "/"`+"\ncolour = \"blue\"", 1)
-		bad += "[upstreams.c]\naddrs = [\"no-port\"]\n"
+		bad += "[upstreams.c]\naddrs = [\"no-port\"]\n[plugins.m]\ncategory = \"mock\"\nstatus = 42\n"
 		resp, body := adDo(t, "PUT", admin+"/api/config", bad)
 		if resp.StatusCode != 400 {
 			t.Fatalf("invalid PUT: %d %s", resp.StatusCode, body)
 		}
 		errs := adErrors(t, body)
-		for _, want := range []string{"[locations.r] colour", "[upstreams.c] addrs"} {
+		for _, want := range []string{"[locations.r] colour", "[locations.r] upstream", "[upstreams.c] addrs", "[plugins.m] status"} {
 			found := false
 			for _, e := range errs {
 				found = found || strings.Contains(e, want)

@@ -51,6 +51,10 @@ type Runtime interface {
 	// Upstreams reports every upstream and addr with health, in-flight and
 	// counts.
 	Upstreams() []upstream.UpstreamStatus
+	// CheckPlugins returns the problems with cfg's plugin options, which
+	// only the plugin builders check; for a config that failed validation,
+	// so that a PUT lists every problem at once (like pingap -t).
+	CheckPlugins(cfg *config.Config) error
 	// ReloadFailed records a reload attempt that failed before Apply (a PUT
 	// body that does not parse or validate), so config_reloads_total counts
 	// every admin attempt.
@@ -243,7 +247,14 @@ func (h *Handler) putConfig(w http.ResponseWriter, r *http.Request) {
 	cfg, err := config.Parse(body, h.rt.Config().Source)
 	if err != nil {
 		h.rt.ReloadFailed(err)
-		writeErrors(w, http.StatusBadRequest, problems(err))
+		var all config.Errors
+		all.Append("", "", err)
+		if cfg != nil {
+			// It decoded but failed validation: add the plugin option
+			// problems, which the engine's build would report only later.
+			all.Append("", "", h.rt.CheckPlugins(cfg))
+		}
+		writeErrors(w, http.StatusBadRequest, problems(all.Err()))
 		return
 	}
 	if err := h.rt.Apply(cfg); err != nil {

@@ -50,6 +50,15 @@ func (f *fakeRuntime) Upstreams() []upstream.UpstreamStatus {
 		{Addr: "127.0.0.1:2", Healthy: false, Weight: 1, Inflight: 3},
 	}}}
 }
+func (f *fakeRuntime) CheckPlugins(c *config.Config) error {
+	var errs config.Errors
+	for name, p := range c.Plugins {
+		if p.Category == "bad" {
+			errs.Add(c.Source, "plugins."+name, "option", "bad option")
+		}
+	}
+	return errs.Err()
+}
 func (f *fakeRuntime) ReloadFailed(err error) {
 	f.mu.Lock()
 	f.failed = append(f.failed, err)
@@ -266,12 +275,13 @@ func TestPutConfig(t *testing.T) {
 		rt, pr, srv := newTest(t, credsLine())
 		bad := strings.Replace(changed, `upstream = "a"`, `upstream = "nope"`, 1)
 		bad = strings.Replace(bad, `path = "/v2"`, `path = "v2"`+"\n"+`colour = "blue"`, 1)
+		bad += "[plugins.p]\ncategory = \"bad\"\n"
 		resp, body := call(t, srv, "PUT", "/api/config", bodyOf(bad), adminAuth())
 		if resp.StatusCode != 400 {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
 		errs := errorsIn(t, body)
-		want := []string{`[locations.r] colour`, `[locations.r] path`, `[locations.r] upstream`}
+		want := []string{`[locations.r] colour`, `[locations.r] path`, `[locations.r] upstream`, `[plugins.p] option: bad option`}
 		for _, w := range want {
 			found := false
 			for _, e := range errs {

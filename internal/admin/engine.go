@@ -37,6 +37,8 @@ func (r engineRuntime) Apply(cfg *config.Config) error { return r.e.Apply(cfg) }
 
 func (r engineRuntime) Reload() error { return r.e.Reload() }
 
+func (r engineRuntime) CheckPlugins(cfg *config.Config) error { return engine.CheckPlugins(cfg) }
+
 func (r engineRuntime) Upstreams() []upstream.UpstreamStatus { return r.e.Registry().Status() }
 
 // ReloadFailed counts and logs a PUT that failed before reaching Apply, the
