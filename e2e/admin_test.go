@@ -12,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pingap-go/pingap/internal/config"
+	etcdtest "github.com/pingap-go/pingap/internal/testutil/etcd"
 )
 
 // adConfig renders a config with the admin API on 127.0.0.1:0 (with
@@ -425,5 +428,52 @@ func TestAdminSurvivesUpgrade(t *testing.T) {
 	resp, body := adDo(t, "GET", admin+"/api/upstreams", "")
 	if resp.StatusCode != 200 || !strings.Contains(string(body), b.Addr) {
 		t.Fatalf("after the upgrade: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestAdminPutPersistsToEtcd: with an etcd source, a PUT is applied and
+// pushed to the prefix, where `config pull` (and every other instance)
+// finds it.
+func TestAdminPutPersistsToEtcd(t *testing.T) {
+	srv := etcdtest.Start(t)
+	url := srv.Endpoint("pingap/admin")
+	a, b := echoBackend(t, "a"), echoBackend(t, "b")
+	maddr, dead := freeAddr(t), freeAddr(t)
+	etPush(t, url, adConfig(maddr, "a", a.Addr, b.Addr, dead))
+	p, admin := adStart(t, url, "main")
+	route := p.url("main") + "/x"
+	if got := backendName(t, route); got != "a" {
+		t.Fatalf("before: backend %q", got)
+	}
+	_, st := adDo(t, "GET", admin+"/api/status", "")
+	if !strings.Contains(string(st), `"writable": true`) {
+		t.Errorf("status: %s", st)
+	}
+	resp, body := adDo(t, "PUT", admin+"/api/config", adConfig(maddr, "b", a.Addr, b.Addr, dead))
+	if resp.StatusCode != 200 {
+		t.Fatalf("PUT: %d %s", resp.StatusCode, body)
+	}
+	if got := backendName(t, route); got != "b" {
+		t.Errorf("after PUT: backend %q, want b", got)
+	}
+	code, out, errOut := etPingap(t, "config", "pull", "-from", url)
+	if code != 0 {
+		t.Fatalf("pull: %d %s", code, errOut)
+	}
+	pulled, err := config.Parse([]byte(out), "pulled.toml")
+	if err != nil {
+		t.Fatalf("pulled config: %v\n%s", err, out)
+	}
+	if got := pulled.Locations["r"].Upstream; got != "b" {
+		t.Errorf("etcd holds locations.r.upstream %q, want b", got)
+	}
+	// An invalid PUT writes nothing to etcd.
+	resp, body = adDo(t, "PUT", admin+"/api/config", adConfig(maddr, "nope", a.Addr, b.Addr, dead))
+	if resp.StatusCode != 400 {
+		t.Fatalf("invalid PUT: %d %s", resp.StatusCode, body)
+	}
+	_, out2, _ := etPingap(t, "config", "pull", "-from", url)
+	if out2 != out {
+		t.Errorf("an invalid PUT changed etcd:\n%s", out2)
 	}
 }
