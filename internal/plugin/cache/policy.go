@@ -168,12 +168,17 @@ func freshnessLifetime(h *httpx.Header, cc cacheControl, now time.Time, ttl time
 	return 0, false
 }
 
-// initialAge is RFC 9111 4.2.3's corrected initial age (ignoring the
-// response delay, which is small for a proxy next to its upstream).
-func initialAge(h *httpx.Header, now time.Time) time.Duration {
+// initialAge is RFC 9111 4.2.3's corrected initial age of a response
+// received at now for a request sent at reqTime (zero: unknown, no
+// delay): the larger of the apparent age (now - Date) and the Age field
+// plus the response delay.
+func initialAge(h *httpx.Header, reqTime, now time.Time) time.Duration {
 	var age time.Duration
 	if v, ok := h.Lookup("Age"); ok {
 		age = parseSeconds(strings.TrimSpace(v), true)
+	}
+	if !reqTime.IsZero() && now.After(reqTime) {
+		age += now.Sub(reqTime)
 	}
 	if d, ok := parseHTTPTime(h.Get("Date")); ok {
 		if apparent := now.Sub(d); apparent > age {

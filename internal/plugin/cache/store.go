@@ -37,13 +37,33 @@ type entry struct {
 	mustRevalidate bool
 	swr, sie       time.Duration // stale-while-revalidate, stale-if-error (-1 none)
 	etag, lastMod  string
-	size           int64
-	// file holds the body (bodyLen bytes) of a disk-tier entry; body is
-	// then nil.
+	// lastModUnix is Last-Modified (else Date, else storedAt) in unix
+	// seconds, for If-Modified-Since (RFC 9111 4.3.2).
+	lastModUnix int64
+	size        int64
+	// file is the disk tier file of a disk-index entry (body nil, bodyLen
+	// bytes in the file).
 	file    string
 	bodyLen int64
 
 	prev, next *entry // shard LRU; front = most recently used
+}
+
+// finish derives the validators and the size of e from its header, plus
+// bodyLen bytes of body.
+func (e *entry) finish(bodyLen int64) {
+	e.etag = e.header.Get("ETag")
+	e.lastMod = e.header.Get("Last-Modified")
+	e.lastModUnix = e.storedAt.Unix()
+	if t, ok := parseHTTPTime(e.lastMod); ok {
+		e.lastModUnix = t.Unix()
+	} else if t, ok := parseHTTPTime(e.header.Get("Date")); ok {
+		e.lastModUnix = t.Unix()
+	}
+	e.size = entryOverhead + int64(len(e.header.Fields()))*32 + bodyLen + int64(len(e.key))
+	for _, f := range e.header.Fields() {
+		e.size += int64(len(f.Name) + len(f.Value))
+	}
 }
 
 func (e *entry) age(now time.Time) time.Duration {
@@ -139,20 +159,6 @@ func (t *tier) lookup(key []byte, req *httpx.Header) *entry {
 	return nil
 }
 
-// has reports whether a variant with e's Vary values is stored.
-func (t *tier) has(e *entry) bool {
-	p := t.items[e.key]
-	if p == nil || !equalStrings(p.vary, e.vary) {
-		return false
-	}
-	for _, x := range p.entries {
-		if equalStrings(x.varyVals, e.varyVals) {
-			return true
-		}
-	}
-	return false
-}
-
 // insert publishes e (replacing the variant with the same Vary values) and
 // evicts least recently used entries over the budget. It returns the
 // entries it replaced (outdated) and those it evicted (still valid).
@@ -237,8 +243,7 @@ type shard struct {
 
 type store struct {
 	seed   maphash.Seed
-	dir    string // disk tier directory of this instance; "" = none
-	seq    atomic.Uint64
+	dir    string // disk tier directory; "" = none
 	shards [numShards]shard
 }
 
