@@ -1,0 +1,432 @@
+package cache
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/plugin/plugintest"
+)
+
+// cacheFiles lists the entry files in dir (not temp files).
+func cacheFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if ourFileName(e.Name()) {
+			out = append(out, filepath.Join(dir, e.Name()))
+		}
+	}
+	return out
+}
+
+func diskCount(p *Plugin) int {
+	n := 0
+	for i := range p.store.shards {
+		sh := &p.store.shards[i]
+		sh.mu.Lock()
+		for _, pr := range sh.disk.items {
+			n += len(pr.entries)
+		}
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+func diskOrigin() *origin {
+	return &origin{handler: func(c *httpx.Ctx) (int, []string, string) {
+		return 200, []string{"Cache-Control: max-age=600", "Content-Type: text/plain", `ETag: "` + c.Req.Path + `"`, "X-Custom: a", "X-Custom: b"},
+			c.Req.Path + strings.Repeat(".", 1000)
+	}}
+}
+
+// TestDiskTierSurvivesRestart: entries written by one instance are hits
+// for a new instance on the same dir, with identical status, header and
+// body, and an Age that kept counting.
+func TestDiskTierSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	opts := map[string]any{"max_size": int64(numShards * 2600), "dir": dir, "dir_max_size": "10MB"}
+	p := mustNew(t, opts)
+	o := diskOrigin()
+	const count = 100
+	first := make([]result, count)
+	for i := 0; i < count; i++ {
+		first[i] = get(p, o, fmt.Sprintf("/d/%d", i))
+	}
+	// Memory holds about two entries per shard: most are only on disk,
+	// and every one is still a hit (memory or disk).
+	for i := 0; i < count; i++ {
+		if r := get(p, o, fmt.Sprintf("/d/%d", i)); r.header.Get("X-Cache-Status") != StatusHit || r.body != first[i].body {
+			t.Fatalf("%d before restart: %s", i, r.header.Get("X-Cache-Status"))
+		}
+	}
+	if n := len(cacheFiles(t, dir)); n != count || diskCount(p) != count {
+		t.Fatalf("%d files, %d indexed, want %d", n, diskCount(p), count)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(cacheFiles(t, dir)); n != count {
+		t.Fatalf("Close removed files: %d left", n)
+	}
+
+	p2 := mustNew(t, opts)
+	defer p2.Close()
+	if diskCount(p2) != count {
+		t.Fatalf("rebuilt index has %d entries, want %d", diskCount(p2), count)
+	}
+	for i := 0; i < count; i++ {
+		path := fmt.Sprintf("/d/%d", i)
+		r := get(p2, o, path)
+		if r.header.Get("X-Cache-Status") != StatusHit || r.status != 200 || r.body != first[i].body {
+			t.Fatalf("%s after restart: %d %s %q", path, r.status, r.header.Get("X-Cache-Status"), r.body[:min(len(r.body), 20)])
+		}
+		for _, name := range []string{"Content-Type", "ETag", "Cache-Control"} {
+			if r.header.Get(name) != first[i].header.Get(name) {
+				t.Fatalf("%s: %s %q, want %q", path, name, r.header.Get(name), first[i].header.Get(name))
+			}
+		}
+		var custom []string
+		r.header.Values("X-Custom", func(v string) bool { custom = append(custom, v); return true })
+		if strings.Join(custom, ",") != "a,b" {
+			t.Fatalf("%s: repeated field %v", path, custom)
+		}
+	}
+	if n := o.calls.Load(); n != count {
+		t.Fatalf("%d upstream calls, want %d", n, count)
+	}
+	// A client conditional is answered from the disk entry too.
+	if r := get(p2, o, "/d/0", `If-None-Match: "/d/0"`); r.status != 304 {
+		t.Fatalf("conditional after restart: %d", r.status)
+	}
+}
+
+// TestDiskTierAgeAcrossRestart: the stored time is kept, so Age (and
+// freshness) continue across a restart.
+func TestDiskTierAgeAcrossRestart(t *testing.T) {
+	dir := t.TempDir()
+	p := mustNew(t, map[string]any{"dir": dir})
+	o := static(200, "aged", "Cache-Control: max-age=600", "Age: 100")
+	get(p, o, "/age")
+	p.Close()
+	p2 := mustNew(t, map[string]any{"dir": dir})
+	r := get(p2, o, "/age")
+	if r.header.Get("X-Cache-Status") != StatusHit {
+		t.Fatalf("status %s", r.header.Get("X-Cache-Status"))
+	}
+	if age := r.header.Get("Age"); age != "100" && age != "101" {
+		t.Fatalf("Age %q, want 100", age)
+	}
+	// Stale on arrival stays stale after a restart.
+	o2 := static(200, "old", "Cache-Control: max-age=10, stale-if-error=600", "Age: 20")
+	get(p2, o2, "/stale")
+	p2.Close()
+	p3 := mustNew(t, map[string]any{"dir": dir})
+	fail := static(503, "down")
+	if r := get(p3, fail, "/stale"); r.status != 200 || r.body != "old" || r.header.Get("X-Cache-Status") != StatusStale {
+		t.Fatalf("stale-if-error from disk: %d %q %s", r.status, r.body, r.header.Get("X-Cache-Status"))
+	}
+}
+
+// TestDiskTierVary: Vary variants get their own files and are found after
+// a restart by the request's values.
+func TestDiskTierVary(t *testing.T) {
+	dir := t.TempDir()
+	p := mustNew(t, map[string]any{"dir": dir})
+	o := &origin{handler: func(c *httpx.Ctx) (int, []string, string) {
+		return 200, []string{"Cache-Control: max-age=60", "Vary: Accept-Language"}, "lang=" + c.Req.Header.Get("Accept-Language")
+	}}
+	get(p, o, "/v", "Accept-Language: en")
+	get(p, o, "/v", "Accept-Language: fr")
+	if n := len(cacheFiles(t, dir)); n != 2 {
+		t.Fatalf("%d files, want 2", n)
+	}
+	p.Close()
+	p2 := mustNew(t, map[string]any{"dir": dir})
+	for _, lang := range []string{"en", "fr"} {
+		r := get(p2, o, "/v", "Accept-Language: "+lang)
+		if r.header.Get("X-Cache-Status") != StatusHit || r.body != "lang="+lang {
+			t.Fatalf("%s: %s %q", lang, r.header.Get("X-Cache-Status"), r.body)
+		}
+	}
+	if r := get(p2, o, "/v", "Accept-Language: de"); r.header.Get("X-Cache-Status") != StatusMiss {
+		t.Fatalf("de: %s", r.header.Get("X-Cache-Status"))
+	}
+}
+
+// TestDiskTierCorruptFiles: truncated, garbled or foreign files never
+// panic and never serve; malformed cache files are removed (at scan or on
+// read), files the cache did not write are left alone.
+func TestDiskTierCorruptFiles(t *testing.T) {
+	dir := t.TempDir()
+	opts := map[string]any{"dir": dir}
+	p := mustNew(t, opts)
+	o := diskOrigin()
+	for i := 0; i < 8; i++ {
+		get(p, o, fmt.Sprintf("/c/%d", i))
+	}
+	p.Close()
+	files := cacheFiles(t, dir)
+	if len(files) != 8 {
+		t.Fatalf("%d files", len(files))
+	}
+	byPath := map[string]string{}
+	for i := 0; i < 8; i++ {
+		byPath[filepath.Join(dir, fileName(fmt.Sprintf("GET\nexample.com\n/c/%d", i), nil))] = fmt.Sprintf("/c/%d", i)
+	}
+	damage := []func(b []byte) []byte{
+		func(b []byte) []byte { return b[:len(b)/2] },                  // truncated body
+		func(b []byte) []byte { return b[:10] },                        // truncated prefix
+		func(b []byte) []byte { return nil },                           // empty
+		func(b []byte) []byte { b[len(b)-1] ^= 1; return b },           // body bit flip
+		func(b []byte) []byte { b[filePrefixLen+2] ^= 0x40; return b }, // metadata bit flip
+		func(b []byte) []byte { copy(b, "XXXX"); return b },            // magic
+		func(b []byte) []byte { return append(b, 'x') },                // trailing garbage
+	}
+	damaged := map[string]bool{}
+	for i, f := range files[:len(damage)] {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, damage[i](b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		damaged[f] = true
+	}
+	foreign := filepath.Join(dir, "README")
+	os.WriteFile(foreign, []byte("not a cache file"), 0o600)
+	oldTmp := filepath.Join(dir, ".tmp-123")
+	os.WriteFile(oldTmp, []byte("half"), 0o600)
+	old := time.Now().Add(-2 * tmpMaxAge)
+	os.Chtimes(oldTmp, old, old)
+	newTmp := filepath.Join(dir, ".tmp-456")
+	os.WriteFile(newTmp, []byte("in progress"), 0o600)
+
+	p2 := mustNew(t, opts)
+	defer p2.Close()
+	// Damage the metadata-valid remaining file's body after the scan:
+	// caught on read.
+	last := files[len(files)-1]
+	b, _ := os.ReadFile(last)
+	b[len(b)-5] ^= 1
+	os.WriteFile(last, b, 0o600)
+	damaged[last] = true
+
+	before := o.calls.Load()
+	for f, path := range byPath {
+		r := get(p2, o, path)
+		if r.body != path+strings.Repeat(".", 1000) {
+			t.Fatalf("%s: wrong body %q", path, r.body[:min(len(r.body), 20)])
+		}
+		want := StatusHit
+		if damaged[f] {
+			want = StatusMiss
+		}
+		if r.header.Get("X-Cache-Status") != want {
+			t.Fatalf("%s (damaged %v): %s", path, damaged[f], r.header.Get("X-Cache-Status"))
+		}
+	}
+	if got := o.calls.Load() - before; got != int32(len(damaged)) {
+		t.Fatalf("%d refetches, want %d", got, len(damaged))
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Fatal("a foreign file was removed")
+	}
+	if _, err := os.Stat(newTmp); err != nil {
+		t.Fatal("a recent temp file was removed")
+	}
+	if _, err := os.Stat(oldTmp); err == nil {
+		t.Fatal("an old temp file was kept")
+	}
+	// The refetches rewrote good files.
+	if n := len(cacheFiles(t, dir)); n != 8 {
+		t.Fatalf("%d files after refill", n)
+	}
+}
+
+// TestDiskTierBound: a scan over more than dir_max_size keeps the newest
+// entries and deletes the oldest files.
+func TestDiskTierBound(t *testing.T) {
+	dir := t.TempDir()
+	p := mustNew(t, map[string]any{"dir": dir})
+	body := strings.Repeat("z", 1000)
+	o := static(200, body, "Cache-Control: max-age=600")
+	const count = 64
+	for i := 0; i < count; i++ {
+		get(p, o, fmt.Sprintf("/b/%d", i))
+	}
+	p.Close()
+	// Give every file a distinct stored time: /b/i stored i seconds
+	// after /b/0, by rewriting the files.
+	base := time.Now().Add(-time.Hour)
+	for i := 0; i < count; i++ {
+		key := fmt.Sprintf("GET\nexample.com\n/b/%d", i)
+		path := filepath.Join(dir, fileName(key, nil))
+		e, _, err := readEntryFile(path, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.storedAt = base.Add(time.Duration(i) * time.Second)
+		if _, _, err := writeEntryFile(dir, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Room for about half of the files.
+	fi, _ := os.Stat(filepath.Join(dir, fileName("GET\nexample.com\n/b/0", nil)))
+	limit := int64(count/2) * fi.Size()
+	p2 := mustNew(t, map[string]any{"dir": dir, "dir_max_size": limit})
+	defer p2.Close()
+	var total int64
+	for i := range p2.store.shards {
+		sh := &p2.store.shards[i]
+		if sh.disk.lru.size > sh.disk.lru.capacity {
+			t.Fatalf("shard %d over its bound", i)
+		}
+		total += sh.disk.lru.size
+	}
+	files := cacheFiles(t, dir)
+	if len(files) != diskCount(p2) || len(files) >= count || len(files) == 0 {
+		t.Fatalf("%d files, %d indexed", len(files), diskCount(p2))
+	}
+	// Within each shard the survivors are the newest: every evicted entry
+	// is older than every kept entry of its shard.
+	for i := range p2.store.shards {
+		sh := &p2.store.shards[i]
+		var oldestKept time.Time
+		for e := sh.disk.lru.head; e != nil; e = e.next {
+			oldestKept = e.storedAt
+		}
+		for j := 0; j < count; j++ {
+			key := fmt.Sprintf("GET\nexample.com\n/b/%d", j)
+			if p2.store.shardFor([]byte(key)) != sh {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(dir, fileName(key, nil))); err != nil && base.Add(time.Duration(j)*time.Second).After(oldestKept) {
+				t.Fatalf("shard %d: evicted /b/%d is newer than a kept entry", i, j)
+			}
+		}
+	}
+}
+
+// TestDiskTierSharedDir: two instances on one dir (a reload) see each
+// other's new entries (no Vary) and a PURGE on one removes the file the
+// other wrote.
+func TestDiskTierSharedDir(t *testing.T) {
+	dir := t.TempDir()
+	a := mustNew(t, map[string]any{"dir": dir})
+	b := mustNew(t, map[string]any{"dir": dir, "ttl": "1m"})
+	o := static(200, "shared", "Cache-Control: max-age=60")
+	get(a, o, "/s") // written after b scanned the dir
+	if r := get(b, o, "/s"); r.header.Get("X-Cache-Status") != StatusHit || r.body != "shared" {
+		t.Fatalf("b: %s %q", r.header.Get("X-Cache-Status"), r.body)
+	}
+	get(a, o, "/s2")
+	if r := o.do(plugintest.NewCtx("PURGE", "/s2"), b); r.status != 200 {
+		t.Fatalf("purge via b: %d", r.status)
+	}
+	a.Close()
+	b.Close()
+	c := mustNew(t, map[string]any{"dir": dir})
+	if r := get(c, o, "/s2"); r.header.Get("X-Cache-Status") != StatusMiss {
+		t.Fatalf("purged entry came back: %s", r.header.Get("X-Cache-Status"))
+	}
+	if r := get(c, o, "/s"); r.header.Get("X-Cache-Status") != StatusHit {
+		t.Fatalf("/s: %s", r.header.Get("X-Cache-Status"))
+	}
+	if calls := o.calls.Load(); calls != 3 {
+		t.Fatalf("%d upstream calls, want 3", calls)
+	}
+}
+
+// TestDiskTierMissingFile: files deleted behind the cache's back are
+// misses (refetched), never errors.
+func TestDiskTierMissingFile(t *testing.T) {
+	dir := t.TempDir()
+	p := mustNew(t, map[string]any{"max_size": int64(numShards * 1400), "dir": dir})
+	defer p.Close()
+	o := static(200, strings.Repeat("y", 1000), "Cache-Control: max-age=60")
+	for i := 0; i < 100; i++ {
+		get(p, o, fmt.Sprintf("/m/%d", i))
+	}
+	for _, f := range cacheFiles(t, dir) {
+		os.Remove(f)
+	}
+	before := o.calls.Load()
+	for i := 0; i < 100; i++ {
+		if r := get(p, o, fmt.Sprintf("/m/%d", i)); r.body != strings.Repeat("y", 1000) {
+			t.Fatalf("bad body after losing the files")
+		}
+	}
+	if o.calls.Load() == before {
+		t.Fatal("lost files did not cause refetches")
+	}
+}
+
+// TestDiskTierPurge: PURGE removes memory and disk copies.
+func TestDiskTierPurge(t *testing.T) {
+	dir := t.TempDir()
+	p := mustNew(t, map[string]any{"max_size": int64(numShards * 2600), "dir": dir})
+	o := diskOrigin()
+	for i := 0; i < 50; i++ {
+		get(p, o, fmt.Sprintf("/p/%d", i))
+	}
+	for i := 0; i < 50; i++ {
+		if r := o.do(plugintest.NewCtx("PURGE", fmt.Sprintf("/p/%d", i)), p); r.status != 200 {
+			t.Fatalf("purge %d: %d", i, r.status)
+		}
+	}
+	if n := len(cacheFiles(t, dir)); n != 0 || diskCount(p) != 0 {
+		t.Fatalf("%d files, %d indexed after purging everything", n, diskCount(p))
+	}
+	if r := o.do(plugintest.NewCtx("PURGE", "/p/0"), p); r.status != 404 {
+		t.Fatalf("second purge %d", r.status)
+	}
+}
+
+func TestFileCodecRoundTrip(t *testing.T) {
+	var h httpx.Header
+	h.Add("Content-Type", "text/plain")
+	h.Add("ETag", `"x"`)
+	e := &entry{key: "GET\nh\n/x", status: 203, header: cloneHeader(&h), body: []byte("body"), contentLength: -1,
+		storedAt: time.Unix(1700000000, 5), initialAge: 3 * time.Second, freshFor: time.Minute, mustRevalidate: true,
+		swr: -1, sie: 5 * time.Second, vary: []string{"accept"}, varyVals: []string{"a/b"}}
+	e.finish(4)
+	dir := t.TempDir()
+	path, size, err := writeEntryFile(dir, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, gotSize, err := readEntryFile(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotSize != size || got.key != e.key || got.status != 203 || string(got.body) != "body" || !got.storedAt.Equal(e.storedAt) ||
+		got.initialAge != e.initialAge || got.freshFor != e.freshFor || !got.mustRevalidate || got.swr != -1 || got.sie != e.sie ||
+		got.contentLength != -1 || got.etag != `"x"` || !equalStrings(got.vary, e.vary) || !equalStrings(got.varyVals, e.varyVals) ||
+		got.header.Get("Content-Type") != "text/plain" || got.size != e.size {
+		t.Fatalf("round trip: %+v", got)
+	}
+	if filepath.Base(path) != fileName(e.key, e.varyVals) || !ourFileName(filepath.Base(path)) {
+		t.Fatalf("name %s", path)
+	}
+}
+
+func FuzzDecodeMeta(f *testing.F) {
+	var h httpx.Header
+	h.Add("A", "b")
+	e := &entry{key: "k", status: 200, header: h, vary: []string{"x"}, varyVals: []string{"y"}}
+	f.Add(encodeMeta(nil, e))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		decodeMeta(b)
+	})
+}
