@@ -284,6 +284,9 @@ func (p *Plugin) diskCopy(e *entry, path string, size int64) *entry {
 // have written since this one scanned it. A file that is missing, corrupt,
 // or holds another key or variant is a miss; a corrupt one is removed.
 func (p *Plugin) loadDisk(sh *shard, d *entry, key []byte, req *httpx.Header) {
+	sh.mu.Lock()
+	gen := sh.gen
+	sh.mu.Unlock()
 	path := ""
 	if d != nil {
 		path = d.file
@@ -312,6 +315,11 @@ func (p *Plugin) loadDisk(sh *shard, d *entry, key []byte, req *httpx.Header) {
 		return
 	}
 	sh.mu.Lock()
+	if sh.gen != gen || sh.mem.lookup(key, req) != nil {
+		// Purged while we read, or filled meanwhile: keep what is there.
+		sh.mu.Unlock()
+		return
+	}
 	sh.mem.insert(e, e.vary)
 	// (Re)index the file as read: another instance may have rewritten it.
 	replaced, evicted := sh.disk.insert(p.diskCopy(e, path, size), e.vary)
@@ -432,7 +440,11 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 				continue
 			}
 		}
-		if e != nil && e.fresh(now) && !reqCC.noCache && (reqCC.maxAge < 0 || e.age(now) <= reqCC.maxAge) {
+		// A request's no-cache / max-age is satisfied by a response
+		// fetched from the origin after the request arrived (the fill it
+		// waited for).
+		if e != nil && e.fresh(now) && (!reqCC.noCache && (reqCC.maxAge < 0 || e.age(now) <= reqCC.maxAge) ||
+			waited && !e.storedAt.Before(st.reqTime)) {
 			sh.mu.Unlock()
 			st.served = true
 			p.serve(c, e, now, StatusHit, true)
@@ -668,6 +680,7 @@ func (p *Plugin) invalidate(c *httpx.Ctx) bool {
 		sh.mu.Lock()
 		mem := sh.mem.remove(string(key))
 		disk := sh.disk.remove(string(key))
+		sh.gen++
 		sh.mu.Unlock()
 		removeFiles(disk)
 		if len(mem)+len(disk) > 0 {

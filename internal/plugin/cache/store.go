@@ -238,7 +238,10 @@ type shard struct {
 	// without coalescing, so requests for an uncacheable URL do not queue
 	// behind each other.
 	pass map[string]int64
-	_    [64]byte
+	// gen counts invalidations (PURGE, unsafe methods), so a disk read
+	// that raced with one does not bring the entry back.
+	gen uint64
+	_   [64]byte
 }
 
 type store struct {
