@@ -38,8 +38,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/pingap-go/pingap/internal/httpx"
 )
 
 const (
@@ -136,14 +134,33 @@ func encodeMeta(dst []byte, e *entry) []byte {
 	return dst
 }
 
-// metaReader decodes a metadata block; any error sticks.
+// metaReader decodes a metadata block; any error sticks. It reads from a
+// string so decoded strings share its memory (one allocation per file).
 type metaReader struct {
-	b   []byte
+	b   string
 	bad bool
 }
 
+// uvarint and varint mirror encoding/binary for a string.
+func (r *metaReader) rawUvarint() (uint64, int) {
+	var x uint64
+	var s uint
+	for i := 0; i < len(r.b) && i < binary.MaxVarintLen64; i++ {
+		c := r.b[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, -1
+			}
+			return x | uint64(c)<<s, i + 1
+		}
+		x |= uint64(c&0x7f) << s
+		s += 7
+	}
+	return 0, 0
+}
+
 func (r *metaReader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
+	v, n := r.rawUvarint()
 	if n <= 0 {
 		r.bad = true
 		return 0
@@ -153,13 +170,12 @@ func (r *metaReader) uvarint() uint64 {
 }
 
 func (r *metaReader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.bad = true
-		return 0
+	ux := r.uvarint()
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
 	}
-	r.b = r.b[n:]
-	return v
+	return x
 }
 
 func (r *metaReader) str() string {
@@ -168,7 +184,7 @@ func (r *metaReader) str() string {
 		r.bad = true
 		return ""
 	}
-	s := string(r.b[:n])
+	s := r.b[:n]
 	r.b = r.b[n:]
 	return s
 }
@@ -185,7 +201,7 @@ func (r *metaReader) byte1() byte {
 
 // decodeMeta rebuilds an entry (without body) from a metadata block.
 func decodeMeta(b []byte) (*entry, error) {
-	r := metaReader{b: b}
+	r := metaReader{b: string(b)}
 	e := &entry{key: r.str()}
 	status := r.uvarint()
 	e.storedAt = time.Unix(0, r.varint())
@@ -208,15 +224,13 @@ func decodeMeta(b []byte) (*entry, error) {
 	if r.bad || nf > uint64(len(r.b)) {
 		return nil, errBadFile
 	}
-	var h httpx.Header
 	for i := uint64(0); i < nf && !r.bad; i++ {
 		name := r.str()
-		h.Add(name, r.str())
+		e.header.Add(name, r.str())
 	}
 	if r.bad || len(r.b) != 0 {
 		return nil, errBadFile
 	}
-	e.header = cloneHeader(&h) // one backing string
 	e.finish(0)
 	return e, nil
 }

@@ -430,3 +430,27 @@ func FuzzDecodeMeta(f *testing.F) {
 		decodeMeta(b)
 	})
 }
+
+func FuzzReadEntryFile(f *testing.F) {
+	var h httpx.Header
+	h.Add("A", "b")
+	e := &entry{key: "k", status: 200, header: h, body: []byte("body"), swr: -1}
+	dir := f.TempDir()
+	path, _, err := writeEntryFile(dir, e)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, _ := os.ReadFile(path)
+	f.Add(good)
+	f.Add(good[:filePrefixLen])
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if e, _, err := readEntryFile(p, true); err == nil && e.key == "" {
+			t.Fatal("accepted an entry without key")
+		}
+		readEntryFile(p, false)
+	})
+}
