@@ -1,8 +1,10 @@
-// Package cache is the cache plugin: an in-memory HTTP cache that behaves
-// as a shared cache per RFC 9111.
+// Package cache is the cache plugin: an HTTP cache (memory, optionally
+// backed by a persistent disk tier) that behaves as a shared cache per
+// RFC 9111.
 //
 // Request phase: a fresh stored response is answered from memory (HIT)
-// with the Age field; a stale one is revalidated upstream with
+// with the Age field, or 304 when the client's If-None-Match /
+// If-Modified-Since matches its validators; a stale one is revalidated upstream with
 // If-None-Match / If-Modified-Since (EXPIRED) and a 304 refreshes it; a
 // missing one goes upstream (MISS). Concurrent misses for one key are
 // coalesced: the first request goes upstream, the others wait for it (up
@@ -23,6 +25,12 @@
 // each with its own LRU list and max_size/16 bytes. Stored entries are
 // immutable, so a HIT copies the stored header and hands out the stored
 // body without copying it.
+//
+// Disk tier (dir, see disk.go): every stored entry is also written to a
+// file (write-through, atomic rename), indexed in memory per shard and
+// bounded by dir_max_size. A new instance (reload, restart) rebuilds the
+// index by scanning dir; a memory miss reads the file back into memory.
+// Close leaves the files in place.
 //
 // PURGE (method) from purge_ip_list removes every variant of the key (for
 // every cacheable method when the key includes the method): 200 when
@@ -144,8 +152,8 @@ func (f *fill) release() {
 }
 
 // New builds a cache plugin. Keys: max_size (default "100MB"),
-// max_entry_size (default "1MB"), dir (disk tier: not implemented yet, an
-// error), ttl (freshness when the upstream gives none; default 0 = such
+// max_entry_size (default "1MB"), dir (persistent disk tier; default none),
+// dir_max_size (default "1GB"), ttl (freshness when the upstream gives none; default 0 = such
 // responses are not stored), methods (default ["GET", "HEAD"]), key
 // (default ["method", "host", "uri"]; parts "method", "host", "uri",
 // "header:NAME"), purge_ip_list (IPs/CIDRs allowed to PURGE; default
