@@ -254,16 +254,21 @@ func (p *Plugin) Close() error { return nil }
 
 // publish stores e in the memory tier. Entries it pushes out are dropped:
 // with a disk tier they are already on disk (written through by persist).
-func (p *Plugin) publish(sh *shard, e *entry) {
+// It returns the shard's invalidation generation, for persist.
+func (p *Plugin) publish(sh *shard, e *entry) uint64 {
 	sh.mu.Lock()
 	sh.mem.insert(e, e.vary)
+	gen := sh.gen
 	sh.mu.Unlock()
+	return gen
 }
 
 // persist writes e to the disk tier (when there is one) and indexes it.
 // It runs on the request that stored e, after waiters were released;
-// a failed write (full disk) only costs the disk copy.
-func (p *Plugin) persist(sh *shard, e *entry) {
+// a failed write (full disk) only costs the disk copy. gen is publish's:
+// when an invalidation (PURGE) ran in between, the file is dropped so the
+// purged entry does not come back from disk.
+func (p *Plugin) persist(sh *shard, e *entry, gen uint64) {
 	if p.store.dir == "" || e.size > sh.disk.lru.capacity {
 		return
 	}
@@ -273,6 +278,11 @@ func (p *Plugin) persist(sh *shard, e *entry) {
 	}
 	d := p.diskCopy(e, path, size)
 	sh.mu.Lock()
+	if sh.gen != gen {
+		sh.mu.Unlock()
+		os.Remove(path)
+		return
+	}
 	replaced, evicted := sh.disk.insert(d, d.vary)
 	sh.mu.Unlock()
 	removeFiles(except(replaced, path))
@@ -705,6 +715,11 @@ func (p *Plugin) invalidate(c *httpx.Ctx) bool {
 	return removed
 }
 
+// serverError lists the statuses stale-if-error covers (RFC 5861 4).
+func serverError(status int) bool {
+	return status == 500 || status == 502 || status == 503 || status == 504
+}
+
 // unsafeMethod reports methods that may change the target's state (RFC
 // 9110 9.2.1).
 func unsafeMethod(m string) bool {
@@ -737,12 +752,12 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 		if st.reval {
 			// Our revalidation: the stored response is still good.
 			e := p.refresh(st, &r.Header, now)
-			p.publish(st.shard, e)
+			gen := p.publish(st.shard, e)
 			st.fill.release()
 			httpx.CloseBody(r)
 			r.Header.Reset()
 			p.serve(c, e, now, StatusExpired, false)
-			p.persist(st.shard, e)
+			p.persist(st.shard, e, gen)
 			return
 		}
 		// The client's own conditional request, answered 304 upstream:
@@ -750,14 +765,14 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 		// response too (RFC 9111 4.3.4); the client gets the 304.
 		if et := r.Header.Get("ETag"); et != "" && et == st.stale.etag {
 			e := p.refresh(st, &r.Header, now)
-			p.publish(st.shard, e)
+			gen := p.publish(st.shard, e)
 			st.fill.release()
 			r.Header.Set("X-Cache-Status", st.status)
-			p.persist(st.shard, e)
+			p.persist(st.shard, e, gen)
 			return
 		}
 	}
-	if st.stale != nil && r.Status >= 500 && st.stale.canServeStale(now, st.stale.sie) {
+	if st.stale != nil && serverError(r.Status) && st.stale.canServeStale(now, st.stale.sie) {
 		st.fill.release()
 		httpx.CloseBody(r)
 		r.Header.Reset()
@@ -783,9 +798,9 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 		return
 	}
 	if c.Req.Method == "HEAD" || r.Body == nil {
-		p.publish(st.shard, e)
+		gen := p.publish(st.shard, e)
 		st.fill.release()
-		p.persist(st.shard, e)
+		p.persist(st.shard, e, gen)
 		return
 	}
 	t := &tee{p: p, e: e, vary: vary, fill: st.fill, want: r.ContentLength}
@@ -975,15 +990,16 @@ func (t *tee) Flush() error { return t.next.Flush() }
 func (t *tee) Close() error {
 	err := t.next.Close()
 	stored := !t.failed && err == nil && (t.want < 0 || int64(len(t.buf)) == t.want)
+	var gen uint64
 	if stored {
 		t.e.body = t.buf
 		t.e.size += int64(len(t.buf))
-		t.p.publish(t.fill.sh, t.e)
+		gen = t.p.publish(t.fill.sh, t.e)
 	}
 	t.fill.release()
 	t.buf = nil
 	if stored {
-		t.p.persist(t.fill.sh, t.e)
+		t.p.persist(t.fill.sh, t.e, gen)
 	}
 	return err
 }

@@ -454,3 +454,31 @@ func FuzzReadEntryFile(f *testing.F) {
 		readEntryFile(p, false)
 	})
 }
+
+// TestPurgeBetweenStoreAndDiskWrite: a PURGE that runs after an entry
+// reached memory but before its file was written keeps it off the disk.
+func TestPurgeBetweenStoreAndDiskWrite(t *testing.T) {
+	dir := t.TempDir()
+	p := mustNew(t, map[string]any{"dir": dir})
+	c := plugintest.NewCtx("GET", "/race")
+	key := string(p.appendKey(c, "GET", nil))
+	sh := p.store.shardFor([]byte(key))
+	var h httpx.Header
+	h.Add("Cache-Control", "max-age=60")
+	e := &entry{key: key, status: 200, header: h, body: []byte("x"), contentLength: -1, storedAt: time.Now(), freshFor: time.Minute, swr: -1, sie: -1}
+	e.finish(1)
+	gen := p.publish(sh, e)
+	if r := static(200, "").do(plugintest.NewCtx("PURGE", "/race"), p); r.status != 200 {
+		t.Fatalf("purge %d", r.status)
+	}
+	p.persist(sh, e, gen)
+	if n := len(cacheFiles(t, dir)); n != 0 || diskCount(p) != 0 {
+		t.Fatalf("%d files, %d indexed after a purge", n, diskCount(p))
+	}
+	// Without a purge in between it is written.
+	gen = p.publish(sh, e)
+	p.persist(sh, e, gen)
+	if n := len(cacheFiles(t, dir)); n != 1 || diskCount(p) != 1 {
+		t.Fatalf("%d files, %d indexed", n, diskCount(p))
+	}
+}

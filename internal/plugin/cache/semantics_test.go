@@ -330,6 +330,7 @@ func TestStaleIfErrorWindow(t *testing.T) {
 		{"504 within", []string{"Cache-Control: max-age=10, stale-if-error=60", "Age: 20"}, 504, true},
 		{"beyond window", []string{"Cache-Control: max-age=10, stale-if-error=5", "Age: 20"}, 502, false},
 		{"4xx is no error", []string{"Cache-Control: max-age=10, stale-if-error=60", "Age: 20"}, 403, false},
+		{"501 is no outage", []string{"Cache-Control: max-age=10, stale-if-error=60", "Age: 20"}, 501, false},
 		{"no directive", []string{"Cache-Control: max-age=10", "Age: 20"}, 502, false},
 		{"no-cache response", []string{"Cache-Control: no-cache, stale-if-error=60", `ETag: "x"`}, 502, false},
 	}
