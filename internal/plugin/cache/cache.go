@@ -114,6 +114,10 @@ type Plugin struct {
 	purge        []netip.Prefix
 	lockTimeout  time.Duration
 	states       sync.Pool
+	// scanStop ends the disk scan early (Close); scanDone is closed when
+	// it is over. Both nil without a disk tier.
+	scanStop, scanDone chan struct{}
+	closeOnce          sync.Once
 }
 
 // state is one request's cache bookkeeping, from Request to Finish.
@@ -240,17 +244,44 @@ func New(env plugin.Env, opts map[string]any) (plugin.Plugin, error) {
 		if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("dir: %w", err)
 		}
-		if err := p.store.scanDir(); err != nil {
+		f, err := os.Open(o.Dir)
+		if err != nil {
 			return nil, fmt.Errorf("dir: %w", err)
 		}
+		f.Close()
+		// The scan runs in the background so a reload (or pingap -t,
+		// which builds and closes plugins) does not wait for a big dir;
+		// meanwhile entries without Vary are found by file name.
+		p.scanStop, p.scanDone = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(p.scanDone)
+			n, size, removed, err := p.store.scanDir(p.scanStop)
+			if env.Logger != nil {
+				if err != nil {
+					env.Logger.Warn("cache: disk tier scan failed", "plugin", env.Name, "dir", o.Dir, "error", err)
+				} else {
+					env.Logger.Info("cache: disk tier scanned", "plugin", env.Name, "dir", o.Dir,
+						"entries", n, "bytes", size, "removed", removed)
+				}
+			}
+		}()
 	}
 	p.states.New = func() any { return new(state) }
 	return p, nil
 }
 
-// Close keeps the disk tier's files: they are the next instance's cache
-// (after a reload or a restart). There is nothing else to release.
-func (p *Plugin) Close() error { return nil }
+// Close stops the disk tier's start-up scan if it still runs and waits for
+// it. The files stay: they are the next instance's cache (after a reload
+// or a restart).
+func (p *Plugin) Close() error {
+	p.closeOnce.Do(func() {
+		if p.scanStop != nil {
+			close(p.scanStop)
+			<-p.scanDone
+		}
+	})
+	return nil
+}
 
 // publish stores e in the memory tier. Entries it pushes out are dropped:
 // with a disk tier they are already on disk (written through by persist).

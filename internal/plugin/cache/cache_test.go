@@ -22,7 +22,11 @@ func mustNew(t testing.TB, opts map[string]any) *Plugin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p.(*Plugin)
+	pl := p.(*Plugin)
+	if pl.scanDone != nil {
+		<-pl.scanDone // tests look at the rebuilt index
+	}
+	return pl
 }
 
 func TestNewValidation(t *testing.T) {

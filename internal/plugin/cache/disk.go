@@ -323,11 +323,19 @@ func readEntryFile(path string, body bool) (*entry, int64, error) {
 // scanDir rebuilds the disk index from dir: valid files are indexed
 // (oldest stored first, so the LRU evicts the oldest when dir_max_size is
 // exceeded), malformed ones and old temp files are removed. Files with
-// names this package does not produce are left alone.
-func (s *store) scanDir() error {
+// names this package does not produce are left alone. It runs while the
+// plugin serves: a variant already indexed (stored or loaded meanwhile) is
+// kept. It stops early when stop is closed. It returns the entries
+// indexed, their bytes, and the files removed.
+func (s *store) scanDir(stop <-chan struct{}) (indexed int, bytes int64, removed int, err error) {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
-		return err
+		return 0, 0, 0, err
+	}
+	remove := func(path string) {
+		if os.Remove(path) == nil {
+			removed++
+		}
 	}
 	type found struct {
 		e    *entry
@@ -336,6 +344,11 @@ func (s *store) scanDir() error {
 	var all []found
 	now := time.Now()
 	for _, de := range ents {
+		select {
+		case <-stop:
+			return 0, 0, removed, nil
+		default:
+		}
 		name := de.Name()
 		if !de.Type().IsRegular() {
 			continue
@@ -343,7 +356,7 @@ func (s *store) scanDir() error {
 		path := filepath.Join(s.dir, name)
 		if strings.HasPrefix(name, ".tmp-") {
 			if fi, err := de.Info(); err == nil && now.Sub(fi.ModTime()) > tmpMaxAge {
-				os.Remove(path)
+				remove(path)
 			}
 			continue
 		}
@@ -353,12 +366,12 @@ func (s *store) scanDir() error {
 		e, size, err := readEntryFile(path, false)
 		if err != nil {
 			if !errors.Is(err, os.ErrNotExist) {
-				os.Remove(path) // corrupt or truncated
+				remove(path) // corrupt or truncated
 			}
 			continue
 		}
 		if fileName(e.key, e.varyVals) != name {
-			os.Remove(path)
+			remove(path)
 			continue
 		}
 		e.file, e.size = path, size
@@ -368,14 +381,23 @@ func (s *store) scanDir() error {
 	for _, f := range all {
 		sh := s.shardFor([]byte(f.e.key))
 		if f.size > sh.disk.lru.capacity {
-			os.Remove(f.e.file)
+			remove(f.e.file)
+			continue
+		}
+		sh.mu.Lock()
+		if sh.disk.has(f.e) {
+			sh.mu.Unlock()
 			continue
 		}
 		replaced, evicted := sh.disk.insert(f.e, f.e.vary)
+		sh.mu.Unlock()
+		removed += len(replaced) + len(evicted)
 		removeFiles(except(replaced, f.e.file))
-		removeFiles(evicted)
+		removeFiles(except(evicted, f.e.file))
+		indexed++
+		bytes += f.size
 	}
-	return nil
+	return indexed, bytes, removed, nil
 }
 
 // except drops the entries whose file is path (a newer write replaced

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/plugin"
 	"github.com/pingap-go/pingap/internal/plugin/plugintest"
 )
 
@@ -480,5 +482,38 @@ func TestPurgeBetweenStoreAndDiskWrite(t *testing.T) {
 	p.persist(sh, e, gen)
 	if n := len(cacheFiles(t, dir)); n != 1 || diskCount(p) != 1 {
 		t.Fatalf("%d files, %d indexed", n, diskCount(p))
+	}
+}
+
+// TestCloseDuringScan: Close stops the start-up scan and waits for it
+// (pingap -t builds and closes plugins at once); it is idempotent.
+func TestCloseDuringScan(t *testing.T) {
+	dir := t.TempDir()
+	p := mustNew(t, map[string]any{"dir": dir})
+	o := diskOrigin()
+	for i := 0; i < 50; i++ {
+		get(p, o, fmt.Sprintf("/cl/%d", i))
+	}
+	p.Close()
+	for i := 0; i < 5; i++ {
+		pl, err := New(plugin.Env{Name: "c", Logger: slog.New(slog.DiscardHandler)}, map[string]any{"dir": dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pl.(*Plugin).Close()
+		pl.(*Plugin).Close()
+		select {
+		case <-pl.(*Plugin).scanDone:
+		default:
+			t.Fatal("Close returned before the scan ended")
+		}
+	}
+	if n := len(cacheFiles(t, dir)); n != 50 {
+		t.Fatalf("%d files left", n)
+	}
+	p2 := mustNew(t, map[string]any{"dir": dir})
+	defer p2.Close()
+	if diskCount(p2) != 50 {
+		t.Fatalf("%d indexed", diskCount(p2))
 	}
 }

@@ -159,6 +159,21 @@ func (t *tier) lookup(key []byte, req *httpx.Header) *entry {
 	return nil
 }
 
+// has reports whether the variant of e (same key and Vary values) is
+// stored.
+func (t *tier) has(e *entry) bool {
+	p := t.items[e.key]
+	if p == nil || !equalStrings(p.vary, e.vary) {
+		return false
+	}
+	for _, x := range p.entries {
+		if equalStrings(x.varyVals, e.varyVals) {
+			return true
+		}
+	}
+	return false
+}
+
 // insert publishes e (replacing the variant with the same Vary values) and
 // evicts least recently used entries over the budget. It returns the
 // entries it replaced (outdated) and those it evicted (still valid).
