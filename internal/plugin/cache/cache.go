@@ -289,6 +289,7 @@ func (p *Plugin) Close() error {
 func (p *Plugin) publish(sh *shard, e *entry) uint64 {
 	sh.mu.Lock()
 	sh.mem.insert(e, e.vary)
+	delete(sh.pass, e.key) // storable again
 	gen := sh.gen
 	sh.mu.Unlock()
 	return gen
@@ -503,10 +504,20 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 		// filling (its 206 is not stored) and without marking the key
 		// uncacheable. A hit ignores Range and sends the whole entry
 		// (RFC 9110 14.2 lets a server do that).
-		if e == nil && (c.Req.Header.Has("Range") || sh.passing(key, now.UnixNano())) {
+		if e == nil && c.Req.Header.Has("Range") {
 			sh.mu.Unlock()
-			st.status = StatusMiss // not stored last time: no fill, no waiting
+			st.status = StatusMiss
 			st.key, st.shard = string(key), sh
+			return false
+		}
+		if e == nil && sh.passing(key, now.UnixNano()) {
+			// Not storable last time: no waiting and no flight, but a fill
+			// without one ("hit for miss"), so the key is cached again as
+			// soon as its response is storable.
+			sh.mu.Unlock()
+			st.status = StatusMiss
+			st.key, st.shard = string(key), sh
+			st.fill = &fill{sh: sh, key: st.key}
 			return false
 		}
 		f := sh.flights[string(key)]
@@ -819,8 +830,9 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 	e, vary := p.newEntry(c, st, now)
 	if e == nil {
 		// Hit for pass, unless the reason was this request's own (a 304
-		// to the client's conditional, its credentials, its Range).
-		if r.Status != 304 && !c.Req.Header.Has("Authorization") && !c.Req.Header.Has("Range") {
+		// to the client's conditional, its credentials, its Range) or an
+		// upstream failure (coalescing matters most in an outage).
+		if r.Status != 304 && r.Status < 500 && !c.Req.Header.Has("Authorization") && !c.Req.Header.Has("Range") {
 			st.shard.mu.Lock()
 			st.shard.setPass(st.key, now.UnixNano(), now.Add(hitForPass).UnixNano())
 			st.shard.mu.Unlock()

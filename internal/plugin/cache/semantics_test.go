@@ -428,3 +428,47 @@ func TestPurgeContract(t *testing.T) {
 		}
 	}
 }
+
+// TestHitForMiss: a key marked not storable is cached again as soon as its
+// response is storable; an upstream error does not mark it.
+func TestHitForMiss(t *testing.T) {
+	p := mustNew(t, map[string]any{})
+	var n atomic.Int32
+	o := &origin{handler: func(*httpx.Ctx) (int, []string, string) {
+		if n.Add(1) == 1 {
+			return 200, []string{"Cache-Control: private"}, "mine"
+		}
+		return 200, []string{"Cache-Control: max-age=60"}, "public"
+	}}
+	get(p, o, "/hfm")
+	passing := func(path string) bool {
+		c := plugintest.NewCtx("GET", path)
+		key := p.appendKey(c, "GET", nil)
+		sh := p.store.shardFor(key)
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		_, ok := sh.pass[string(key)]
+		return ok
+	}
+	if !passing("/hfm") {
+		t.Fatal("private response did not mark the key")
+	}
+	if r := get(p, o, "/hfm"); r.body != "public" || r.header.Get("X-Cache-Status") != StatusMiss {
+		t.Fatalf("second: %q %s", r.body, r.header.Get("X-Cache-Status"))
+	}
+	if passing("/hfm") {
+		t.Fatal("a stored response left the mark")
+	}
+	if r := get(p, o, "/hfm"); r.body != "public" || r.header.Get("X-Cache-Status") != StatusHit {
+		t.Fatalf("third: %q %s", r.body, r.header.Get("X-Cache-Status"))
+	}
+	for _, code := range []int{500, 502, 503, 504} {
+		path := fmt.Sprint("/err", code)
+		if r := get(p, static(code, "down"), path); r.status != code || r.header.Get("X-Cache-Status") != StatusMiss {
+			t.Fatalf("%d: %d %s", code, r.status, r.header.Get("X-Cache-Status"))
+		}
+		if passing(path) {
+			t.Fatalf("%d marked the key", code)
+		}
+	}
+}
