@@ -258,9 +258,9 @@ func New(env plugin.Env, opts map[string]any) (plugin.Plugin, error) {
 			n, size, removed, err := p.store.scanDir(p.scanStop)
 			if env.Logger != nil {
 				if err != nil {
-					env.Logger.Warn("cache: disk tier scan failed", "plugin", env.Name, "dir", o.Dir, "error", err)
+					env.Logger.Warn("cache: disk tier scan failed", "dir", o.Dir, "error", err)
 				} else {
-					env.Logger.Info("cache: disk tier scanned", "plugin", env.Name, "dir", o.Dir,
+					env.Logger.Info("cache: disk tier scanned", "dir", o.Dir,
 						"entries", n, "bytes", size, "removed", removed)
 				}
 			}
