@@ -40,7 +40,6 @@ package cache
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -255,7 +254,7 @@ func New(env plugin.Env, opts map[string]any) (plugin.Plugin, error) {
 		p.scanStop, p.scanDone = make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(p.scanDone)
-			n, size, removed, err := p.store.scanDir(p.scanStop)
+			n, size, removed, err := p.store.scanDir(p.scanStop, p.maxEntry)
 			if env.Logger != nil {
 				if err != nil {
 					env.Logger.Warn("cache: disk tier scan failed", "dir", o.Dir, "error", err)
@@ -343,20 +342,17 @@ func (p *Plugin) loadDisk(sh *shard, d *entry, key []byte, req *httpx.Header) {
 	} else {
 		path = filepath.Join(p.store.dir, fileName(string(key), nil))
 	}
-	e, size, err := readEntryFile(path, true)
-	if err == nil && (e.key != string(key) || !varyMatches(e.vary, e.varyVals, req)) {
-		err = errBadFile
-		if d == nil {
-			e = nil // another variant: leave the file alone
-		}
-	}
-	if err != nil {
+	e, size, err := readEntryFile(path, true, p.maxEntry)
+	if err != nil || e.key != string(key) || !varyMatches(e.vary, e.varyVals, req) {
 		if d != nil {
 			sh.mu.Lock()
 			sh.disk.evict(d) // no-op when already gone
 			sh.mu.Unlock()
 		}
-		if !errors.Is(err, os.ErrNotExist) && (d != nil || e != nil) {
+		// Remove a corrupt file, and one too large for this instance that
+		// its index listed. A valid file for another key (a hash
+		// collision) or Vary variant stays.
+		if err == errBadFile || err == errTooLarge && d != nil {
 			os.Remove(path)
 		}
 		return

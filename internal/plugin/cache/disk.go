@@ -52,7 +52,10 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-var errBadFile = errors.New("cache: malformed cache file")
+var (
+	errBadFile  = errors.New("cache: malformed cache file")
+	errTooLarge = errors.New("cache: cache file larger than this instance stores")
+)
 
 // fileName is the disk file name of the variant of key with Vary values
 // varyVals.
@@ -270,8 +273,8 @@ func writeEntryFile(dir string, e *entry) (string, int64, error) {
 
 // readEntryFile reads and checks the file at path. With body false only
 // the metadata is read (a scan); the returned entry then has bodyLen set
-// and no body.
-func readEntryFile(path string, body bool) (*entry, int64, error) {
+// and no body. A body longer than maxBody is refused before reading.
+func readEntryFile(path string, body bool, maxBody int64) (*entry, int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err
@@ -288,6 +291,9 @@ func readEntryFile(path string, body bool) (*entry, int64, error) {
 	}
 	hdrLen := int64(binary.LittleEndian.Uint32(pre[4:]))
 	bodyLen := binary.LittleEndian.Uint64(pre[8:])
+	if bodyLen > uint64(maxBody) && bodyLen <= uint64(size) {
+		return nil, 0, errTooLarge // valid maybe, but not for us: keep it
+	}
 	if string(pre[:4]) != fileMagic || hdrLen > maxHeaderBlock || bodyLen > uint64(size) ||
 		filePrefixLen+hdrLen+int64(bodyLen) != size {
 		return nil, 0, errBadFile
@@ -325,9 +331,10 @@ func readEntryFile(path string, body bool) (*entry, int64, error) {
 // exceeded), malformed ones and old temp files are removed. Files with
 // names this package does not produce are left alone. It runs while the
 // plugin serves: a variant already indexed (stored or loaded meanwhile) is
-// kept. It stops early when stop is closed. It returns the entries
-// indexed, their bytes, and the files removed.
-func (s *store) scanDir(stop <-chan struct{}) (indexed int, bytes int64, removed int, err error) {
+// kept. Files with bodies over maxBody (max_entry_size) are removed too.
+// It stops early when stop is closed. It returns the entries indexed,
+// their bytes, and the files removed.
+func (s *store) scanDir(stop <-chan struct{}, maxBody int64) (indexed int, bytes int64, removed int, err error) {
 	ents, err := os.ReadDir(s.dir)
 	if err != nil {
 		return 0, 0, 0, err
@@ -363,10 +370,10 @@ func (s *store) scanDir(stop <-chan struct{}) (indexed int, bytes int64, removed
 		if !ourFileName(name) {
 			continue
 		}
-		e, size, err := readEntryFile(path, false)
+		e, size, err := readEntryFile(path, false, maxBody)
 		if err != nil {
-			if !errors.Is(err, os.ErrNotExist) {
-				remove(path) // corrupt or truncated
+			if err == errBadFile || err == errTooLarge {
+				remove(path) // corrupt, truncated, or too large to serve
 			}
 			continue
 		}

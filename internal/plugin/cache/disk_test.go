@@ -273,7 +273,7 @@ func TestDiskTierBound(t *testing.T) {
 	for i := 0; i < count; i++ {
 		key := fmt.Sprintf("GET\nexample.com\n/b/%d", i)
 		path := filepath.Join(dir, fileName(key, nil))
-		e, _, err := readEntryFile(path, true)
+		e, _, err := readEntryFile(path, true, 1<<30)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,7 +407,7 @@ func TestFileCodecRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, gotSize, err := readEntryFile(path, true)
+	got, gotSize, err := readEntryFile(path, true, 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,10 +450,10 @@ func FuzzReadEntryFile(f *testing.F) {
 		if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if e, _, err := readEntryFile(p, true); err == nil && e.key == "" {
+		if e, _, err := readEntryFile(p, true, 1<<30); err == nil && e.key == "" {
 			t.Fatal("accepted an entry without key")
 		}
-		readEntryFile(p, false)
+		readEntryFile(p, false, 1<<30)
 	})
 }
 
@@ -515,5 +515,51 @@ func TestCloseDuringScan(t *testing.T) {
 	defer p2.Close()
 	if diskCount(p2) != 50 {
 		t.Fatalf("%d indexed", diskCount(p2))
+	}
+}
+
+// TestDiskTierMaxEntrySize: files with bodies over this instance's
+// max_entry_size are removed by its scan, and left alone when only probed
+// (another instance's, still listed there).
+func TestDiskTierMaxEntrySize(t *testing.T) {
+	dir := t.TempDir()
+	big := static(200, strings.Repeat("B", 10000), "Cache-Control: max-age=60")
+	a := mustNew(t, map[string]any{"dir": dir, "max_entry_size": "64KB"})
+	small := mustNew(t, map[string]any{"dir": dir, "max_entry_size": "1KB"}) // scanned an empty dir
+	get(a, big, "/big")
+	if r := get(small, big, "/big"); r.header.Get("X-Cache-Status") != StatusMiss || len(r.body) != 10000 {
+		t.Fatalf("small instance: %s %d", r.header.Get("X-Cache-Status"), len(r.body))
+	}
+	if n := len(cacheFiles(t, dir)); n != 1 {
+		t.Fatalf("probe removed a valid file of another instance: %d files", n)
+	}
+	if r := get(a, big, "/big"); r.header.Get("X-Cache-Status") != StatusHit {
+		t.Fatalf("a: %s", r.header.Get("X-Cache-Status"))
+	}
+	a.Close()
+	small.Close()
+	small2 := mustNew(t, map[string]any{"dir": dir, "max_entry_size": "1KB"})
+	defer small2.Close()
+	if n := len(cacheFiles(t, dir)); n != 0 || diskCount(small2) != 0 {
+		t.Fatalf("scan kept a file over max_entry_size: %d files", n)
+	}
+}
+
+// TestDiskTierProbeCorrupt: a corrupt file found by name (not indexed) is
+// a miss, never served, and replaced by the refill.
+func TestDiskTierProbeCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	p := mustNew(t, map[string]any{"dir": dir})
+	defer p.Close()
+	path := filepath.Join(dir, fileName("GET\nexample.com\n/pc", nil))
+	if err := os.WriteFile(path, []byte(fileMagic+"garbage that is not a cache file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := static(200, "fresh", "Cache-Control: max-age=60")
+	if r := get(p, o, "/pc"); r.header.Get("X-Cache-Status") != StatusMiss || r.body != "fresh" {
+		t.Fatalf("%s %q", r.header.Get("X-Cache-Status"), r.body)
+	}
+	if e, _, err := readEntryFile(path, true, 1<<20); err != nil || string(e.body) != "fresh" {
+		t.Fatalf("file not replaced: %v", err)
 	}
 }
