@@ -322,9 +322,9 @@ func (p *Plugin) persist(sh *shard, e *entry, gen uint64) {
 
 // diskCopy is the disk-index entry for e stored in the file at path.
 func (p *Plugin) diskCopy(e *entry, path string, size int64) *entry {
-	d := *e
-	d.prev, d.next, d.body, d.file, d.bodyLen, d.size = nil, nil, nil, path, int64(len(e.body)), size
-	return &d
+	d := e.clone()
+	d.body, d.file, d.bodyLen, d.size = nil, path, int64(len(e.body)), size
+	return d
 }
 
 // loadDisk reads the disk tier's copy of the request's variant of key
@@ -924,8 +924,7 @@ func (p *Plugin) refresh(st *state, h304 *httpx.Header, now time.Time) *entry {
 		}
 		merged.Add(f.Name, f.Value)
 	}
-	e := *old
-	e.prev, e.next = nil, nil
+	e := old.clone()
 	e.header = cloneHeader(&merged)
 	cc := parseCacheControl(&e.header)
 	if f, ok := freshnessLifetime(&e.header, cc, now, p.ttl); ok {
@@ -939,7 +938,7 @@ func (p *Plugin) refresh(st *state, h304 *httpx.Header, now time.Time) *entry {
 	for i, name := range e.vary {
 		e.size += int64(len(name) + len(e.varyVals[i]))
 	}
-	return &e
+	return e
 }
 
 // cloneHeader copies the storable fields of h into one new string, so the

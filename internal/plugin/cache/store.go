@@ -18,7 +18,8 @@ const (
 	entryOverhead = 256
 )
 
-// entry is one stored response. It is immutable once published in the
+// entry is one stored response (clone copies its fields: keep it in step
+// when adding one). It is immutable once published in the
 // store (readers copy its header and share its body without a lock); an
 // update (revalidation) publishes a new entry.
 type entry struct {
@@ -47,6 +48,17 @@ type entry struct {
 	bodyLen int64
 
 	prev, next *entry // shard LRU; front = most recently used
+}
+
+// clone copies e's stored fields, not its LRU links (which other
+// goroutines change under the shard lock; e itself is immutable).
+func (e *entry) clone() *entry {
+	return &entry{
+		key: e.key, vary: e.vary, varyVals: e.varyVals, status: e.status, header: e.header, body: e.body,
+		contentLength: e.contentLength, storedAt: e.storedAt, initialAge: e.initialAge, freshFor: e.freshFor,
+		mustRevalidate: e.mustRevalidate, swr: e.swr, sie: e.sie, etag: e.etag, lastMod: e.lastMod,
+		lastModUnix: e.lastModUnix, size: e.size, file: e.file, bodyLen: e.bodyLen,
+	}
 }
 
 // finish derives the validators and the size of e from its header, plus
