@@ -284,14 +284,18 @@ func (p *Plugin) Close() error {
 
 // publish stores e in the memory tier. Entries it pushes out are dropped:
 // with a disk tier they are already on disk (written through by persist).
-// It returns the shard's invalidation generation, for persist.
-func (p *Plugin) publish(sh *shard, e *entry) uint64 {
+// f is the fill that fetched e (nil when none): when a PURGE of the key
+// ran while it was upstream, e may predate the purge and is not stored
+// (ok false). It returns the shard's invalidation generation, for persist.
+func (p *Plugin) publish(sh *shard, e *entry, f *fill) (gen uint64, ok bool) {
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if f != nil && f.flight != nil && f.flight.purged {
+		return 0, false
+	}
 	sh.mem.insert(e, e.vary)
 	delete(sh.pass, e.key) // storable again
-	gen := sh.gen
-	sh.mu.Unlock()
-	return gen
+	return sh.gen, true
 }
 
 // persist writes e to the disk tier (when there is one) and indexes it.
@@ -736,6 +740,9 @@ func (p *Plugin) invalidate(c *httpx.Ctx) bool {
 		sh.mu.Lock()
 		mem := sh.mem.remove(string(key))
 		disk := sh.disk.remove(string(key))
+		if f := sh.flights[string(key)]; f != nil {
+			f.purged = true // its response may predate the purge
+		}
 		sh.gen++
 		sh.mu.Unlock()
 		removeFiles(disk)
@@ -790,12 +797,14 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 		if st.reval {
 			// Our revalidation: the stored response is still good.
 			e := p.refresh(st, &r.Header, now)
-			gen := p.publish(st.shard, e)
+			gen, ok := p.publish(st.shard, e, st.fill)
 			st.fill.release()
 			httpx.CloseBody(r)
 			r.Header.Reset()
 			p.serve(c, e, now, StatusExpired, false)
-			p.persist(st.shard, e, gen)
+			if ok {
+				p.persist(st.shard, e, gen)
+			}
 			return
 		}
 		// The client's own conditional request, answered 304 upstream:
@@ -803,10 +812,12 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 		// response too (RFC 9111 4.3.4); the client gets the 304.
 		if et := r.Header.Get("ETag"); et != "" && et == st.stale.etag {
 			e := p.refresh(st, &r.Header, now)
-			gen := p.publish(st.shard, e)
+			gen, ok := p.publish(st.shard, e, st.fill)
 			st.fill.release()
 			r.Header.Set("X-Cache-Status", st.status)
-			p.persist(st.shard, e, gen)
+			if ok {
+				p.persist(st.shard, e, gen)
+			}
 			return
 		}
 	}
@@ -837,9 +848,11 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 		return
 	}
 	if c.Req.Method == "HEAD" || r.Body == nil {
-		gen := p.publish(st.shard, e)
+		gen, ok := p.publish(st.shard, e, st.fill)
 		st.fill.release()
-		p.persist(st.shard, e, gen)
+		if ok {
+			p.persist(st.shard, e, gen)
+		}
 		return
 	}
 	t := &tee{p: p, e: e, vary: vary, fill: st.fill, want: r.ContentLength}
@@ -1032,7 +1045,7 @@ func (t *tee) Close() error {
 	if stored {
 		t.e.body = t.buf
 		t.e.size += int64(len(t.buf))
-		gen = t.p.publish(t.fill.sh, t.e)
+		gen, stored = t.p.publish(t.fill.sh, t.e, t.fill)
 	}
 	t.fill.release()
 	t.buf = nil

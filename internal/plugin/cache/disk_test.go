@@ -469,7 +469,7 @@ func TestPurgeBetweenStoreAndDiskWrite(t *testing.T) {
 	h.Add("Cache-Control", "max-age=60")
 	e := &entry{key: key, status: 200, header: h, body: []byte("x"), contentLength: -1, storedAt: time.Now(), freshFor: time.Minute, swr: -1, sie: -1}
 	e.finish(1)
-	gen := p.publish(sh, e)
+	gen, _ := p.publish(sh, e, nil)
 	if r := static(200, "").do(plugintest.NewCtx("PURGE", "/race"), p); r.status != 200 {
 		t.Fatalf("purge %d", r.status)
 	}
@@ -478,7 +478,7 @@ func TestPurgeBetweenStoreAndDiskWrite(t *testing.T) {
 		t.Fatalf("%d files, %d indexed after a purge", n, diskCount(p))
 	}
 	// Without a purge in between it is written.
-	gen = p.publish(sh, e)
+	gen, _ = p.publish(sh, e, nil)
 	p.persist(sh, e, gen)
 	if n := len(cacheFiles(t, dir)); n != 1 || diskCount(p) != 1 {
 		t.Fatalf("%d files, %d indexed", n, diskCount(p))

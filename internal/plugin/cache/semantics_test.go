@@ -472,3 +472,35 @@ func TestHitForMiss(t *testing.T) {
 		}
 	}
 }
+
+// TestPurgeDuringFill: a response fetched while a PURGE of its key ran is
+// served to its request but not stored (it may predate the purge).
+func TestPurgeDuringFill(t *testing.T) {
+	p := mustNew(t, map[string]any{"dir": t.TempDir()})
+	defer p.Close()
+	release := make(chan struct{})
+	var n atomic.Int32
+	o := &origin{handler: func(*httpx.Ctx) (int, []string, string) {
+		if n.Add(1) == 1 {
+			<-release
+			return 200, []string{"Cache-Control: max-age=60"}, "old"
+		}
+		return 200, []string{"Cache-Control: max-age=60"}, "new"
+	}}
+	done := make(chan result)
+	go func() { done <- get(p, o, "/pdf") }()
+	waitFor(t, "the fill upstream", func() bool { return n.Load() == 1 })
+	if r := o.do(plugintest.NewCtx("PURGE", "/pdf"), p); r.status != 404 {
+		t.Fatalf("purge: %d", r.status)
+	}
+	close(release)
+	if r := <-done; r.body != "old" {
+		t.Fatalf("filling request got %q", r.body)
+	}
+	if r := get(p, o, "/pdf"); r.body != "new" || r.header.Get("X-Cache-Status") != StatusMiss {
+		t.Fatalf("after purge: %q %s", r.body, r.header.Get("X-Cache-Status"))
+	}
+	if r := get(p, o, "/pdf"); r.body != "new" || r.header.Get("X-Cache-Status") != StatusHit {
+		t.Fatalf("refilled: %q %s", r.body, r.header.Get("X-Cache-Status"))
+	}
+}

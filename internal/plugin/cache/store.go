@@ -101,6 +101,9 @@ type primary struct {
 type flight struct {
 	done    chan struct{}
 	waiters atomic.Int32 // for tests and metrics
+	// purged is set (under the shard lock) by a PURGE or unsafe request
+	// while the fill is upstream: its response is then not stored.
+	purged bool
 }
 
 // lru is an intrusive doubly-linked list of entries with a byte budget.
