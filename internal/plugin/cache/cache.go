@@ -493,11 +493,26 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 		// A request's no-cache / max-age is satisfied by a response
 		// fetched from the origin after the request arrived (the fill it
 		// waited for).
-		if e != nil && e.fresh(now) && (!reqCC.noCache && (reqCC.maxAge < 0 || e.age(now) <= reqCC.maxAge) ||
-			waited && !e.storedAt.Before(st.reqTime)) {
+		if e != nil && e.fresh(now) && (reqFresh(e, now, &reqCC) || waited && !e.storedAt.Before(st.reqTime)) {
 			sh.mu.Unlock()
 			st.served = true
 			p.serve(c, e, now, StatusHit, true)
+			return true
+		}
+		// The client accepts a stale response (max-stale), unless the
+		// response forbids it.
+		if e != nil && !e.fresh(now) && !reqCC.noCache && e.canServeStale(now, reqCC.maxStale) {
+			sh.mu.Unlock()
+			st.served = true
+			p.serve(c, e, now, StatusStale, true)
+			return true
+		}
+		if reqCC.onlyIfCached {
+			// RFC 9111 5.2.1.7: nothing usable stored, do not go upstream.
+			sh.mu.Unlock()
+			st.served = true
+			c.Error(504, "not cached")
+			c.Resp.Header.Set("X-Cache-Status", StatusMiss)
 			return true
 		}
 		// A Range request that finds nothing goes upstream as is, without
@@ -561,6 +576,19 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 		}
 		return false
 	}
+}
+
+// reqFresh applies the request's no-cache, max-age and min-fresh to a
+// fresh entry.
+func reqFresh(e *entry, now time.Time, cc *cacheControl) bool {
+	if cc.noCache {
+		return false
+	}
+	age := e.age(now)
+	if cc.maxAge >= 0 && age > cc.maxAge {
+		return false
+	}
+	return cc.minFresh < 0 || e.freshFor-age >= cc.minFresh
 }
 
 // wait blocks until f is done, the client goes away, or lock_timeout.

@@ -504,3 +504,47 @@ func TestPurgeDuringFill(t *testing.T) {
 		t.Fatalf("refilled: %q %s", r.body, r.header.Get("X-Cache-Status"))
 	}
 }
+
+// TestRequestDirectives: max-stale, min-fresh and only-if-cached (RFC 9111
+// 5.2.1).
+func TestRequestDirectives(t *testing.T) {
+	tests := []struct {
+		name     string
+		stored   []string // nil: nothing stored
+		reqCC    string
+		status   int
+		xcache   string
+		upstream int32 // calls after the priming one
+	}{
+		{"max-stale within", []string{"Cache-Control: max-age=10", "Age: 20"}, "max-stale=30", 200, StatusStale, 0},
+		{"max-stale any", []string{"Cache-Control: max-age=10", "Age: 2000"}, "max-stale", 200, StatusStale, 0},
+		{"max-stale beyond", []string{"Cache-Control: max-age=10", "Age: 20"}, "max-stale=5", 200, StatusExpired, 1},
+		{"max-stale vs must-revalidate", []string{"Cache-Control: max-age=10, must-revalidate", "Age: 20"}, "max-stale", 200, StatusExpired, 1},
+		{"min-fresh satisfied", []string{"Cache-Control: max-age=100", "Age: 20"}, "min-fresh=50", 200, StatusHit, 0},
+		{"min-fresh not satisfied", []string{"Cache-Control: max-age=100", "Age: 20"}, "min-fresh=90", 200, StatusExpired, 1},
+		{"only-if-cached hit", []string{"Cache-Control: max-age=100"}, "only-if-cached", 200, StatusHit, 0},
+		{"only-if-cached stale", []string{"Cache-Control: max-age=10", "Age: 20"}, "only-if-cached", 504, StatusMiss, 0},
+		{"only-if-cached absent", nil, "only-if-cached", 504, StatusMiss, 0},
+		{"only-if-cached + max-stale", []string{"Cache-Control: max-age=10", "Age: 20"}, "only-if-cached, max-stale", 200, StatusStale, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustNew(t, map[string]any{})
+			o := static(200, "x", tt.stored...)
+			if tt.stored != nil {
+				get(p, o, "/rd")
+			}
+			before := o.calls.Load()
+			r := get(p, o, "/rd", "Cache-Control: "+tt.reqCC)
+			if r.status != tt.status || r.header.Get("X-Cache-Status") != tt.xcache {
+				t.Fatalf("got %d %s %q, want %d %s", r.status, r.header.Get("X-Cache-Status"), r.body, tt.status, tt.xcache)
+			}
+			if got := o.calls.Load() - before; got != tt.upstream {
+				t.Fatalf("%d upstream calls, want %d", got, tt.upstream)
+			}
+			if tt.status == 504 && r.body != `{"error":"not cached"}` {
+				t.Fatalf("504 body %q", r.body)
+			}
+		})
+	}
+}
