@@ -384,25 +384,24 @@ func (s *store) scanDir(stop <-chan struct{}, maxBody int64) (indexed int, bytes
 		e.file, e.size = path, size
 		all = append(all, found{e, size})
 	}
-	slices.SortFunc(all, func(a, b found) int { return a.e.storedAt.Compare(b.e.storedAt) })
+	// Newest first, each behind what is indexed: when a shard is full the
+	// rest (older) files are deleted, and entries stored by requests
+	// meanwhile (newer) are never pushed out by old ones.
+	slices.SortFunc(all, func(a, b found) int { return b.e.storedAt.Compare(a.e.storedAt) })
 	for _, f := range all {
 		sh := s.shardFor([]byte(f.e.key))
-		if f.size > sh.disk.lru.capacity {
-			remove(f.e.file)
-			continue
-		}
 		sh.mu.Lock()
-		if sh.disk.has(f.e) {
-			sh.mu.Unlock()
-			continue
-		}
-		replaced, evicted := sh.disk.insert(f.e, f.e.vary)
+		has := sh.disk.has(f.e)
+		ok := !has && sh.disk.insertOld(f.e)
 		sh.mu.Unlock()
-		removed += len(replaced) + len(evicted)
-		removeFiles(except(replaced, f.e.file))
-		removeFiles(except(evicted, f.e.file))
-		indexed++
-		bytes += f.size
+		switch {
+		case ok:
+			indexed++
+			bytes += f.size
+		case !has:
+			// No room, or superseded by a newer entry for the key.
+			remove(f.e.file)
+		}
 	}
 	return indexed, bytes, removed, nil
 }

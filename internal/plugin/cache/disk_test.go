@@ -622,3 +622,32 @@ func TestDiskTierConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestTierInsertOld(t *testing.T) {
+	tr := tier{items: map[string]*primary{}, lru: lru{capacity: 300}}
+	mk := func(key string, vary, vals []string) *entry {
+		return &entry{key: key, size: 100, vary: vary, varyVals: vals}
+	}
+	live := mk("live", nil, nil)
+	tr.insert(live, nil)
+	if !tr.insertOld(mk("a", nil, nil)) || !tr.insertOld(mk("b", nil, nil)) {
+		t.Fatal("room for two old entries")
+	}
+	if tr.insertOld(mk("c", nil, nil)) {
+		t.Fatal("an old entry went over the budget")
+	}
+	if tr.lru.head != live || tr.lru.tail.key != "b" || tr.lru.size != 300 {
+		t.Fatalf("order head %s tail %s size %d", tr.lru.head.key, tr.lru.tail.key, tr.lru.size)
+	}
+	tr2 := tier{items: map[string]*primary{}, lru: lru{capacity: 1000}}
+	tr2.insert(mk("k", []string{"accept"}, []string{"x"}), []string{"accept"})
+	if tr2.insertOld(mk("k", []string{"accept"}, []string{"x"})) {
+		t.Fatal("same variant inserted twice")
+	}
+	if tr2.insertOld(mk("k", []string{"origin"}, []string{"x"})) {
+		t.Fatal("an older Vary replaced a newer one")
+	}
+	if !tr2.insertOld(mk("k", []string{"accept"}, []string{"y"})) || len(tr2.items["k"].entries) != 2 {
+		t.Fatal("another variant of the same Vary")
+	}
+}

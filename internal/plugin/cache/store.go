@@ -126,6 +126,18 @@ func (l *lru) pushFront(e *entry) {
 	l.size += e.size
 }
 
+func (l *lru) pushBack(e *entry) {
+	e.prev, e.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = e
+	}
+	l.tail = e
+	if l.head == nil {
+		l.head = e
+	}
+	l.size += e.size
+}
+
 func (l *lru) unlink(e *entry) {
 	if e.prev != nil {
 		e.prev.next = e.next
@@ -225,6 +237,35 @@ func (t *tier) insert(e *entry, vary []string) (replaced, evicted []*entry) {
 		evicted = append(evicted, victim)
 	}
 	return replaced, evicted
+}
+
+// insertOld adds e, older than every entry already in t, at the back of
+// the LRU (the disk scan goes newest first, while requests may already
+// store entries). It reports false, storing nothing, when e does not fit
+// in the budget, or its variant is already there or superseded (another
+// Vary, no room among the variants): its file is then outdated.
+func (t *tier) insertOld(e *entry) bool {
+	p := t.items[e.key]
+	if p != nil {
+		if !equalStrings(p.vary, e.vary) || len(p.entries) >= maxVariants {
+			return false
+		}
+		for _, x := range p.entries {
+			if equalStrings(x.varyVals, e.varyVals) {
+				return false
+			}
+		}
+	}
+	if t.lru.size+e.size > t.lru.capacity {
+		return false
+	}
+	if p == nil {
+		p = &primary{vary: e.vary}
+		t.items[e.key] = p
+	}
+	p.entries = append(p.entries, e)
+	t.lru.pushBack(e)
+	return true
 }
 
 // evict removes e from the LRU and from its primary.
