@@ -65,6 +65,7 @@ type Engine struct {
 	acme func(c *httpx.Ctx) bool
 
 	mu         sync.Mutex // serializes Start, Apply and Shutdown
+	closed     bool       // Shutdown ran: no more reloads
 	listeners  map[string]*listener
 	metricsSrv *auxServer
 	accessPath string
@@ -156,6 +157,9 @@ func (e *Engine) Reload() error {
 func (e *Engine) Apply(cfg *config.Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.closed {
+		return errors.New("shutting down: reload ignored")
+	}
 	old := e.snap.Load()
 	snap, err := e.buildSnapshot(cfg, old)
 	if err == nil {
@@ -500,6 +504,7 @@ func (e *Engine) retirePlugins(old, snap *Snapshot, grace time.Duration) {
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.closed = true
 	var wg sync.WaitGroup
 	names := make([]string, 0, len(e.listeners))
 	for name := range e.listeners {
