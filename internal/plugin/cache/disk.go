@@ -388,11 +388,15 @@ func (s *store) scanDir(stop <-chan struct{}, maxBody int64) (indexed int, bytes
 	// rest (older) files are deleted, and entries stored by requests
 	// meanwhile (newer) are never pushed out by old ones.
 	slices.SortFunc(all, func(a, b found) int { return b.e.storedAt.Compare(a.e.storedAt) })
+	full := map[*shard]bool{} // a shard refused one: every older file goes
 	for _, f := range all {
 		sh := s.shardFor([]byte(f.e.key))
 		sh.mu.Lock()
 		has := sh.disk.has(f.e)
-		ok := !has && sh.disk.insertOld(f.e)
+		ok := !has && !full[sh] && sh.disk.insertOld(f.e)
+		if !ok && !has && sh.disk.lru.size+f.e.size > sh.disk.lru.capacity {
+			full[sh] = true
+		}
 		sh.mu.Unlock()
 		switch {
 		case ok:
