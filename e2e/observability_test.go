@@ -177,6 +177,10 @@ path = "/b"
 [servers.main]
 addr = "127.0.0.1:0"
 locations = ["la", "lb", "lm"]
+
+[servers.extra]
+addr = "127.0.0.1:0"
+locations = ["la"]
 `
 	} else {
 		s += `
@@ -230,6 +234,10 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 	send("GET", "/nothing", 2, 404)
 	send("DELETE", "/nothing", 1, 404)
 	send("GET", "/mock", 2, 418) // answered by a plugin
+	// One request on a second server (removed by the reload below).
+	if resp, _ := do(t, "POST", p.url("extra")+"/a/x", strings.NewReader("12345")); resp.StatusCode != 200 {
+		t.Fatalf("extra: %d", resp.StatusCode)
+	}
 
 	req := func(method, status, loc string) string {
 		return obSeries("http_requests_total", "method", method, "status", status, "server", "main", "location", loc)
@@ -242,11 +250,13 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 		req("GET", "404", ""):     2,
 		req("DELETE", "404", ""):  1,
 		req("GET", "418", "lm"):   2,
-		obSeries("plugin_responses_total", "plugin", "mocky", "status", "418"):              2,
-		obSeries("http_request_duration_seconds_count", "server", "main", "location", "la"): 6,
-		obSeries("http_request_duration_seconds_count", "server", "main", "location", "lb"): 4,
-		obSeries("http_request_duration_seconds_count", "server", "main", "location", ""):   3,
-		obSeries("upstream_requests_total", "upstream", "ua", "server", a.Addr):             6,
+		obSeries("plugin_responses_total", "plugin", "mocky", "status", "418"):                                  2,
+		obSeries("http_request_duration_seconds_count", "server", "main", "location", "la"):                     6,
+		obSeries("http_request_duration_seconds_count", "server", "main", "location", "lb"):                     4,
+		obSeries("http_request_duration_seconds_count", "server", "main", "location", ""):                       3,
+		obSeries("http_requests_total", "method", "POST", "status", "200", "server", "extra", "location", "la"): 1,
+		obSeries("http_request_bytes_total", "server", "extra"):                                                 5,
+		obSeries("upstream_requests_total", "upstream", "ua", "server", a.Addr):                                 7,
 		// round robin over two addrs
 		obSeries("upstream_requests_total", "upstream", "ub", "server", b1.Addr): 2,
 		obSeries("upstream_requests_total", "upstream", "ub", "server", b2.Addr): 2,
@@ -260,13 +270,13 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 	}
 	got := obWaitMetrics(t, maddr, want, nil)
 	// Exactly these label sets, no stray ones (e.g. the FROB method).
-	if s := obSeriesOf(got, "http_requests_total"); len(s) != 7 {
-		t.Fatalf("http_requests_total has %d series, want 7: %v", len(s), s)
+	if s := obSeriesOf(got, "http_requests_total"); len(s) != 8 {
+		t.Fatalf("http_requests_total has %d series, want 8: %v", len(s), s)
 	}
 	if s := obSeriesOf(got, "http_requests_total", `method="FROB"`); len(s) != 0 {
 		t.Fatalf("raw method became a label: %v", s)
 	}
-	if s := obSeriesOf(got, "http_request_duration_seconds_bucket", `location="la"`, `le="+Inf"`); len(s) != 1 || got[s[0]] != 6 {
+	if s := obSeriesOf(got, "http_request_duration_seconds_bucket", `location="la",server="main"`, `le="+Inf"`); len(s) != 1 || got[s[0]] != 6 {
 		t.Fatalf("la +Inf bucket: %v", s)
 	}
 
@@ -281,7 +291,7 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 		obSeries("config_reloads_total", "result", "failure"):                    0,
 		req("GET", "200", "la"):                                                  3,
 		req("GET", "404", ""):                                                    2,
-		obSeries("upstream_requests_total", "upstream", "ua", "server", a.Addr):  6,
+		obSeries("upstream_requests_total", "upstream", "ua", "server", a.Addr):  7,
 		obSeries("upstream_requests_total", "upstream", "ub", "server", b1.Addr): 2,
 		obSeries("upstream_health", "upstream", "ub", "server", b1.Addr):         1,
 		obSeries("upstream_health", "upstream", "down", "server", dead):          0,
@@ -292,6 +302,9 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 		var out []string
 		out = append(out, obSeriesOf(m, "http_requests_total", `location="lb"`)...)
 		out = append(out, obSeriesOf(m, "http_request_duration_seconds_count", `location="lb"`)...)
+		for _, name := range []string{"http_requests_total", "http_request_duration_seconds_count", "http_request_bytes_total", "http_response_bytes_total", "http_connections_open"} {
+			out = append(out, obSeriesOf(m, name, `server="extra"`)...)
+		}
 		for _, name := range []string{"upstream_requests_total", "upstream_health", "upstream_response_duration_seconds_count"} {
 			out = append(out, obSeriesOf(m, name, `server="`+b2.Addr+`"`)...)
 		}
@@ -302,7 +315,7 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 	send("GET", "/b/x", 1, 404) // lb is gone: no location matches
 	after[req("GET", "200", "la")] = 4
 	after[req("GET", "404", "")] = 3
-	after[obSeries("upstream_requests_total", "upstream", "ua", "server", a.Addr)] = 7
+	after[obSeries("upstream_requests_total", "upstream", "ua", "server", a.Addr)] = 8
 	obWaitMetrics(t, maddr, after, gone)
 
 	// A refused reload counts as a failure.
