@@ -83,11 +83,12 @@ type Engine struct {
 }
 
 type listener struct {
-	name string
-	addr string
-	ln   net.Listener
-	srv  *server.Server
-	done chan struct{}
+	name    string
+	addr    string
+	ln      net.Listener
+	srv     *server.Server
+	handler *serverHandler
+	done    chan struct{}
 	// HTTP/3 on the same port over UDP, when the server has http3 = true.
 	h3   *http3.Server
 	h3pc net.PacketConn
@@ -214,11 +215,34 @@ func (e *Engine) Apply(cfg *config.Config) error {
 // the whole reload), swap the snapshot, then retire what the old one had.
 func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 	cfg := snap.cfg
+	// A server renamed on the same addr keeps its listener: find listeners
+	// of servers that go away whose addr a new server takes over.
+	renamed := map[string]*listener{}
+	claimed := map[*listener]bool{}
+	for _, name := range sortedKeys(cfg.Servers) {
+		if e.listeners[name] != nil {
+			continue
+		}
+		for _, oldName := range sortedKeys(e.listeners) {
+			l := e.listeners[oldName]
+			if _, kept := cfg.Servers[oldName]; !kept && !claimed[l] && l.addr == cfg.Servers[name].Addr {
+				renamed[name] = l
+				claimed[l] = true
+				break
+			}
+		}
+	}
+	current := func(name string) *listener {
+		if l := renamed[name]; l != nil {
+			return l
+		}
+		return e.listeners[name]
+	}
 	// Open listeners of new servers and servers whose addr changed.
 	opened := map[string]*listener{}
 	for _, name := range sortedKeys(cfg.Servers) {
 		sc := cfg.Servers[name]
-		if l := e.listeners[name]; l != nil && l.addr == sc.Addr {
+		if l := current(name); l != nil && l.addr == sc.Addr {
 			continue
 		}
 		ln, err := e.listen(name, sc)
@@ -245,7 +269,7 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 		if !sc.HTTP3 || !sc.TLSEnabled() {
 			continue
 		}
-		if l := e.listeners[name]; opened[name] == nil && l != nil && l.h3pc != nil {
+		if l := current(name); opened[name] == nil && l != nil && l.h3pc != nil {
 			continue // already serving HTTP/3 on this addr
 		}
 		if l := e.listeners[name]; opened[name] == nil && l != nil && l.h3Retiring != nil {
@@ -300,6 +324,13 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 	e.registry.Commit(pools)
 	e.checker.Sync(pools)
 
+	for name, l := range renamed {
+		delete(e.listeners, l.name)
+		e.log.Info("listener renamed", slog.String("from", l.name), slog.String("to", name), slog.String("addr", l.addr))
+		l.name = name
+		l.handler.name.Store(&name)
+		e.listeners[name] = l
+	}
 	for name, sc := range cfg.Servers {
 		opts := e.serverOptions(name, sc)
 		opts.TLSConfig = tlsConfigs[name]
@@ -307,7 +338,8 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 			if prev := e.listeners[name]; prev != nil {
 				go e.drain(prev, cfg.Basic.GracePeriod.D())
 			}
-			l.srv = server.New(&serverHandler{e: e, name: name}, opts)
+			l.handler = newServerHandler(e, name)
+			l.srv = server.New(l.handler, opts)
 			e.listeners[name] = l
 			go e.serve(l)
 			if pc := h3Sockets[name]; pc != nil {
@@ -373,7 +405,7 @@ func (e *Engine) drain(l *listener, grace time.Duration) {
 func (e *Engine) startH3(l *listener, sc config.Server, tc *tls.Config) {
 	h3, err := http3.New(http3.Options{
 		TLSConfig:      tc,
-		Handler:        server.HTTPHandler(&serverHandler{e: e, name: l.name}, l.name),
+		Handler:        server.HTTPHandler(l.handler, l.name),
 		IdleTimeout:    sc.IdleTimeout.D(),
 		MaxHeaderBytes: int(sc.MaxHeaderBytes),
 		Logger:         e.log,

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pingap-go/pingap/internal/httpx"
@@ -18,8 +19,16 @@ import (
 // server up in the current snapshot on every request, so a reload changes
 // routes without touching the listener.
 type serverHandler struct {
-	e    *Engine
-	name string
+	e *Engine
+	// name is the [servers.NAME] the listener serves; a reload that renames
+	// a server on the same addr changes it without touching the socket.
+	name atomic.Pointer[string]
+}
+
+func newServerHandler(e *Engine, name string) *serverHandler {
+	h := &serverHandler{e: e}
+	h.name.Store(&name)
+	return h
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -49,7 +58,7 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 			}
 		}
 	}()
-	ss := snap.servers[h.name]
+	ss := snap.servers[*h.name.Load()]
 	if ss == nil {
 		c.Error(503, "server is being removed")
 		e.write(c)
