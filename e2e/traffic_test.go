@@ -1,0 +1,816 @@
+package e2e
+
+// End-to-end tests of the traffic and content plugins (issue 7): limit (in
+// memory, inflight, shared through a real redis-server by two pingap
+// processes), body_limit and client_max_body_size, cache, compression and
+// CORS, through the real binary.
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pingap-go/pingap/internal/testutil/redis"
+)
+
+// plRateHeaders checks the X-RateLimit-* fields of a 429.
+func plCheck429(t *testing.T, what string, resp *http.Response, body []byte, max int) {
+	t.Helper()
+	if resp.StatusCode != 429 {
+		t.Fatalf("%s: status %d, want 429: %s", what, resp.StatusCode, body)
+	}
+	plErrorBody(t, what, resp, body)
+	ra, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || ra < 1 {
+		t.Errorf("%s: Retry-After %q, want integer seconds >= 1", what, resp.Header.Get("Retry-After"))
+	}
+	if resp.Header.Get("X-RateLimit-Limit") != strconv.Itoa(max) || resp.Header.Get("X-RateLimit-Remaining") != "0" {
+		t.Errorf("%s: X-RateLimit-Limit %q Remaining %q", what, resp.Header.Get("X-RateLimit-Limit"), resp.Header.Get("X-RateLimit-Remaining"))
+	}
+	if r, err := strconv.Atoi(resp.Header.Get("X-RateLimit-Reset")); err != nil || r < 1 {
+		t.Errorf("%s: X-RateLimit-Reset %q", what, resp.Header.Get("X-RateLimit-Reset"))
+	}
+}
+
+func TestTrafficRateLimit(t *testing.T) {
+	up, hits := plEchoBackend(t, "a")
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.five]
+category = "limit"
+key = "header:X-Client"
+max = 5
+interval = "1s"
+[locations.l]
+upstream = "a"
+plugins = ["five"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+
+	// A token bucket of 5 per second gives a token back every 200ms; the
+	// burst of 6 must fit in that. On a loaded machine a burst can take
+	// longer, so a burst that did not fit is retried with a fresh key.
+	var client string
+	var last *http.Response
+	var lastBody []byte
+	for attempt := 0; attempt < 5; attempt++ {
+		client = fmt.Sprintf("c%d", attempt)
+		before := hits.hits.Load()
+		began := time.Now()
+		var statuses []int
+		for i := 0; i < 6; i++ {
+			last, lastBody = do(t, "GET", base+"/", nil, "X-Client: "+client)
+			statuses = append(statuses, last.StatusCode)
+			if i < 5 && last.StatusCode == 200 {
+				if last.Header.Get("X-RateLimit-Limit") != "5" || last.Header.Get("X-RateLimit-Remaining") != strconv.Itoa(4-i) {
+					t.Errorf("request %d: X-RateLimit-Limit %q Remaining %q", i+1, last.Header.Get("X-RateLimit-Limit"), last.Header.Get("X-RateLimit-Remaining"))
+				}
+			}
+		}
+		if time.Since(began) > 150*time.Millisecond {
+			t.Logf("burst took %v, retrying with a new key", time.Since(began))
+			continue
+		}
+		if fmt.Sprint(statuses) != "[200 200 200 200 200 429]" {
+			t.Fatalf("statuses %v, want five 200 then 429", statuses)
+		}
+		if n := hits.hits.Load() - before; n != 5 {
+			t.Fatalf("upstream hits %d, want 5", n)
+		}
+		break
+	}
+	plCheck429(t, "6th request", last, lastBody, 5)
+	// Another key has its own bucket.
+	resp, body := do(t, "GET", base+"/", nil, "X-Client: other")
+	plExpect(t, "other key", resp, body, 200)
+
+	// After Retry-After the key is served again (bounded: at most 3s).
+	ra, _ := strconv.Atoi(last.Header.Get("Retry-After"))
+	time.Sleep(time.Duration(ra) * time.Second)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		resp, body := do(t, "GET", base+"/", nil, "X-Client: "+client)
+		if resp.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d %s after Retry-After", resp.StatusCode, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestTrafficInflightLimit(t *testing.T) {
+	var inflight atomic.Int64
+	release := make(chan struct{})
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			inflight.Add(1)
+			<-release
+		}
+		w.Write([]byte("done"))
+	}))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.two]
+category = "limit"
+type = "inflight"
+max = 2
+[locations.l]
+upstream = "a"
+plugins = ["two"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	var released sync.Once
+	releaseAll := func() { released.Do(func() { close(release) }) }
+	defer releaseAll()
+
+	var wg sync.WaitGroup
+	results := make(chan int, 2)
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := http.Get(base + "/slow")
+			if err != nil {
+				results <- -1
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			results <- resp.StatusCode
+		}()
+	}
+	eventually(t, "two requests in flight at the backend", func() bool { return inflight.Load() == 2 })
+	resp, body := do(t, "GET", base+"/fast", nil)
+	plCheck429(t, "third concurrent request", resp, body, 2)
+	releaseAll()
+	wg.Wait()
+	close(results)
+	for s := range results {
+		if s != 200 {
+			t.Errorf("in-flight request status %d", s)
+		}
+	}
+	// The slots came back (Finish).
+	for i := 0; i < 3; i++ {
+		resp, body := do(t, "GET", base+"/fast", nil)
+		plExpect(t, "after release", resp, body, 200)
+		if resp.Header.Get("X-RateLimit-Limit") != "2" {
+			t.Errorf("X-RateLimit-Limit %q", resp.Header.Get("X-RateLimit-Limit"))
+		}
+	}
+}
+
+func TestTrafficRedisSharedLimit(t *testing.T) {
+	raddr := redis.Start(t)
+	up, hits := plEchoBackend(t, "a")
+	// A long interval: refill is one token every 12s, so the count below
+	// does not depend on timing.
+	cfg := fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.shared]
+category = "limit"
+key = "header:X-Client"
+max = 5
+interval = "1m"
+redis = "redis://%s/0"
+redis_fail_open = false
+redis_timeout = "2s"
+[locations.l]
+upstream = "a"
+plugins = ["shared"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, up.Addr, raddr)
+	p1 := start(t, writeConfig(t, cfg), "main")
+	p2 := start(t, writeConfig(t, cfg), "main")
+	urls := []string{p1.url("main"), p2.url("main")}
+
+	allowed := map[int]int{}
+	var last *http.Response
+	var lastBody []byte
+	for i := 0; i < 12; i++ {
+		proc := i % 2
+		last, lastBody = do(t, "GET", urls[proc]+"/", nil, "X-Client: shared-1")
+		switch last.StatusCode {
+		case 200:
+			allowed[proc]++
+		case 429:
+		default:
+			t.Fatalf("request %d: status %d %s", i, last.StatusCode, lastBody)
+		}
+	}
+	if allowed[0]+allowed[1] != 5 || allowed[0] == 0 || allowed[1] == 0 {
+		t.Fatalf("allowed per instance %v: want 5 in total across both instances", allowed)
+	}
+	if hits.hits.Load() != 5 {
+		t.Fatalf("upstream hits %d, want 5", hits.hits.Load())
+	}
+	plCheck429(t, "over the shared limit", last, lastBody, 5)
+	// Each instance alone would have allowed 5: another key still passes on
+	// both.
+	for _, u := range urls {
+		resp, body := do(t, "GET", u+"/", nil, "X-Client: shared-2")
+		plExpect(t, "other key", resp, body, 200)
+	}
+}
+
+// plUploadBackend records every request body it receives and whether it
+// arrived complete.
+type plUploadBackend struct {
+	mu       sync.Mutex
+	complete []int // lengths of bodies read to a clean EOF
+	broken   int   // bodies that ended in an error
+}
+
+func (b *plUploadBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n, err := io.Copy(io.Discard, r.Body)
+	b.mu.Lock()
+	if err != nil {
+		b.broken++
+	} else {
+		b.complete = append(b.complete, int(n))
+	}
+	b.mu.Unlock()
+	fmt.Fprintf(w, "got %d", n)
+}
+
+func (b *plUploadBackend) largestComplete() (int, int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	m := 0
+	for _, n := range b.complete {
+		m = max(m, n)
+	}
+	return m, len(b.complete)
+}
+
+// plSlowChunks is a chunked request body: n chunks of size bytes, a short
+// pause between them so the proxy streams them as they come.
+type plSlowChunks struct {
+	n, size, sent int
+}
+
+func (s *plSlowChunks) Read(p []byte) (int, error) {
+	if s.sent >= s.n {
+		return 0, io.EOF
+	}
+	if s.sent > 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	s.sent++
+	k := min(len(p), s.size)
+	for i := range p[:k] {
+		p[i] = 'x'
+	}
+	return k, nil
+}
+
+func TestTrafficBodyLimits(t *testing.T) {
+	ub := &plUploadBackend{}
+	up := newBackend(t, ub)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.small_uploads]
+category = "body_limit"
+max = "4KB"
+[locations.plugin]
+upstream = "a"
+path = "/plugin"
+plugins = ["small_uploads"]
+[locations.directive]
+upstream = "a"
+path = "/directive"
+client_max_body_size = "4KB"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["plugin", "directive"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	const limit = 4 << 10
+
+	for _, loc := range []string{"/plugin", "/directive"} {
+		t.Run(loc, func(t *testing.T) {
+			// Within the limit, both framings pass.
+			resp, body := do(t, "POST", base+loc, bytes.NewReader(make([]byte, limit)))
+			plExpect(t, "exactly the limit", resp, body, 200)
+			req, _ := http.NewRequest("POST", base+loc, &plSlowChunks{n: 4, size: 1000})
+			resp2, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b2, _ := io.ReadAll(resp2.Body)
+			resp2.Body.Close()
+			if resp2.StatusCode != 200 || string(b2) != "got 4000" {
+				t.Fatalf("chunked under the limit: %d %q", resp2.StatusCode, b2)
+			}
+
+			// Declared too large: 413 before anything is forwarded.
+			_, before := ub.largestComplete()
+			resp, body = do(t, "POST", base+loc, bytes.NewReader(make([]byte, limit+1)))
+			plExpect(t, "Content-Length over the limit", resp, body, 413)
+			plErrorBody(t, "Content-Length over the limit", resp, body)
+
+			// Chunked, the limit is crossed while streaming.
+			req, _ = http.NewRequest("POST", base+loc, &plSlowChunks{n: 64, size: 1024})
+			resp3, err := client.Do(req)
+			if err != nil {
+				// The proxy may answer and close before the client finished
+				// sending; that is a refusal too, but the test wants to see
+				// the 413.
+				t.Fatalf("chunked over the limit: %v", err)
+			}
+			b3, _ := io.ReadAll(resp3.Body)
+			resp3.Body.Close()
+			if resp3.StatusCode != 413 {
+				t.Fatalf("chunked over the limit: status %d %q", resp3.StatusCode, b3)
+			}
+			plErrorBody(t, "chunked over the limit", resp3, b3)
+			largest, after := ub.largestComplete()
+			if largest > limit {
+				t.Fatalf("the upstream received a complete %d-byte body (limit %d)", largest, limit)
+			}
+			if after != before {
+				t.Fatalf("an oversized request reached the upstream as complete (%d -> %d complete bodies)", before, after)
+			}
+		})
+	}
+}
+
+// plCacheBackend serves /c/... with the Cache-Control named by the path and
+// counts upstream requests per path.
+type plCacheBackend struct {
+	mu   sync.Mutex
+	hits map[string]int
+	inm  []string // If-None-Match values seen
+	slow chan struct{}
+}
+
+func (b *plCacheBackend) count(path string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.hits[path]
+}
+
+func (b *plCacheBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.mu.Lock()
+	b.hits[r.URL.Path]++
+	n := b.hits[r.URL.Path]
+	if v := r.Header.Get("If-None-Match"); v != "" {
+		b.inm = append(b.inm, v)
+	}
+	b.mu.Unlock()
+	h := w.Header()
+	h.Set("Content-Type", "text/plain")
+	switch r.URL.Path {
+	case "/c/public", "/c/purge":
+		h.Set("Cache-Control", "max-age=60")
+	case "/c/nostore":
+		h.Set("Cache-Control", "no-store")
+	case "/c/private":
+		h.Set("Cache-Control", "private, max-age=60")
+	case "/c/vary":
+		h.Set("Cache-Control", "max-age=60")
+		h.Set("Vary", "Accept-Language")
+		fmt.Fprintf(w, "lang=%s n=%d", r.Header.Get("Accept-Language"), n)
+		return
+	case "/c/slow":
+		h.Set("Cache-Control", "max-age=60")
+		<-b.slow
+	case "/c/etag":
+		// Stored, but revalidated before every use.
+		h.Set("Cache-Control", "no-cache")
+		h.Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(304)
+			return
+		}
+	}
+	fmt.Fprintf(w, "body of %s n=%d", r.URL.Path, n)
+}
+
+func TestTrafficCache(t *testing.T) {
+	cb := &plCacheBackend{hits: map[string]int{}, slow: make(chan struct{})}
+	up := newBackend(t, cb)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.cache]
+category = "cache"
+max_size = "10MB"
+lock_timeout = "10s"
+[locations.l]
+upstream = "a"
+plugins = ["cache"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	get := func(path string, headers ...string) (*http.Response, string) {
+		t.Helper()
+		resp, body := do(t, "GET", base+path, nil, headers...)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+		}
+		return resp, string(body)
+	}
+	status := func(r *http.Response) string { return r.Header.Get("X-Cache-Status") }
+
+	t.Run("HIT after MISS", func(t *testing.T) {
+		r1, b1 := get("/c/public")
+		r2, b2 := get("/c/public")
+		if status(r1) != "MISS" || status(r2) != "HIT" || b1 != b2 || cb.count("/c/public") != 1 {
+			t.Fatalf("statuses %s %s, bodies %q %q, upstream %d", status(r1), status(r2), b1, b2, cb.count("/c/public"))
+		}
+		if r2.Header.Get("Age") == "" {
+			t.Errorf("HIT without Age")
+		}
+	})
+
+	for _, path := range []string{"/c/nostore", "/c/private"} {
+		t.Run("not cached "+path, func(t *testing.T) {
+			for i := 0; i < 2; i++ {
+				if r, _ := get(path); status(r) == "HIT" {
+					t.Fatalf("request %d was a HIT", i+1)
+				}
+			}
+			if n := cb.count(path); n != 2 {
+				t.Fatalf("upstream hits %d, want 2", n)
+			}
+		})
+	}
+
+	t.Run("Vary", func(t *testing.T) {
+		_, en1 := get("/c/vary", "Accept-Language: en")
+		r, en2 := get("/c/vary", "Accept-Language: en")
+		if status(r) != "HIT" || en1 != en2 {
+			t.Fatalf("en again: %s %q %q", status(r), en1, en2)
+		}
+		r, fr := get("/c/vary", "Accept-Language: fr")
+		if status(r) != "MISS" || !strings.HasPrefix(fr, "lang=fr") {
+			t.Fatalf("fr: %s %q (served the en variant?)", status(r), fr)
+		}
+		r, fr2 := get("/c/vary", "Accept-Language: fr")
+		if status(r) != "HIT" || fr2 != fr {
+			t.Fatalf("fr again: %s %q", status(r), fr2)
+		}
+		if n := cb.count("/c/vary"); n != 2 {
+			t.Fatalf("upstream hits %d, want 2 (one per variant)", n)
+		}
+	})
+
+	t.Run("concurrent misses coalesce", func(t *testing.T) {
+		const n = 20
+		var wg sync.WaitGroup
+		bodies := make([]string, n)
+		statuses := make([]int, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := client.Get(base + "/c/slow")
+				if err != nil {
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				bodies[i], statuses[i] = string(b), resp.StatusCode
+			}()
+		}
+		// Let the first request reach the backend, give the others time to
+		// queue behind it, then answer.
+		eventually(t, "the first miss at the upstream", func() bool { return cb.count("/c/slow") >= 1 })
+		time.Sleep(300 * time.Millisecond)
+		close(cb.slow)
+		wg.Wait()
+		for i := range bodies {
+			if statuses[i] != 200 || bodies[i] != bodies[0] {
+				t.Fatalf("request %d: %d %q (first %q)", i, statuses[i], bodies[i], bodies[0])
+			}
+		}
+		if got := cb.count("/c/slow"); got != 1 {
+			t.Fatalf("%d concurrent misses made %d upstream requests, want 1", n, got)
+		}
+	})
+
+	t.Run("PURGE", func(t *testing.T) {
+		get("/c/purge")
+		if r, _ := get("/c/purge"); status(r) != "HIT" {
+			t.Fatalf("not cached before purge: %s", status(r))
+		}
+		resp, body := do(t, "PURGE", base+"/c/purge", nil)
+		plExpect(t, "PURGE", resp, body, 200)
+		resp, body = do(t, "PURGE", base+"/c/purge", nil)
+		plExpect(t, "second PURGE", resp, body, 404)
+		if r, _ := get("/c/purge"); status(r) != "MISS" {
+			t.Fatalf("after purge: %s", status(r))
+		}
+		if n := cb.count("/c/purge"); n != 2 {
+			t.Fatalf("upstream hits %d, want 2 (a PURGE never reaches it)", n)
+		}
+	})
+
+	t.Run("revalidation with 304", func(t *testing.T) {
+		r1, b1 := get("/c/etag")
+		r2, b2 := get("/c/etag")
+		if status(r1) != "MISS" || b2 != b1 || r2.Header.Get("ETag") != `"v1"` {
+			t.Fatalf("statuses %s %s, bodies %q %q, ETag %q", status(r1), status(r2), b1, b2, r2.Header.Get("ETag"))
+		}
+		if status(r2) == "MISS" || status(r2) == "HIT" {
+			t.Errorf("revalidated answer X-Cache-Status %s, want EXPIRED (revalidated)", status(r2))
+		}
+		cb.mu.Lock()
+		inm := append([]string(nil), cb.inm...)
+		cb.mu.Unlock()
+		if cb.count("/c/etag") != 2 || len(inm) != 1 || inm[0] != `"v1"` {
+			t.Fatalf("upstream hits %d, If-None-Match seen %q: want a conditional revalidation", cb.count("/c/etag"), inm)
+		}
+		// A client's conditional on a fresh entry is answered by the cache.
+		resp, _ := do(t, "GET", base+"/c/public", nil, `If-None-Match: "nope"`)
+		if resp.StatusCode != 200 {
+			t.Errorf("non-matching If-None-Match: %d", resp.StatusCode)
+		}
+	})
+}
+
+// plPayload is a compressible JSON-ish body.
+func plPayload(n int) []byte {
+	var b bytes.Buffer
+	for i := 0; b.Len() < n; i++ {
+		fmt.Fprintf(&b, `{"id":%d,"name":"item %d","tags":["a","b","c"]},`, i, i)
+	}
+	return b.Bytes()[:n]
+}
+
+func TestTrafficCompression(t *testing.T) {
+	big := plPayload(200 << 10)
+	small := plPayload(200)
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/small":
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(small)
+		case "/png":
+			w.Header().Set("Content-Type", "image/png")
+			w.Write(big)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("ETag", `"strong"`)
+			w.Write(big)
+		}
+	}))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.compress]
+category = "compression"
+gzip_level = 6
+br_level = 5
+zstd_level = 3
+min_length = "1KB"
+[locations.l]
+upstream = "a"
+plugins = ["compress"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	// A transport that does not decode gzip behind our back.
+	raw := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	fetch := func(t *testing.T, path, ae string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		if ae != "" {
+			req.Header.Set("Accept-Encoding", ae)
+		}
+		resp, err := raw.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, b
+	}
+	decode := func(t *testing.T, enc string, b []byte) []byte {
+		t.Helper()
+		var r io.Reader
+		switch enc {
+		case "gzip":
+			zr, err := gzip.NewReader(bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = zr
+		case "br":
+			r = brotli.NewReader(bytes.NewReader(b))
+		case "zstd":
+			zr, err := zstd.NewReader(bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer zr.Close()
+			r = zr
+		}
+		out, err := io.ReadAll(r)
+		if err != nil {
+			t.Fatalf("decoding %s: %v", enc, err)
+		}
+		return out
+	}
+
+	for _, tt := range []struct{ ae, want string }{
+		{"gzip", "gzip"},
+		{"br", "br"},
+		{"zstd", "zstd"},
+		{"gzip, deflate, br, zstd", "br"},
+		{"gzip;q=1, br;q=0.5", "gzip"},
+		{"br;q=0, *", "zstd"},
+	} {
+		t.Run(tt.ae, func(t *testing.T) {
+			resp, b := fetch(t, "/big", tt.ae)
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != tt.want {
+				t.Fatalf("status %d Content-Encoding %q, want %q", resp.StatusCode, resp.Header.Get("Content-Encoding"), tt.want)
+			}
+			if len(b) >= len(big)/2 {
+				t.Errorf("compressed %d bytes to %d", len(big), len(b))
+			}
+			if got := decode(t, tt.want, b); !bytes.Equal(got, big) {
+				t.Fatalf("decoded %d bytes, sha %x; want %d bytes sha %x", len(got), sha256.Sum256(got), len(big), sha256.Sum256(big))
+			}
+			if !plHasToken(resp.Header.Values("Vary"), "Accept-Encoding") {
+				t.Errorf("Vary %q lacks Accept-Encoding", resp.Header.Values("Vary"))
+			}
+			if resp.Header.Get("Content-Length") != "" {
+				t.Errorf("compressed answer kept Content-Length %q", resp.Header.Get("Content-Length"))
+			}
+			if etag := resp.Header.Get("ETag"); etag != `W/"strong"` {
+				t.Errorf("ETag %q, want weakened W/\"strong\"", etag)
+			}
+		})
+	}
+
+	t.Run("identity when not asked", func(t *testing.T) {
+		resp, b := fetch(t, "/big", "")
+		if resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(b, big) {
+			t.Fatalf("Content-Encoding %q, %d bytes", resp.Header.Get("Content-Encoding"), len(b))
+		}
+		if !plHasToken(resp.Header.Values("Vary"), "Accept-Encoding") {
+			t.Errorf("compressible identity answer lacks Vary: Accept-Encoding")
+		}
+	})
+	t.Run("small body not compressed", func(t *testing.T) {
+		resp, b := fetch(t, "/small", "gzip, br, zstd")
+		if resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(b, small) {
+			t.Fatalf("Content-Encoding %q, body %q", resp.Header.Get("Content-Encoding"), b)
+		}
+	})
+	t.Run("type not compressible", func(t *testing.T) {
+		resp, b := fetch(t, "/png", "gzip")
+		if resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(b, big) {
+			t.Fatalf("image/png: Content-Encoding %q, %d bytes", resp.Header.Get("Content-Encoding"), len(b))
+		}
+	})
+	t.Run("HEAD", func(t *testing.T) {
+		req, _ := http.NewRequest("HEAD", base+"/big", nil)
+		req.Header.Set("Accept-Encoding", "gzip")
+		resp, err := raw.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("HEAD status %d", resp.StatusCode)
+		}
+	})
+}
+
+func plHasToken(values []string, token string) bool {
+	for _, v := range values {
+		for _, f := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func TestTrafficCORS(t *testing.T) {
+	up, hits := plEchoBackend(t, "a")
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.cors]
+category = "cors"
+allow_origins = ["https://app.example.com", "https://*.example.org"]
+allow_methods = ["GET", "POST", "PUT"]
+allow_headers = ["Content-Type", "X-Token"]
+expose_headers = ["X-Backend"]
+allow_credentials = true
+max_age = "10m"
+[plugins.open]
+category = "cors"
+[locations.api]
+upstream = "a"
+path = "/api"
+plugins = ["cors"]
+[locations.open]
+upstream = "a"
+path = "/open"
+plugins = ["open"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["api", "open"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+
+	t.Run("preflight allowed", func(t *testing.T) {
+		before := hits.hits.Load()
+		resp, body := do(t, "OPTIONS", base+"/api/x", nil, "Origin: https://a.b.example.org",
+			"Access-Control-Request-Method: PUT", "Access-Control-Request-Headers: x-token")
+		plExpect(t, "preflight", resp, body, 204)
+		h := resp.Header
+		if h.Get("Access-Control-Allow-Origin") != "https://a.b.example.org" || h.Get("Access-Control-Allow-Credentials") != "true" ||
+			!strings.Contains(h.Get("Access-Control-Allow-Methods"), "PUT") || !strings.Contains(strings.ToLower(h.Get("Access-Control-Allow-Headers")), "x-token") ||
+			h.Get("Access-Control-Max-Age") != "600" || !plHasToken(h.Values("Vary"), "Origin") {
+			t.Errorf("preflight headers %v", h)
+		}
+		if hits.hits.Load() != before {
+			t.Error("the preflight reached the upstream")
+		}
+	})
+	t.Run("preflight from another origin", func(t *testing.T) {
+		resp, body := do(t, "OPTIONS", base+"/api/x", nil, "Origin: https://evil.test", "Access-Control-Request-Method: POST")
+		plExpect(t, "foreign preflight", resp, body, 204)
+		for k := range resp.Header {
+			if strings.HasPrefix(k, "Access-Control-Allow-") {
+				t.Errorf("foreign preflight got %s", k)
+			}
+		}
+		resp, body = do(t, "OPTIONS", base+"/api/x", nil, "Origin: https://example.org", "Access-Control-Request-Method: POST")
+		if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("the wildcard matched the apex: %d %v", resp.StatusCode, resp.Header)
+		}
+	})
+	t.Run("simple requests", func(t *testing.T) {
+		resp, body := do(t, "GET", base+"/api/x", nil, "Origin: https://app.example.com")
+		plExpect(t, "simple", resp, body, 200)
+		h := resp.Header
+		if h.Get("Access-Control-Allow-Origin") != "https://app.example.com" || h.Get("Access-Control-Allow-Credentials") != "true" ||
+			h.Get("Access-Control-Expose-Headers") != "X-Backend" || !plHasToken(h.Values("Vary"), "Origin") {
+			t.Errorf("simple request headers %v", h)
+		}
+		resp, body = do(t, "GET", base+"/api/x", nil, "Origin: https://evil.test")
+		plExpect(t, "simple foreign", resp, body, 200)
+		if resp.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Errorf("foreign origin got Access-Control-Allow-Origin %q", resp.Header.Get("Access-Control-Allow-Origin"))
+		}
+		// An OPTIONS without Access-Control-Request-Method is not a
+		// preflight: it goes upstream.
+		before := hits.hits.Load()
+		resp, body = do(t, "OPTIONS", base+"/api/x", nil, "Origin: https://app.example.com")
+		plExpect(t, "plain OPTIONS", resp, body, 200)
+		if hits.hits.Load() != before+1 {
+			t.Error("a plain OPTIONS did not reach the upstream")
+		}
+		resp, _ = do(t, "GET", base+"/open/x", nil, "Origin: https://anything.test")
+		if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("default cors: Access-Control-Allow-Origin %q, want *", resp.Header.Get("Access-Control-Allow-Origin"))
+		}
+	})
+}
+
