@@ -102,6 +102,9 @@ response_set = { "X-Loc" = "yes" }
 upstream = "a"
 path = "/api"
 plugins = ["rid", "keys", "local_only", "loc_headers"]
+headers_add = ["X-Resp-Id: $request_id"]
+[locations.api.proxy_set_headers]
+X-Rid = "$request_id"
 
 [locations.denied]
 upstream = "a"
@@ -155,6 +158,9 @@ plugins = ["srv_headers"]
 		}
 		if e.Header.Get("X-Seen-Id") != id {
 			t.Errorf("$request_id seen by a later plugin = %q, want %q", e.Header.Get("X-Seen-Id"), id)
+		}
+		if e.Header.Get("X-Rid") != id || resp.Header.Get("X-Resp-Id") != id {
+			t.Errorf("$request_id in proxy_set_headers %q, in headers_add %q, want %q", e.Header.Get("X-Rid"), resp.Header.Get("X-Resp-Id"), id)
 		}
 		if e.Header.Get("X-Api-Key") != "" {
 			t.Errorf("key_auth hide_credentials: the key reached the upstream")

@@ -11,11 +11,14 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -814,3 +817,519 @@ locations = ["api", "open"]
 	})
 }
 
+// TestTrafficCacheAndCompressionOrders runs both documented chain orders:
+// ["cache", "compression"] stores compressed variants keyed through Vary;
+// ["compression", "cache"] stores identity and compresses every hit. In both,
+// a client never gets an encoding it did not ask for.
+func TestTrafficCacheAndCompressionOrders(t *testing.T) {
+	big := plPayload(64 << 10)
+	var hits atomic.Int64
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write(big)
+	}))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.cache]
+category = "cache"
+max_size = "10MB"
+[plugins.compress]
+category = "compression"
+[locations.cache_first]
+upstream = "a"
+path = "/cf"
+plugins = ["cache", "compress"]
+[locations.compress_first]
+upstream = "a"
+path = "/zf"
+plugins = ["compress", "cache"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["cache_first", "compress_first"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	raw := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	fetch := func(t *testing.T, path, ae string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", base+path, nil)
+		if ae != "" {
+			req.Header.Set("Accept-Encoding", ae)
+		}
+		resp, err := raw.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, b
+	}
+	decode := func(t *testing.T, enc string, b []byte) []byte {
+		t.Helper()
+		switch enc {
+		case "":
+			return b
+		case "gzip":
+			zr, err := gzip.NewReader(bytes.NewReader(b))
+			if err != nil {
+				t.Fatalf("gzip: %v", err)
+			}
+			out, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatalf("gzip: %v", err)
+			}
+			return out
+		case "br":
+			out, err := io.ReadAll(brotli.NewReader(bytes.NewReader(b)))
+			if err != nil {
+				t.Fatalf("br: %v", err)
+			}
+			return out
+		case "zstd":
+			zr, err := zstd.NewReader(bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer zr.Close()
+			out, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatalf("zstd: %v", err)
+			}
+			return out
+		}
+		t.Fatalf("unexpected encoding %q", enc)
+		return nil
+	}
+	for _, tt := range []struct {
+		path     string
+		upstream int64 // upstream requests expected for the whole sequence
+	}{
+		{"/cf/x", 4}, // one per Accept-Encoding variant
+		{"/zf/x", 1}, // identity stored once
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			before := hits.Load()
+			seq := []struct{ ae, enc string }{
+				{"gzip", "gzip"}, {"gzip", "gzip"}, {"br", "br"}, {"", ""}, {"zstd", "zstd"}, {"br", "br"}, {"", ""}, {"gzip", "gzip"},
+			}
+			for i, s := range seq {
+				resp, b := fetch(t, tt.path, s.ae)
+				if resp.StatusCode != 200 {
+					t.Fatalf("request %d (%q): status %d", i, s.ae, resp.StatusCode)
+				}
+				if got := resp.Header.Get("Content-Encoding"); got != s.enc {
+					t.Fatalf("request %d (Accept-Encoding %q, %s): Content-Encoding %q, want %q", i, s.ae, resp.Header.Get("X-Cache-Status"), got, s.enc)
+				}
+				if got := decode(t, s.enc, b); !bytes.Equal(got, big) {
+					t.Fatalf("request %d (%q, %s): decoded %d bytes, want the original %d", i, s.ae, resp.Header.Get("X-Cache-Status"), len(got), len(big))
+				}
+				if !plHasToken(resp.Header.Values("Vary"), "Accept-Encoding") {
+					t.Errorf("request %d: Vary %q", i, resp.Header.Values("Vary"))
+				}
+			}
+			if n := hits.Load() - before; n != tt.upstream {
+				t.Fatalf("upstream requests %d, want %d", n, tt.upstream)
+			}
+		})
+	}
+}
+
+// TestTrafficCompressionStreamsEvents checks that a streamed (server-sent
+// events) response is compressed and flushed event by event: the client can
+// decode the first event before the upstream sends the second.
+func TestTrafficCompressionStreamsEvents(t *testing.T) {
+	next := make(chan struct{})
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := 0; i < 3; i++ {
+			fmt.Fprintf(w, "data: event %d %s\n\n", i, strings.Repeat("x", 2000))
+			w.(http.Flusher).Flush()
+			select {
+			case <-next:
+			case <-time.After(10 * time.Second):
+				return
+			}
+		}
+	}))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.compress]
+category = "compression"
+types = ["text/*"]
+[locations.l]
+upstream = "a"
+plugins = ["compress"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	req, _ := http.NewRequest("GET", p.url("main")+"/events", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	raw := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	resp, err := raw.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("Content-Encoding %q", resp.Header.Get("Content-Encoding"))
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		want := fmt.Sprintf("data: event %d %s\n\n", i, strings.Repeat("x", 2000))
+		got := make([]byte, len(want))
+		done := make(chan error, 1)
+		go func() { _, err := io.ReadFull(zr, got); done <- err }()
+		select {
+		case err := <-done:
+			if err != nil || string(got) != want {
+				t.Fatalf("event %d: %v %q", i, err, got[:min(40, len(got))])
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("event %d not delivered while the stream is open: the encoder was not flushed", i)
+		}
+		next <- struct{}{}
+	}
+}
+
+// TestTrafficLimitStateSurvivesReload: a reload that does not change the
+// limit plugin keeps its counters (the instance is reused).
+func TestTrafficLimitStateSurvivesReload(t *testing.T) {
+	a, _ := plEchoBackend(t, "a")
+	body := func(extra string) string {
+		return fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.lim]
+category = "limit"
+key = "header:X-Client"
+max = 3
+interval = "1m"
+[locations.l]
+upstream = "a"
+plugins = ["lim"]
+%s
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, a.Addr, extra)
+	}
+	path := writeConfig(t, body(""))
+	p := start(t, path, "main")
+	base := p.url("main")
+	for i := 0; i < 3; i++ {
+		resp, b := do(t, "GET", base+"/", nil, "X-Client: r")
+		plExpect(t, "within the limit", resp, b, 200)
+	}
+	writeFile(t, path, body(`headers_add = ["X-Reloaded: yes"]`))
+	p.signal(syscall.SIGHUP)
+	eventually(t, "reload applied", func() bool {
+		resp, _ := do(t, "GET", base+"/", nil, "X-Client: probe")
+		return resp.Header.Get("X-Reloaded") == "yes"
+	})
+	resp, b := do(t, "GET", base+"/", nil, "X-Client: r")
+	plCheck429(t, "after reload", resp, b, 3)
+}
+
+func writeFile(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTrafficInflightReleasedOnErrors: an in-flight slot comes back when the
+// upstream fails, when its body breaks mid-way and when the client goes
+// away.
+func TestTrafficInflightReleasedOnErrors(t *testing.T) {
+	hold := make(chan struct{})
+	var holding atomic.Int64
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/broken":
+			// Promise more than we send, then drop the connection.
+			w.Header().Set("Content-Length", "100000")
+			w.Write([]byte("partial"))
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		case "/hold":
+			holding.Add(1)
+			select {
+			case <-hold:
+			case <-r.Context().Done():
+			}
+			holding.Add(-1)
+		}
+		w.Write([]byte("ok"))
+	}))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+read_timeout = "500ms"
+[upstreams.down]
+addrs = ["127.0.0.1:1"]
+[plugins.one]
+category = "limit"
+type = "inflight"
+key = "header:X-Client"
+max = 1
+[locations.ok]
+upstream = "a"
+path = "/"
+plugins = ["one"]
+[locations.down]
+upstream = "down"
+path = "/down"
+plugins = ["one"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["ok", "down"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	defer close(hold)
+
+	for i := 0; i < 3; i++ {
+		resp, b := do(t, "GET", base+"/down", nil, "X-Client: d")
+		if resp.StatusCode != 502 {
+			t.Fatalf("unreachable upstream, request %d: %d %s (a slot leaked?)", i, resp.StatusCode, b)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		req, _ := http.NewRequest("GET", base+"/broken", nil)
+		req.Header.Set("X-Client", "b")
+		resp, err := client.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 429 {
+				t.Fatalf("broken body, request %d: 429 (the slot of a failed response leaked)", i)
+			}
+		}
+	}
+	// The client goes away while the upstream is still working. The HTTP/1
+	// server does not notice a client that left before its response (no
+	// background read), so the upstream request runs until read_timeout;
+	// the slot must come back then, not leak.
+	for i := 0; i < 2; i++ {
+		conn, err := net.Dial("tcp", p.waitAddr("main"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(conn, "GET /hold HTTP/1.1\r\nHost: x\r\nX-Client: c\r\n\r\n")
+		eventually(t, "request at the upstream", func() bool { return holding.Load() == 1 })
+		conn.Close()
+		eventually(t, "slot released after the client left", func() bool {
+			resp, _ := do(t, "GET", base+"/fast", nil, "X-Client: c")
+			return resp.StatusCode == 200
+		})
+	}
+}
+
+// TestTrafficBodyLimitExpectContinue: a declared oversized body with Expect:
+// 100-continue is refused without asking the client for the body.
+func TestTrafficBodyLimitExpectContinue(t *testing.T) {
+	ub := &plUploadBackend{}
+	up := newBackend(t, ub)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.small]
+category = "body_limit"
+max = "1KB"
+[locations.plugin]
+upstream = "a"
+path = "/plugin"
+plugins = ["small"]
+[locations.directive]
+upstream = "a"
+path = "/directive"
+client_max_body_size = "1KB"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["plugin", "directive"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	addr := p.waitAddr("main")
+	for _, loc := range []string{"/plugin", "/directive"} {
+		got := rawRequest(t, addr, "POST "+loc+" HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(got, "HTTP/1.1 413") {
+			t.Errorf("%s: got %q, want an immediate 413 (no 100 Continue)", loc, firstLine(got))
+		}
+		// Within the limit: 100 Continue, then the answer.
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n", loc)
+		buf := make([]byte, 64)
+		n, _ := conn.Read(buf)
+		if !strings.HasPrefix(string(buf[:n]), "HTTP/1.1 100") {
+			t.Errorf("%s: within the limit got %q, want 100 Continue", loc, buf[:n])
+		}
+		conn.Write([]byte("hello"))
+		rest, _ := io.ReadAll(conn)
+		conn.Close()
+		if all := string(buf[:n]) + string(rest); !strings.Contains(all, "HTTP/1.1 200") || !strings.HasSuffix(all, "got 5") {
+			t.Errorf("%s: within the limit: %q", loc, all)
+		}
+	}
+	if largest, _ := ub.largestComplete(); largest > 1024 {
+		t.Fatalf("upstream got %d bytes", largest)
+	}
+}
+
+// TestTrafficRedisUnreachable: with Redis down, fail-open lets requests
+// through without X-RateLimit-* and fail-closed refuses them.
+func TestTrafficRedisUnreachable(t *testing.T) {
+	up, hits := plEchoBackend(t, "a")
+	dead := freeAddr(t) // nothing listens there
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.open]
+category = "limit"
+max = 1
+interval = "1m"
+redis = "redis://%s/0"
+redis_timeout = "200ms"
+[plugins.closed]
+category = "limit"
+max = 1
+interval = "1m"
+redis = "redis://%s/0"
+redis_fail_open = false
+redis_timeout = "200ms"
+[locations.open]
+upstream = "a"
+path = "/open"
+plugins = ["open"]
+[locations.closed]
+upstream = "a"
+path = "/closed"
+plugins = ["closed"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["open", "closed"]
+`, up.Addr, dead, dead))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	for i := 0; i < 3; i++ {
+		resp, b := do(t, "GET", base+"/open", nil)
+		plExpect(t, "fail open", resp, b, 200)
+		if resp.Header.Get("X-RateLimit-Limit") != "" {
+			t.Errorf("fail open: X-RateLimit-Limit %q without Redis", resp.Header.Get("X-RateLimit-Limit"))
+		}
+	}
+	before := hits.hits.Load()
+	for i := 0; i < 2; i++ {
+		resp, b := do(t, "GET", base+"/closed", nil)
+		plExpect(t, "fail closed", resp, b, 429)
+		plErrorBody(t, "fail closed", resp, b)
+	}
+	if hits.hits.Load() != before {
+		t.Error("fail closed: the upstream was reached")
+	}
+}
+
+// TestTrafficCacheBypassAndNotStored covers what must never be served from
+// the cache.
+func TestTrafficCacheBypassAndNotStored(t *testing.T) {
+	cb := &plCacheBackend{hits: map[string]int{}, slow: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.Handle("/c/", cb)
+	var cookieHits, authHits atomic.Int64
+	mux.HandleFunc("/cookie", func(w http.ResponseWriter, r *http.Request) {
+		cookieHits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Set-Cookie", "session=secret")
+		w.Write([]byte("personal"))
+	})
+	mux.HandleFunc("/auth", func(w http.ResponseWriter, r *http.Request) {
+		authHits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "for %s", r.Header.Get("Authorization"))
+	})
+	mux.HandleFunc("/host", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "host %s", r.Host)
+	})
+	up := newBackend(t, mux)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.cache]
+category = "cache"
+max_size = "10MB"
+[plugins.strict_purge]
+category = "cache"
+max_size = "1MB"
+purge_ip_list = ["10.9.9.9"]
+[locations.l]
+upstream = "a"
+plugins = ["cache"]
+[locations.strict]
+upstream = "a"
+path = "/strict"
+plugins = ["strict_purge"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l", "strict"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+
+	for i := 0; i < 2; i++ {
+		resp, b := do(t, "GET", base+"/cookie", nil)
+		if resp.Header.Get("X-Cache-Status") == "HIT" || string(b) != "personal" {
+			t.Fatalf("Set-Cookie response served from cache")
+		}
+	}
+	if cookieHits.Load() != 2 {
+		t.Errorf("Set-Cookie: upstream hits %d, want 2", cookieHits.Load())
+	}
+	_, b1 := do(t, "GET", base+"/auth", nil, "Authorization: Bearer alice")
+	_, b2 := do(t, "GET", base+"/auth", nil, "Authorization: Bearer bob")
+	if string(b1) != "for Bearer alice" || string(b2) != "for Bearer bob" {
+		t.Fatalf("an authorized response was shared: %q %q", b1, b2)
+	}
+	resp, _ := do(t, "POST", base+"/c/public", strings.NewReader("x"))
+	if resp.Header.Get("X-Cache-Status") != "BYPASS" {
+		t.Errorf("POST: X-Cache-Status %q, want BYPASS", resp.Header.Get("X-Cache-Status"))
+	}
+	resp, _ = do(t, "GET", base+"/c/public", nil, "Cache-Control: no-store")
+	if resp.Header.Get("X-Cache-Status") != "BYPASS" {
+		t.Errorf("request no-store: X-Cache-Status %q, want BYPASS", resp.Header.Get("X-Cache-Status"))
+	}
+	_, h1 := do(t, "GET", base+"/host", nil, "Host: one.test")
+	_, h2 := do(t, "GET", base+"/host", nil, "Host: two.test")
+	_, h3 := do(t, "GET", base+"/host", nil, "Host: ONE.test:8080")
+	if string(h1) != "host one.test" || string(h2) != "host two.test" || string(h3) != string(h1) {
+		t.Errorf("host in the key: %q %q %q", h1, h2, h3)
+	}
+	resp, b := do(t, "PURGE", base+"/strict/x", nil)
+	plExpect(t, "PURGE from a client not in purge_ip_list", resp, b, 403)
+	plErrorBody(t, "PURGE 403", resp, b)
+	// HEAD after GET is answered from its own entry, without a body.
+	do(t, "GET", base+"/c/head", nil)
+	resp, b = do(t, "HEAD", base+"/c/head", nil)
+	if resp.StatusCode != 200 || len(b) != 0 {
+		t.Errorf("HEAD: %d, %d body bytes", resp.StatusCode, len(b))
+	}
+	resp, b = do(t, "GET", base+"/c/head", nil)
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(b), "body of /c/head") {
+		t.Errorf("GET after HEAD: %d %q (a HEAD entry served to a GET?)", resp.StatusCode, b)
+	}
+}
