@@ -1333,3 +1333,305 @@ locations = ["l", "strict"]
 		t.Errorf("GET after HEAD: %d %q (a HEAD entry served to a GET?)", resp.StatusCode, b)
 	}
 }
+
+// TestTrafficCacheUncacheableDoesNotQueue: misses for a URL whose answer
+// turns out not storable are released as soon as that is known (not after
+// lock_timeout), and later requests for it go upstream concurrently (hit
+// for pass) instead of queueing behind each other.
+func TestTrafficCacheUncacheableDoesNotQueue(t *testing.T) {
+	var inflight, peak atomic.Int64
+	release := make(chan struct{})
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write([]byte("fresh"))
+	}))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.cache]
+category = "cache"
+lock_timeout = "20s"
+[locations.l]
+upstream = "a"
+plugins = ["cache"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	wave := func(n int) (time.Duration, []int) {
+		var wg sync.WaitGroup
+		statuses := make([]int, n)
+		began := time.Now()
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := client.Get(base + "/dyn")
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				statuses[i] = resp.StatusCode
+			}()
+		}
+		wg.Wait()
+		return time.Since(began), statuses
+	}
+
+	// Wave 1: the first miss goes upstream; the others wait for it.
+	done := make(chan struct{})
+	var d time.Duration
+	var st []int
+	go func() { d, st = wave(5); close(done) }()
+	eventually(t, "first miss upstream", func() bool { return inflight.Load() >= 1 })
+	time.Sleep(200 * time.Millisecond) // let the others queue
+	close(release)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("waiters of an uncacheable response were not released")
+	}
+	for i, s := range st {
+		if s != 200 {
+			t.Fatalf("wave 1 request %d: status %d", i, s)
+		}
+	}
+	if d > 10*time.Second {
+		t.Fatalf("wave 1 took %v: the waiters sat out lock_timeout", d)
+	}
+
+	// Wave 2: hit for pass, the requests reach the upstream together.
+	release2 := make(chan struct{})
+	release = release2
+	_ = release
+	peak.Store(0)
+	up.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inflight.Add(1)
+		defer inflight.Add(-1)
+		for {
+			p := peak.Load()
+			if n <= p || peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		// Wait until all five are here, or give up.
+		deadline := time.Now().Add(5 * time.Second)
+		for inflight.Load() < 5 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write([]byte("fresh"))
+	})
+	wave(5)
+	if got := peak.Load(); got != 5 {
+		t.Fatalf("hit for pass: %d requests reached the upstream together, want 5 (they queued behind each other)", got)
+	}
+}
+
+// TestTrafficCacheDiskTier fills a tiny memory tier (16 shards of 1 KB, one
+// ~800-byte entry each) so entries spill to the disk tier, reads them back,
+// and checks the instance directory is removed when a reload retires the
+// instance and at shutdown. An oversized entry (under max_entry_size but
+// bigger than a shard with its header) is not stored and flushes nothing.
+func TestTrafficCacheDiskTier(t *testing.T) {
+	var hits atomic.Int64
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=600")
+		if strings.Contains(r.URL.Path, "/big") {
+			w.Header().Set("X-Long", strings.Repeat("h", 200))
+			w.Write(bytes.Repeat([]byte("b"), 700))
+			return
+		}
+		if strings.HasPrefix(r.URL.Path, "/mem/") {
+			// Small: two fit in a 1 KB shard.
+			w.Write([]byte("small"))
+			return
+		}
+		w.Write(bytes.Repeat([]byte(r.URL.Path[len(r.URL.Path)-1:]), 300))
+	}))
+	dir := t.TempDir()
+	body := func(ttl string) string {
+		return fmt.Sprintf(`
+[basic]
+grace_period = "1s"
+[upstreams.a]
+addrs = ["%s"]
+[plugins.disk]
+category = "cache"
+max_size = "16KB"
+dir = "%s"
+ttl = "%s"
+[plugins.mem]
+category = "cache"
+max_size = "16KB"
+[locations.l]
+upstream = "a"
+plugins = ["disk"]
+[locations.mem]
+upstream = "a"
+path = "/mem"
+plugins = ["mem"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l", "mem"]
+`, up.Addr, dir, ttl)
+	}
+	path := writeConfig(t, body("1m"))
+	p := start(t, path, "main")
+	base := p.url("main")
+	const n = 60
+	for i := 0; i < n; i++ {
+		resp, b := do(t, "GET", fmt.Sprintf("%s/e%d", base, i), nil)
+		if resp.StatusCode != 200 || len(b) != 300 {
+			t.Fatalf("fill %d: %d, %d bytes", i, resp.StatusCode, len(b))
+		}
+	}
+	instDirs := func() []string {
+		ents, _ := os.ReadDir(dir)
+		var out []string
+		for _, e := range ents {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	first := instDirs()
+	if len(first) != 1 || !strings.HasPrefix(first[0], "disk-") {
+		t.Fatalf("disk tier directories %v, want one disk-*", first)
+	}
+	if files, _ := os.ReadDir(dir + "/" + first[0]); len(files) == 0 {
+		t.Fatalf("%d entries of 300 bytes in a 16KB memory tier spilled nothing to disk", n)
+	}
+	before := hits.Load()
+	for i := 0; i < n; i++ {
+		resp, b := do(t, "GET", fmt.Sprintf("%s/e%d", base, i), nil)
+		want := bytes.Repeat([]byte(fmt.Sprint(i%10)), 300)
+		if resp.Header.Get("X-Cache-Status") != "HIT" || !bytes.Equal(b, want) {
+			t.Fatalf("read back %d: %s, body %d bytes %q, want %d bytes of %q", i, resp.Header.Get("X-Cache-Status"), len(b), b, len(want), want[:1])
+		}
+	}
+	if hits.Load() != before {
+		t.Fatalf("reading back made %d upstream requests", hits.Load()-before)
+	}
+	// Oversized entries (body under max_entry_size, entry over a shard's
+	// 1 KB): served, not stored, and in a memory-only cache they evict
+	// nothing.
+	const few = 8 // fewer than the 16 shards, so most stay
+	memHits := 0
+	for i := 0; i < few; i++ {
+		do(t, "GET", fmt.Sprintf("%s/mem/e%d", base, i), nil)
+	}
+	for i := 0; i < few; i++ {
+		if resp, _ := do(t, "GET", fmt.Sprintf("%s/mem/e%d", base, i), nil); resp.Header.Get("X-Cache-Status") == "HIT" {
+			memHits++
+		}
+	}
+	if memHits < 4 {
+		t.Fatalf("memory-only cache kept only %d of %d small entries", memHits, few)
+	}
+	for i := 0; i < 2*n; i++ {
+		resp, b := do(t, "GET", fmt.Sprintf("%s/mem/big%d", base, i), nil)
+		if resp.StatusCode != 200 || len(b) != 700 || resp.Header.Get("X-Cache-Status") == "HIT" {
+			t.Fatalf("oversized %d: %d, %d bytes, %s", i, resp.StatusCode, len(b), resp.Header.Get("X-Cache-Status"))
+		}
+	}
+	after := 0
+	for i := 0; i < few; i++ {
+		if resp, _ := do(t, "GET", fmt.Sprintf("%s/mem/e%d", base, i), nil); resp.Header.Get("X-Cache-Status") == "HIT" {
+			after++
+		}
+	}
+	if after < memHits {
+		t.Fatalf("oversized responses flushed the memory tier: %d hits before, %d after", memHits, after)
+	}
+
+	// A reload with changed options builds a new instance; the old one's
+	// directory goes once it is retired.
+	writeFile(t, path, body("2m"))
+	p.signal(syscall.SIGHUP)
+	eventually(t, "old instance directory removed", func() bool {
+		d := instDirs()
+		return len(d) == 1 && d[0] != first[0]
+	})
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(15 * time.Second); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if d := instDirs(); len(d) != 0 {
+		t.Fatalf("after shutdown the disk tier left %v", d)
+	}
+}
+
+// TestTrafficTrustedProxies: limit key "ip" and ip_restriction with
+// trust_forwarded use the client behind a trusted proxy, and an untrusted
+// client cannot choose its address.
+func TestTrafficTrustedProxies(t *testing.T) {
+	up, hits := plEchoBackend(t, "a")
+	cfg := writeConfig(t, fmt.Sprintf(`
+[basic]
+trusted_proxies = ["127.0.0.1/32"]
+[upstreams.a]
+addrs = ["%s"]
+[plugins.per_ip]
+category = "limit"
+key = "ip"
+max = 2
+interval = "1m"
+[plugins.office]
+category = "ip_restriction"
+type = "allow"
+ip_list = ["10.1.0.0/16"]
+trust_forwarded = true
+[locations.lim]
+upstream = "a"
+path = "/lim"
+plugins = ["per_ip"]
+[locations.office]
+upstream = "a"
+path = "/office"
+plugins = ["office"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["lim", "office"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	for _, ip := range []string{"10.0.0.1", "10.0.0.2"} {
+		for i := 0; i < 2; i++ {
+			resp, b := do(t, "GET", base+"/lim", nil, "X-Forwarded-For: "+ip)
+			plExpect(t, "client "+ip, resp, b, 200)
+		}
+		resp, b := do(t, "GET", base+"/lim", nil, "X-Forwarded-For: "+ip)
+		plCheck429(t, "client "+ip+" third", resp, b, 2)
+	}
+	// A spoofed leftmost entry does not help: the walk stops at the first
+	// untrusted address from the right.
+	resp, b := do(t, "GET", base+"/lim", nil, "X-Forwarded-For: 10.0.0.9, 10.0.0.1")
+	plCheck429(t, "spoofed chain", resp, b, 2)
+
+	before := hits.hits.Load()
+	resp, b = do(t, "GET", base+"/office", nil, "X-Forwarded-For: 10.1.2.3")
+	plExpect(t, "office client via trusted proxy", resp, b, 200)
+	resp, b = do(t, "GET", base+"/office", nil, "X-Forwarded-For: 10.1.2.3, 192.0.2.1")
+	plExpect(t, "outsider behind a spoofed office address", resp, b, 403)
+	resp, b = do(t, "GET", base+"/office", nil)
+	plExpect(t, "the proxy itself", resp, b, 403)
+	if hits.hits.Load()-before != 1 {
+		t.Fatalf("upstream hits %d, want 1", hits.hits.Load()-before)
+	}
+}

@@ -263,7 +263,16 @@ func (p *Plugin) Close() error {
 
 // publish stores e in the memory tier; entries it pushes out go to the disk
 // tier when there is one. Files are written outside the shard lock.
+//
+// An entry larger than the shard's whole memory budget is not stored:
+// max_entry_size bounds the body only, and with the header and overhead
+// such an entry would evict every other entry of the shard and then itself
+// (and, with a disk tier, bounce between the tiers without ever being
+// served: promote re-publishes it and it is evicted again at once).
 func (p *Plugin) publish(sh *shard, e *entry) {
+	if e.size > sh.mem.lru.capacity {
+		return
+	}
 	sh.mu.Lock()
 	_, evicted := sh.mem.insert(e, e.vary)
 	sh.mu.Unlock()
