@@ -65,6 +65,7 @@ func plExpect(t *testing.T, what string, resp *http.Response, body []byte, statu
 var plUUID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 func TestPluginChainOrderRefusalAndServerPlugins(t *testing.T) {
+	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
 	cfg := writeConfig(t, fmt.Sprintf(`
 [upstreams.a]
@@ -243,6 +244,7 @@ func plBadPluginConfig(upAddr string, bad ...int) string {
 }
 
 func TestPluginConfigErrorsRejectedByValidate(t *testing.T) {
+	t.Parallel()
 	all := make([]int, len(plBadPlugins))
 	for i := range all {
 		all[i] = i
@@ -277,6 +279,7 @@ func TestPluginConfigErrorsRejectedByValidate(t *testing.T) {
 }
 
 func TestPluginConfigErrorOnReloadKeepsServing(t *testing.T) {
+	t.Parallel()
 	up, _ := plEchoBackend(t, "a")
 	good := fmt.Sprintf(`
 [basic]
@@ -330,6 +333,7 @@ func plToken(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClai
 }
 
 func TestPluginAuthentication(t *testing.T) {
+	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
 	authHits := atomic.Int64{}
 	auth := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -537,6 +541,7 @@ locations = ["jwt", "basic", "fwd", "fwd_down"]
 }
 
 func TestPluginCSRFRedirectMockPing(t *testing.T) {
+	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
 	cfg := writeConfig(t, fmt.Sprintf(`
 [upstreams.a]

@@ -47,6 +47,7 @@ func plCheck429(t *testing.T, what string, resp *http.Response, body []byte, max
 }
 
 func TestTrafficRateLimit(t *testing.T) {
+	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
 	cfg := writeConfig(t, fmt.Sprintf(`
 [upstreams.a]
@@ -120,6 +121,7 @@ locations = ["l"]
 }
 
 func TestTrafficInflightLimit(t *testing.T) {
+	t.Parallel()
 	var inflight atomic.Int64
 	release := make(chan struct{})
 	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -187,6 +189,7 @@ locations = ["l"]
 }
 
 func TestTrafficRedisSharedLimit(t *testing.T) {
+	t.Parallel()
 	raddr := redis.Start(t)
 	up, hits := plEchoBackend(t, "a")
 	// A long interval: refill is one token every 12s, so the count below
@@ -294,6 +297,7 @@ func (s *plSlowChunks) Read(p []byte) (int, error) {
 }
 
 func TestTrafficBodyLimits(t *testing.T) {
+	t.Parallel()
 	ub := &plUploadBackend{}
 	up := newBackend(t, ub)
 	cfg := writeConfig(t, fmt.Sprintf(`
@@ -419,6 +423,7 @@ func (b *plCacheBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestTrafficCache(t *testing.T) {
+	t.Parallel()
 	cb := &plCacheBackend{hits: map[string]int{}, slow: make(chan struct{})}
 	up := newBackend(t, cb)
 	cfg := writeConfig(t, fmt.Sprintf(`
@@ -574,6 +579,7 @@ func plPayload(n int) []byte {
 }
 
 func TestTrafficCompression(t *testing.T) {
+	t.Parallel()
 	big := plPayload(200 << 10)
 	small := plPayload(200)
 	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -732,6 +738,7 @@ func plHasToken(values []string, token string) bool {
 }
 
 func TestTrafficCORS(t *testing.T) {
+	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
 	cfg := writeConfig(t, fmt.Sprintf(`
 [upstreams.a]
@@ -822,6 +829,7 @@ locations = ["api", "open"]
 // ["compression", "cache"] stores identity and compresses every hit. In both,
 // a client never gets an encoding it did not ask for.
 func TestTrafficCacheAndCompressionOrders(t *testing.T) {
+	t.Parallel()
 	big := plPayload(64 << 10)
 	var hits atomic.Int64
 	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -944,6 +952,7 @@ locations = ["cache_first", "compress_first"]
 // events) response is compressed and flushed event by event: the client can
 // decode the first event before the upstream sends the second.
 func TestTrafficCompressionStreamsEvents(t *testing.T) {
+	t.Parallel()
 	next := make(chan struct{})
 	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -1006,6 +1015,7 @@ locations = ["l"]
 // TestTrafficLimitStateSurvivesReload: a reload that does not change the
 // limit plugin keeps its counters (the instance is reused).
 func TestTrafficLimitStateSurvivesReload(t *testing.T) {
+	t.Parallel()
 	a, _ := plEchoBackend(t, "a")
 	body := func(extra string) string {
 		return fmt.Sprintf(`
@@ -1053,6 +1063,7 @@ func writeFile(t *testing.T, path, body string) {
 // upstream fails, when its body breaks mid-way and when the client goes
 // away.
 func TestTrafficInflightReleasedOnErrors(t *testing.T) {
+	t.Parallel()
 	hold := make(chan struct{})
 	var holding atomic.Int64
 	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -1140,6 +1151,7 @@ locations = ["ok", "down"]
 // TestTrafficBodyLimitExpectContinue: a declared oversized body with Expect:
 // 100-continue is refused without asking the client for the body.
 func TestTrafficBodyLimitExpectContinue(t *testing.T) {
+	t.Parallel()
 	ub := &plUploadBackend{}
 	up := newBackend(t, ub)
 	cfg := writeConfig(t, fmt.Sprintf(`
@@ -1194,6 +1206,7 @@ locations = ["plugin", "directive"]
 // TestTrafficRedisUnreachable: with Redis down, fail-open lets requests
 // through without X-RateLimit-* and fail-closed refuses them.
 func TestTrafficRedisUnreachable(t *testing.T) {
+	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
 	dead := freeAddr(t) // nothing listens there
 	cfg := writeConfig(t, fmt.Sprintf(`
@@ -1247,6 +1260,7 @@ locations = ["open", "closed"]
 // TestTrafficCacheBypassAndNotStored covers what must never be served from
 // the cache.
 func TestTrafficCacheBypassAndNotStored(t *testing.T) {
+	t.Parallel()
 	cb := &plCacheBackend{hits: map[string]int{}, slow: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.Handle("/c/", cb)
@@ -1339,7 +1353,9 @@ locations = ["l", "strict"]
 // lock_timeout), and later requests for it go upstream concurrently (hit
 // for pass) instead of queueing behind each other.
 func TestTrafficCacheUncacheableDoesNotQueue(t *testing.T) {
-	var inflight, peak atomic.Int64
+	t.Parallel()
+	var inflight, peak, arrived atomic.Int64
+	var barrier atomic.Bool // wave 2: wait until five requests are in
 	release := make(chan struct{})
 	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := inflight.Add(1)
@@ -1350,9 +1366,17 @@ func TestTrafficCacheUncacheableDoesNotQueue(t *testing.T) {
 				break
 			}
 		}
-		select {
-		case <-release:
-		case <-time.After(10 * time.Second):
+		if barrier.Load() {
+			arrived.Add(1)
+			deadline := time.Now().Add(5 * time.Second)
+			for arrived.Load() < 5 && time.Now().Before(deadline) {
+				time.Sleep(5 * time.Millisecond)
+			}
+		} else {
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
 		}
 		w.Header().Set("Cache-Control", "no-store")
 		w.Write([]byte("fresh"))
@@ -1393,13 +1417,17 @@ locations = ["l"]
 		return time.Since(began), statuses
 	}
 
-	// Wave 1: the first miss goes upstream; the others wait for it.
+	// Wave 1: the first miss goes upstream; the others wait for it and are
+	// let go as soon as its answer proves not storable.
 	done := make(chan struct{})
 	var d time.Duration
 	var st []int
 	go func() { d, st = wave(5); close(done) }()
 	eventually(t, "first miss upstream", func() bool { return inflight.Load() >= 1 })
 	time.Sleep(200 * time.Millisecond) // let the others queue
+	if got := inflight.Load(); got != 1 {
+		t.Errorf("%d concurrent misses reached the upstream before the first answered, want 1 (coalescing)", got)
+	}
 	close(release)
 	select {
 	case <-done:
@@ -1412,31 +1440,12 @@ locations = ["l"]
 		}
 	}
 	if d > 10*time.Second {
-		t.Fatalf("wave 1 took %v: the waiters sat out lock_timeout", d)
+		t.Fatalf("wave 1 took %v: the waiters sat out lock_timeout (20s)", d)
 	}
 
 	// Wave 2: hit for pass, the requests reach the upstream together.
-	release2 := make(chan struct{})
-	release = release2
-	_ = release
+	barrier.Store(true)
 	peak.Store(0)
-	up.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := inflight.Add(1)
-		defer inflight.Add(-1)
-		for {
-			p := peak.Load()
-			if n <= p || peak.CompareAndSwap(p, n) {
-				break
-			}
-		}
-		// Wait until all five are here, or give up.
-		deadline := time.Now().Add(5 * time.Second)
-		for inflight.Load() < 5 && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		w.Header().Set("Cache-Control", "no-store")
-		w.Write([]byte("fresh"))
-	})
 	wave(5)
 	if got := peak.Load(); got != 5 {
 		t.Fatalf("hit for pass: %d requests reached the upstream together, want 5 (they queued behind each other)", got)
@@ -1449,6 +1458,7 @@ locations = ["l"]
 // instance and at shutdown. An oversized entry (under max_entry_size but
 // bigger than a shard with its header) is not stored and flushes nothing.
 func TestTrafficCacheDiskTier(t *testing.T) {
+	t.Parallel()
 	var hits atomic.Int64
 	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Add(1)
@@ -1581,6 +1591,7 @@ locations = ["l", "mem"]
 // trust_forwarded use the client behind a trusted proxy, and an untrusted
 // client cannot choose its address.
 func TestTrafficTrustedProxies(t *testing.T) {
+	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
 	cfg := writeConfig(t, fmt.Sprintf(`
 [basic]
