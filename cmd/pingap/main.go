@@ -54,7 +54,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg, err := load()
 	if *test {
 		if err != nil {
-			fmt.Fprintln(stderr, err)
+			var all config.Errors
+			all.Append("", "", err)
+			if cfg != nil {
+				// The config decoded but failed validation: plugin options
+				// are only checked by their builders, list those too.
+				all.Append("", "", engine.CheckPlugins(cfg))
+			}
+			all.Sort()
+			fmt.Fprintln(stderr, all.Err())
 			fmt.Fprintf(stderr, "configuration %s is invalid\n", *cfgPath)
 			return 1
 		}
