@@ -1646,3 +1646,270 @@ locations = ["lim", "office"]
 		t.Fatalf("upstream hits %d, want 1", hits.hits.Load()-before)
 	}
 }
+
+// TestTrafficCacheStaleAndPurgeVariants: stale-if-error serves the stored
+// answer on an upstream 5xx, stale-while-revalidate serves it while another
+// request refreshes, a changed ETag replaces the entry, and PURGE removes
+// every Vary variant.
+func TestTrafficCacheStaleAndPurgeVariants(t *testing.T) {
+	t.Parallel()
+	var mode atomic.Int32 // 0 normal, 1 fail, 2 block
+	var calls atomic.Int64
+	version := atomic.Int32{}
+	version.Store(1)
+	hold := make(chan struct{})
+	holding := make(chan struct{}, 1)
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		switch r.URL.Path {
+		case "/sie":
+			if mode.Load() == 1 {
+				http.Error(w, "down", 503)
+				return
+			}
+			w.Header().Set("Cache-Control", "max-age=0, stale-if-error=600")
+			w.Write([]byte("kept"))
+		case "/swr":
+			if mode.Load() == 2 {
+				holding <- struct{}{}
+				<-hold
+			}
+			w.Header().Set("Cache-Control", "max-age=0, stale-while-revalidate=600")
+			fmt.Fprintf(w, "swr %d", calls.Load())
+		case "/etag":
+			v := fmt.Sprintf(`"v%d"`, version.Load())
+			w.Header().Set("Cache-Control", "no-cache")
+			w.Header().Set("ETag", v)
+			if r.Header.Get("If-None-Match") == v {
+				w.WriteHeader(304)
+				return
+			}
+			fmt.Fprintf(w, "version %s", v)
+		case "/vary":
+			w.Header().Set("Cache-Control", "max-age=600")
+			w.Header().Set("Vary", "Accept-Language")
+			fmt.Fprintf(w, "lang %s", r.Header.Get("Accept-Language"))
+		}
+	}))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.cache]
+category = "cache"
+[locations.l]
+upstream = "a"
+plugins = ["cache"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	status := func(r *http.Response) string { return r.Header.Get("X-Cache-Status") }
+
+	t.Run("stale-if-error", func(t *testing.T) {
+		resp, b := do(t, "GET", base+"/sie", nil)
+		plExpect(t, "fill", resp, b, 200)
+		mode.Store(1)
+		defer mode.Store(0)
+		resp, b = do(t, "GET", base+"/sie", nil)
+		if resp.StatusCode != 200 || string(b) != "kept" || status(resp) != "STALE" {
+			t.Fatalf("upstream 503 with a stale-if-error entry: %d %q %s", resp.StatusCode, b, status(resp))
+		}
+	})
+
+	t.Run("stale-while-revalidate", func(t *testing.T) {
+		resp, first := do(t, "GET", base+"/swr", nil)
+		plExpect(t, "fill", resp, first, 200)
+		mode.Store(2)
+		defer mode.Store(0)
+		refreshed := make(chan string, 1)
+		go func() {
+			resp, err := client.Get(base + "/swr")
+			if err != nil {
+				refreshed <- err.Error()
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			refreshed <- string(b)
+		}()
+		select {
+		case <-holding:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the refresh never reached the upstream")
+		}
+		// While that refresh is held at the upstream, another client gets
+		// the stale entry at once.
+		resp, b := do(t, "GET", base+"/swr", nil)
+		if resp.StatusCode != 200 || string(b) != string(first) || status(resp) != "STALE" {
+			t.Errorf("during a refresh: %d %q %s, want the stale %q", resp.StatusCode, b, status(resp), first)
+		}
+		close(hold)
+		if r := <-refreshed; !strings.HasPrefix(r, "swr ") || r == string(first) {
+			t.Errorf("refreshing request got %q", r)
+		}
+	})
+
+	t.Run("changed ETag replaces the entry", func(t *testing.T) {
+		_, b1 := do(t, "GET", base+"/etag", nil)
+		_, b2 := do(t, "GET", base+"/etag", nil)
+		version.Store(2)
+		_, b3 := do(t, "GET", base+"/etag", nil)
+		resp, b4 := do(t, "GET", base+"/etag", nil)
+		if string(b1) != `version "v1"` || string(b2) != string(b1) || string(b3) != `version "v2"` || string(b4) != string(b3) {
+			t.Fatalf("bodies %q %q %q %q", b1, b2, b3, b4)
+		}
+		// A client's If-None-Match matching the fresh-after-304 entry.
+		if resp.Header.Get("ETag") != `"v2"` {
+			t.Fatalf("ETag %q", resp.Header.Get("ETag"))
+		}
+	})
+
+	t.Run("PURGE removes every variant", func(t *testing.T) {
+		for _, l := range []string{"en", "fr"} {
+			do(t, "GET", base+"/vary", nil, "Accept-Language: "+l)
+			if resp, _ := do(t, "GET", base+"/vary", nil, "Accept-Language: "+l); status(resp) != "HIT" {
+				t.Fatalf("%s not cached: %s", l, status(resp))
+			}
+		}
+		resp, b := do(t, "PURGE", base+"/vary", nil)
+		plExpect(t, "PURGE", resp, b, 200)
+		for _, l := range []string{"en", "fr"} {
+			resp, b := do(t, "GET", base+"/vary", nil, "Accept-Language: "+l)
+			if status(resp) != "MISS" || string(b) != "lang "+l {
+				t.Errorf("%s after PURGE: %s %q", l, status(resp), b)
+			}
+		}
+	})
+}
+
+// TestTrafficCompressionSkips: no-transform, an already encoded body and a
+// 206 range answer pass through untouched.
+func TestTrafficCompressionSkips(t *testing.T) {
+	t.Parallel()
+	big := plPayload(32 << 10)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(big)
+	zw.Close()
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/notransform":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-transform")
+			w.Write(big)
+		case "/encoded":
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write(gz.Bytes())
+		case "/file.json":
+			http.ServeContent(w, r, "file.json", time.Unix(1700000000, 0), bytes.NewReader(big))
+		}
+	}))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.compress]
+category = "compression"
+[locations.l]
+upstream = "a"
+plugins = ["compress"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	raw := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	get := func(path string, headers ...string) (*http.Response, []byte) {
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("Accept-Encoding", "br, gzip, zstd")
+		for _, h := range headers {
+			k, v, _ := strings.Cut(h, ":")
+			req.Header.Set(k, strings.TrimSpace(v))
+		}
+		resp, err := raw.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	if resp, b := get("/notransform"); resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(b, big) {
+		t.Errorf("no-transform: Content-Encoding %q, %d bytes", resp.Header.Get("Content-Encoding"), len(b))
+	}
+	if resp, b := get("/encoded"); resp.Header.Get("Content-Encoding") != "gzip" || !bytes.Equal(b, gz.Bytes()) {
+		t.Errorf("already gzip: Content-Encoding %q, %d bytes (want the upstream's %d)", resp.Header.Get("Content-Encoding"), len(b), gz.Len())
+	}
+	resp, b := get("/file.json", "Range: bytes=100-199")
+	if resp.StatusCode != 206 || resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(b, big[100:200]) {
+		t.Errorf("range: %d Content-Encoding %q, %d bytes", resp.StatusCode, resp.Header.Get("Content-Encoding"), len(b))
+	}
+	resp, _ = get("/file.json")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "br" {
+		t.Errorf("full file: %d Content-Encoding %q", resp.StatusCode, resp.Header.Get("Content-Encoding"))
+	}
+}
+
+// TestTrafficIPv6Client: ip_restriction and the limit key "ip" on an IPv6
+// listener.
+func TestTrafficIPv6Client(t *testing.T) {
+	t.Parallel()
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Fatalf("this test needs IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	up, hits := plEchoBackend(t, "a")
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.no_v6_loopback]
+category = "ip_restriction"
+ip_list = ["::1/128"]
+[plugins.v6_only]
+category = "ip_restriction"
+type = "allow"
+ip_list = ["::/0"]
+[plugins.per_ip]
+category = "limit"
+max = 1
+interval = "1m"
+[locations.deny]
+upstream = "a"
+path = "/deny"
+plugins = ["no_v6_loopback"]
+[locations.allow]
+upstream = "a"
+path = "/allow"
+plugins = ["v6_only", "per_ip"]
+[servers.v6]
+addr = "[::1]:0"
+locations = ["deny", "allow"]
+[servers.v4]
+addr = "127.0.0.1:0"
+locations = ["deny", "allow"]
+`, up.Addr))
+	p := start(t, cfg, "v6", "v4")
+	v6, v4 := p.url("v6"), p.url("v4")
+	before := hits.hits.Load()
+	resp, b := do(t, "GET", v6+"/deny", nil)
+	plExpect(t, "::1 on the deny list", resp, b, 403)
+	resp, b = do(t, "GET", v4+"/deny", nil)
+	plExpect(t, "127.0.0.1 not on an IPv6 deny list", resp, b, 200)
+	resp, b = do(t, "GET", v6+"/allow", nil)
+	plExpect(t, "::1 allowed", resp, b, 200)
+	resp, b = do(t, "GET", v6+"/allow", nil)
+	plCheck429(t, "::1 second request", resp, b, 1)
+	resp, b = do(t, "GET", v4+"/allow", nil)
+	plExpect(t, "IPv4 client outside ::/0", resp, b, 403)
+	if n := hits.hits.Load() - before; n != 2 {
+		t.Fatalf("upstream hits %d, want 2", n)
+	}
+	l := p.waitLog("access", func(m map[string]any) bool { return m["status"] == float64(429) })
+	if l["remote_addr"] != "::1" {
+		t.Errorf("access log remote_addr %v", l["remote_addr"])
+	}
+}
