@@ -8,7 +8,9 @@ package e2e
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +27,7 @@ import (
 	"github.com/andybalholm/brotli"
 	"github.com/klauspost/compress/zstd"
 	"github.com/pingap-go/pingap/internal/testutil/redis"
+	"golang.org/x/net/http2"
 )
 
 // plRateHeaders checks the X-RateLimit-* fields of a 429.
@@ -1912,4 +1915,135 @@ locations = ["deny", "allow"]
 	if l["remote_addr"] != "::1" {
 		t.Errorf("access log remote_addr %v", l["remote_addr"])
 	}
+}
+
+// plH2C is an HTTP/2 cleartext (prior knowledge) client.
+func plH2C() *http.Client {
+	tr := &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	return &http.Client{Timeout: 15 * time.Second, Transport: tr}
+}
+
+// TestTrafficHTTP2BodyLimitAndCancel: over HTTP/2 a body has no
+// Content-Length to check up front, so body_limit and client_max_body_size
+// must cut it while streaming; and a client that cancels its stream frees
+// its in-flight slot and cancels the upstream request.
+func TestTrafficHTTP2BodyLimitAndCancel(t *testing.T) {
+	t.Parallel()
+	ub := &plUploadBackend{}
+	var holding atomic.Int64
+	cancelled := make(chan struct{}, 4)
+	mux := http.NewServeMux()
+	mux.Handle("/", ub)
+	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.RawQuery == "probe" {
+			return
+		}
+		holding.Add(1)
+		defer holding.Add(-1)
+		select {
+		case <-r.Context().Done():
+			cancelled <- struct{}{}
+		case <-time.After(10 * time.Second):
+		}
+	})
+	up := newBackend(t, mux)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.small]
+category = "body_limit"
+max = "4KB"
+[plugins.one]
+category = "limit"
+type = "inflight"
+max = 1
+[locations.plugin]
+upstream = "a"
+path = "/plugin"
+plugins = ["small"]
+[locations.directive]
+upstream = "a"
+path = "/directive"
+client_max_body_size = "4KB"
+[locations.hold]
+upstream = "a"
+path = "/hold"
+plugins = ["one"]
+[servers.main]
+addr = "127.0.0.1:0"
+h2c = true
+locations = ["plugin", "directive", "hold"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	h2 := plH2C()
+
+	for _, loc := range []string{"/plugin", "/directive"} {
+		t.Run(loc, func(t *testing.T) {
+			post := func(body io.Reader, cl int64) (*http.Response, []byte) {
+				req, _ := http.NewRequest("POST", base+loc, body)
+				req.ContentLength = cl
+				resp, err := h2.Do(req)
+				if err != nil {
+					t.Fatalf("POST: %v", err)
+				}
+				defer resp.Body.Close()
+				b, _ := io.ReadAll(resp.Body)
+				if resp.ProtoMajor != 2 {
+					t.Fatalf("not HTTP/2: %s", resp.Proto)
+				}
+				return resp, b
+			}
+			resp, b := post(&plSlowChunks{n: 4, size: 1000}, -1)
+			if resp.StatusCode != 200 || string(b) != "got 4000" {
+				t.Fatalf("under the limit: %d %q", resp.StatusCode, b)
+			}
+			_, before := ub.largestComplete()
+			resp, b = post(bytes.NewReader(make([]byte, 5000)), 5000)
+			plExpect(t, "declared over the limit", resp, b, 413)
+			resp, b = post(&plSlowChunks{n: 64, size: 1024}, -1)
+			plExpect(t, "streamed over the limit", resp, b, 413)
+			plErrorBody(t, "streamed over the limit", resp, b)
+			if largest, after := ub.largestComplete(); largest > 4096 || after != before {
+				t.Fatalf("the upstream received a complete oversized body (largest %d, complete %d -> %d)", largest, before, after)
+			}
+		})
+	}
+
+	t.Run("cancelled stream", func(t *testing.T) {
+		for i := 0; i < 2; i++ {
+			ctx, cancel := context.WithCancel(context.Background())
+			req, _ := http.NewRequestWithContext(ctx, "GET", base+"/hold", nil)
+			errc := make(chan error, 1)
+			go func() {
+				resp, err := h2.Do(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				errc <- err
+			}()
+			eventually(t, "request at the upstream", func() bool { return holding.Load() == 1 })
+			cancel()
+			<-errc
+			select {
+			case <-cancelled:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the upstream request was not cancelled when the HTTP/2 client cancelled")
+			}
+			eventually(t, "slot released", func() bool {
+				resp, err := h2.Get(base + "/hold?probe")
+				if err != nil {
+					return false
+				}
+				resp.Body.Close()
+				return resp.StatusCode == 200
+			})
+		}
+	})
 }
