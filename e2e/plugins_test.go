@@ -711,3 +711,63 @@ locations = ["csrf", "token", "secure", "v2", "maint", "probe"]
 		}
 	})
 }
+
+// TestPluginServerPluginsPerServer: server plugins run for a location
+// without plugins of its own, and only on the server that lists them when a
+// location is shared; key_auth by query hides only its parameter.
+func TestPluginServerPluginsPerServer(t *testing.T) {
+	t.Parallel()
+	up, hits := plEchoBackend(t, "a")
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.tag]
+category = "headers"
+request_set = { "X-Server-Plugin" = "ran" }
+response_set = { "X-Server-Plugin" = "ran" }
+[plugins.qkey]
+category = "key_auth"
+query = "api_key"
+keys = ["secret-1"]
+[locations.plain]
+upstream = "a"
+path = "/plain"
+[locations.q]
+upstream = "a"
+path = "/q"
+plugins = ["qkey"]
+[servers.with]
+addr = "127.0.0.1:0"
+plugins = ["tag"]
+locations = ["plain", "q"]
+[servers.without]
+addr = "127.0.0.1:0"
+locations = ["plain", "q"]
+`, up.Addr))
+	p := start(t, cfg, "with", "without")
+	resp, b := do(t, "GET", p.url("with")+"/plain", nil)
+	plExpect(t, "with", resp, b, 200)
+	if decodeEcho(t, b).Header.Get("X-Server-Plugin") != "ran" || resp.Header.Get("X-Server-Plugin") != "ran" {
+		t.Errorf("server plugin did not run on a location without plugins")
+	}
+	resp, b = do(t, "GET", p.url("without")+"/plain", nil)
+	plExpect(t, "without", resp, b, 200)
+	if decodeEcho(t, b).Header.Get("X-Server-Plugin") != "" || resp.Header.Get("X-Server-Plugin") != "" {
+		t.Errorf("another server's plugin ran on a shared location")
+	}
+
+	before := hits.hits.Load()
+	resp, b = do(t, "GET", p.url("with")+"/q?a=1&api_key=wrong", nil)
+	plExpect(t, "wrong query key", resp, b, 401)
+	if resp.Header.Get("X-Server-Plugin") != "ran" {
+		t.Errorf("server plugin's response phase did not run on the location plugin's refusal")
+	}
+	if hits.hits.Load() != before {
+		t.Fatal("refused request reached the upstream")
+	}
+	resp, b = do(t, "GET", p.url("without")+"/q?a=1&api_key=secret-1&b=x%20y&c", nil)
+	plExpect(t, "query key", resp, b, 200)
+	if q := decodeEcho(t, b).Query; q != "a=1&b=x%20y&c" {
+		t.Errorf("upstream query %q, want the key removed and the rest as written", q)
+	}
+}
