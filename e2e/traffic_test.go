@@ -2047,3 +2047,111 @@ locations = ["plugin", "directive", "hold"]
 		}
 	})
 }
+
+// TestTrafficRedisInflightAndRecovery: an in-flight limit shared through
+// Redis by two instances, and a shared rate bucket that refills on the Redis
+// clock.
+func TestTrafficRedisInflightAndRecovery(t *testing.T) {
+	t.Parallel()
+	raddr := redis.Start(t)
+	var holding atomic.Int64
+	release := make(chan struct{})
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/conc/hold" {
+			holding.Add(1)
+			select {
+			case <-release:
+			case <-time.After(10 * time.Second):
+			}
+		}
+		w.Write([]byte("ok"))
+	}))
+	cfg := fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.conc]
+category = "limit"
+type = "inflight"
+max = 1
+redis = "redis://%s/0"
+redis_fail_open = false
+redis_timeout = "2s"
+[plugins.rate]
+category = "limit"
+key = "header:X-Client"
+max = 2
+interval = "1s"
+redis = "redis://%s/0"
+redis_fail_open = false
+redis_timeout = "2s"
+[locations.conc]
+upstream = "a"
+path = "/conc"
+plugins = ["conc"]
+[locations.rate]
+upstream = "a"
+path = "/rate"
+plugins = ["rate"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["conc", "rate"]
+`, up.Addr, raddr, raddr)
+	p1 := start(t, writeConfig(t, cfg), "main")
+	p2 := start(t, writeConfig(t, cfg), "main")
+
+	done := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(p1.url("main") + "/conc/hold")
+		if err != nil {
+			done <- -1
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	eventually(t, "held request at the upstream", func() bool { return holding.Load() == 1 })
+	resp, b := do(t, "GET", p2.url("main")+"/conc/x", nil)
+	plCheck429(t, "second instance while the first holds the only slot", resp, b, 1)
+	close(release)
+	if s := <-done; s != 200 {
+		t.Fatalf("held request: %d", s)
+	}
+	for _, u := range []string{p1.url("main"), p2.url("main")} {
+		resp, b := do(t, "GET", u+"/conc/x", nil)
+		plExpect(t, "slot back in Redis", resp, b, 200)
+	}
+
+	// Rate: 2 per second shared; the refill is on the Redis clock. Retried
+	// with a new key when a slow machine let a token come back mid-burst.
+	var last *http.Response
+	var key string
+	for attempt := 0; attempt < 5; attempt++ {
+		key = fmt.Sprintf("k%d", attempt)
+		began := time.Now()
+		var st []int
+		for i, u := range []string{p1.url("main"), p2.url("main"), p1.url("main")} {
+			resp, _ := do(t, "GET", u+"/rate", nil, "X-Client: "+key)
+			st = append(st, resp.StatusCode)
+			if i == 2 {
+				last = resp
+			}
+		}
+		if time.Since(began) > 400*time.Millisecond {
+			continue
+		}
+		if fmt.Sprint(st) != "[200 200 429]" {
+			t.Fatalf("shared rate statuses %v, want [200 200 429]", st)
+		}
+		break
+	}
+	if last.StatusCode != 429 {
+		t.Fatalf("no burst fitted in the window")
+	}
+	ra, _ := strconv.Atoi(last.Header.Get("Retry-After"))
+	time.Sleep(time.Duration(ra) * time.Second)
+	eventually(t, "bucket refilled", func() bool {
+		resp, _ := do(t, "GET", p2.url("main")+"/rate", nil, "X-Client: "+key)
+		return resp.StatusCode == 200
+	})
+}
