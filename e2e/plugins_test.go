@@ -303,8 +303,8 @@ locations = ["l"]
 	resp, body := do(t, "GET", base+"/", nil, "X-API-Key: k1")
 	plExpect(t, "before reload", resp, body, 200)
 
-	for i, bp := range []int{1, 5, 8} { // key_auth, ip_restriction, limit
-		bad := plBadPlugins[bp]
+	// Every category's error, one reload each.
+	for i, bad := range plBadPlugins {
 		os.WriteFile(path, []byte(good+fmt.Sprintf("[plugins.%s]\n%s\n", bad.name, bad.body)), 0o644)
 		p.signal(syscall.SIGHUP)
 		n := i + 1
@@ -344,6 +344,12 @@ func TestPluginAuthentication(t *testing.T) {
 			w.Header().Set("X-Auth-Uri", r.Header.Get("X-Forwarded-Uri"))
 			w.Header().Set("X-Auth-Method", r.Header.Get("X-Forwarded-Method"))
 			w.WriteHeader(204)
+		case r.Header.Get("Authorization") == "Bearer slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+			w.WriteHeader(204)
 		case r.Header.Get("Authorization") == "Bearer login":
 			http.Redirect(w, r, "https://sso.example/login", http.StatusFound)
 		default:
@@ -376,6 +382,12 @@ request_headers = ["Authorization"]
 upstream_headers = ["X-User", "X-Auth-Uri", "X-Auth-Method"]
 timeout = "2s"
 
+[plugins.fwd_slow]
+category = "forward_auth"
+url = "http://%s/verify"
+request_headers = ["Authorization"]
+timeout = "300ms"
+
 [plugins.fwd_down]
 category = "forward_auth"
 url = "http://127.0.0.1:1/verify"
@@ -401,10 +413,15 @@ upstream = "a"
 path = "/down"
 plugins = ["fwd_down"]
 
+[locations.fwd_slow]
+upstream = "a"
+path = "/slowauth"
+plugins = ["fwd_slow"]
+
 [servers.main]
 addr = "127.0.0.1:0"
-locations = ["jwt", "basic", "fwd", "fwd_down"]
-`, up.Addr, secret, auth.Addr))
+locations = ["jwt", "basic", "fwd", "fwd_down", "fwd_slow"]
+`, up.Addr, secret, auth.Addr, auth.Addr))
 	p := start(t, cfg, "main")
 	base := p.url("main")
 	now := time.Now()
@@ -534,8 +551,11 @@ locations = ["jwt", "basic", "fwd", "fwd_down"]
 		resp, body = do(t, "GET", base+"/down", nil)
 		plExpect(t, "auth unreachable", resp, body, 503)
 		plErrorBody(t, "auth unreachable", resp, body)
+		resp, body = do(t, "GET", base+"/slowauth", nil, "Authorization: Bearer slow")
+		plExpect(t, "auth slower than timeout", resp, body, 503)
+		plErrorBody(t, "auth slower than timeout", resp, body)
 		if hits.hits.Load() != before {
-			t.Errorf("upstream reached with the auth service down")
+			t.Errorf("upstream reached with the auth service down or slow")
 		}
 	})
 }
