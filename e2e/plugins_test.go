@@ -791,3 +791,45 @@ locations = ["plain", "q"]
 		t.Errorf("upstream query %q, want the key removed and the rest as written", q)
 	}
 }
+
+// TestPluginCORSBeforeAuth: with cors listed before key_auth, a preflight
+// needs no key (cors answers it), and key_auth's 401 still carries the CORS
+// fields so a browser can read it.
+func TestPluginCORSBeforeAuth(t *testing.T) {
+	t.Parallel()
+	up, hits := plEchoBackend(t, "a")
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.cors]
+category = "cors"
+allow_origins = ["https://app.example.com"]
+[plugins.keys]
+category = "key_auth"
+header = "X-API-Key"
+keys = ["k"]
+[locations.api]
+upstream = "a"
+plugins = ["cors", "keys"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["api"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	resp, b := do(t, "OPTIONS", base+"/x", nil, "Origin: https://app.example.com", "Access-Control-Request-Method: POST", "Access-Control-Request-Headers: X-API-Key")
+	plExpect(t, "preflight without a key", resp, b, 204)
+	if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+		t.Errorf("preflight Access-Control-Allow-Origin %q", resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	resp, b = do(t, "POST", base+"/x", nil, "Origin: https://app.example.com")
+	plExpect(t, "POST without a key", resp, b, 401)
+	if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {
+		t.Errorf("the 401 lacks Access-Control-Allow-Origin: a browser could not read it")
+	}
+	if hits.hits.Load() != 0 {
+		t.Fatal("upstream reached")
+	}
+	resp, b = do(t, "POST", base+"/x", nil, "Origin: https://app.example.com", "X-API-Key: k")
+	plExpect(t, "POST with the key", resp, b, 200)
+}
