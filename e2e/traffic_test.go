@@ -2155,3 +2155,82 @@ locations = ["conc", "rate"]
 		return resp.StatusCode == 200
 	})
 }
+
+// TestTrafficHTTP2ContentPlugins: compression, cache and limit headers over
+// an HTTP/2 client connection (a different response writer than HTTP/1).
+func TestTrafficHTTP2ContentPlugins(t *testing.T) {
+	t.Parallel()
+	big := plPayload(100 << 10)
+	var hits atomic.Int64
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write(big)
+	}))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.a]
+addrs = ["%s"]
+[plugins.cache]
+category = "cache"
+[plugins.compress]
+category = "compression"
+[plugins.lim]
+category = "limit"
+max = 100
+interval = "1m"
+[locations.l]
+upstream = "a"
+plugins = ["lim", "cache", "compress"]
+[servers.main]
+addr = "127.0.0.1:0"
+h2c = true
+locations = ["l"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+	h2 := plH2C()
+	for i, enc := range []string{"br", "br", "zstd", "gzip"} {
+		req, _ := http.NewRequest("GET", p.url("main")+"/data", nil)
+		req.Header.Set("Accept-Encoding", enc)
+		resp, err := h2.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+			t.Fatalf("request %d: %v %s %d", i, err, resp.Proto, resp.StatusCode)
+		}
+		if resp.Header.Get("Content-Encoding") != enc || resp.Header.Get("X-RateLimit-Limit") != "100" {
+			t.Fatalf("request %d: Content-Encoding %q X-RateLimit-Limit %q", i, resp.Header.Get("Content-Encoding"), resp.Header.Get("X-RateLimit-Limit"))
+		}
+		var r io.Reader
+		switch enc {
+		case "br":
+			r = brotli.NewReader(bytes.NewReader(b))
+		case "zstd":
+			zr, err := zstd.NewReader(bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer zr.Close()
+			r = zr
+		case "gzip":
+			zr, err := gzip.NewReader(bytes.NewReader(b))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = zr
+		}
+		got, err := io.ReadAll(r)
+		if err != nil || !bytes.Equal(got, big) {
+			t.Fatalf("request %d (%s, %s): decoded %d bytes, err %v", i, enc, resp.Header.Get("X-Cache-Status"), len(got), err)
+		}
+		if i == 1 && resp.Header.Get("X-Cache-Status") != "HIT" {
+			t.Errorf("second br request: %s", resp.Header.Get("X-Cache-Status"))
+		}
+	}
+	if n := hits.Load(); n != 3 {
+		t.Errorf("upstream hits %d, want 3 (one per encoding)", n)
+	}
+}
