@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pingap-go/pingap/internal/admin"
 	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/config/source"
 	"github.com/pingap-go/pingap/internal/demo"
@@ -33,6 +34,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "config" {
+		return configCommand(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("pingap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration: a TOML file, a folder of *.toml files, or etcd://HOST:PORT/PREFIX")
@@ -50,7 +54,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingap: -config is required (see -h)")
 		return 2
 	}
-	load := func() (*config.Config, error) { return config.Load(*cfgPath) }
+	etcdSrc, load, err := configSource(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	cfg, err := load()
 	if *test {
 		if err != nil {
@@ -104,7 +112,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("inherited listeners", slog.String("error", err.Error()))
 		return 1
 	}
-	e := engine.New(engine.Options{Logger: logger, LogLevel: level, Load: load, Listen: inherited.Listen})
+	persist := admin.PersistFile(*cfgPath)
+	if etcdSrc != nil {
+		persist = etcdSrc.Persist
+	}
+	e := engine.New(engine.Options{Logger: logger, LogLevel: level, Load: load, Listen: inherited.Listen,
+		Admin: admin.ForEngine(admin.Options{Logger: logger, Persist: persist})})
 	if err := e.Start(cfg); err != nil {
 		logger.Error("start failed", slog.String("error", err.Error()))
 		return 1
@@ -116,9 +129,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	watch := &watcher{path: *cfgPath, log: logger, reload: reload}
 	watch.set(cfg.Basic.AutoReload)
 	defer watch.set(false)
+	stopEtcd := watchEtcd(etcdSrc, logger, reload)
+	defer stopEtcd()
 	logger.Info("pingap started", slog.String("version", version), slog.String("config", *cfgPath), slog.Int("pid", os.Getpid()))
 
 	shutdown := func(why string) int {
+		stopEtcd() // no etcd-triggered reload while draining
 		grace := e.Snapshot().Config().Basic.GracePeriod.D()
 		logger.Info("shutting down", slog.String("reason", why), slog.Duration("grace_period", grace))
 		ctx, cancel := context.WithTimeout(context.Background(), grace)
