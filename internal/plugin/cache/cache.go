@@ -44,7 +44,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -619,7 +618,7 @@ func (p *Plugin) wait(c *httpx.Ctx, f *flight) {
 // stored validators satisfy gets 304 (RFC 9111 4.3.2).
 func (p *Plugin) serve(c *httpx.Ctx, e *entry, now time.Time, status string, conditional bool) {
 	h := &c.Resp.Header
-	age := itoa(max(int64(e.age(now)/time.Second), 0))
+	age := httpx.Itoa(max(int64(e.age(now)/time.Second), 0))
 	if conditional && notModified(c, e) {
 		// RFC 9110 15.4.5: the fields a 200 would carry that describe
 		// caching and the selected representation's validators.
@@ -1089,22 +1088,6 @@ func (t *tee) Close() error {
 		t.p.persist(t.fill.sh, t.e, gen)
 	}
 	return err
-}
-
-// smallInts holds "0".."4095" so Age values need no allocation.
-var smallInts = sync.OnceValue(func() []string {
-	s := make([]string, 4096)
-	for i := range s {
-		s[i] = strconv.Itoa(i)
-	}
-	return s
-})
-
-func itoa(n int64) string {
-	if n >= 0 && n < 4096 {
-		return smallInts()[n]
-	}
-	return strconv.FormatInt(n, 10)
 }
 
 var (

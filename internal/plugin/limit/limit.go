@@ -303,10 +303,10 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 	}
 	c.Error(429, "too many requests")
 	h := &c.Resp.Header
-	h.Set("Retry-After", itoa(retry))
+	h.Set("Retry-After", httpx.Itoa(retry))
 	h.Set("X-RateLimit-Limit", p.limitStr)
 	h.Set("X-RateLimit-Remaining", "0")
-	h.Set("X-RateLimit-Reset", itoa(retry))
+	h.Set("X-RateLimit-Reset", httpx.Itoa(retry))
 	st.headers = false // already set; Response leaves them alone
 	return true
 }
@@ -319,9 +319,9 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 	}
 	h := &c.Resp.Header
 	h.Set("X-RateLimit-Limit", p.limitStr)
-	h.Set("X-RateLimit-Remaining", itoa(st.remaining))
+	h.Set("X-RateLimit-Remaining", httpx.Itoa(st.remaining))
 	if !p.inflight {
-		h.Set("X-RateLimit-Reset", itoa(st.resetSec))
+		h.Set("X-RateLimit-Reset", httpx.Itoa(st.resetSec))
 	}
 }
 
@@ -435,23 +435,6 @@ func ceilSeconds(nanos float64) int64 {
 		return 0
 	}
 	return int64(math.Ceil(nanos / float64(time.Second)))
-}
-
-// smallInts holds the decimal strings of 0..1023 so header values need no
-// allocation in the common case.
-var smallInts = sync.OnceValue(func() []string {
-	s := make([]string, 1024)
-	for i := range s {
-		s[i] = strconv.Itoa(i)
-	}
-	return s
-})
-
-func itoa(n int64) string {
-	if n >= 0 && n < 1024 {
-		return smallInts()[n]
-	}
-	return strconv.FormatInt(n, 10)
 }
 
 var (

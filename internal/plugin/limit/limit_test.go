@@ -85,10 +85,10 @@ func expectWindow(t *testing.T, p plugin.Plugin, max int, headers ...string) {
 		if res.Status != 200 {
 			t.Fatalf("request %d: status %d, want 200", i+1, res.Status)
 		}
-		if got, want := res.Header.Get("X-RateLimit-Remaining"), itoa(int64(max-1-i)); got != want {
+		if got, want := res.Header.Get("X-RateLimit-Remaining"), httpx.Itoa(int64(max-1-i)); got != want {
 			t.Fatalf("request %d: remaining %q, want %q", i+1, got, want)
 		}
-		if res.Header.Get("X-RateLimit-Limit") != itoa(int64(max)) || res.Header.Get("X-RateLimit-Reset") == "" {
+		if res.Header.Get("X-RateLimit-Limit") != httpx.Itoa(int64(max)) || res.Header.Get("X-RateLimit-Reset") == "" {
 			t.Fatalf("request %d: headers %v", i+1, res.Header.Fields())
 		}
 	}
@@ -104,7 +104,7 @@ func expectWindow(t *testing.T, p plugin.Plugin, max int, headers ...string) {
 			t.Fatalf("%s = %q, want integer seconds \"1\"", h, v)
 		}
 	}
-	if res.Header.Get("X-RateLimit-Remaining") != "0" || res.Header.Get("X-RateLimit-Limit") != itoa(int64(max)) {
+	if res.Header.Get("X-RateLimit-Remaining") != "0" || res.Header.Get("X-RateLimit-Limit") != httpx.Itoa(int64(max)) {
 		t.Fatalf("429 headers %v", res.Header.Fields())
 	}
 }
@@ -317,7 +317,7 @@ func TestRedisSharedRate(t *testing.T) {
 		if res.Status != 200 {
 			t.Fatalf("request %d: %d", i+1, res.Status)
 		}
-		if got := res.Header.Get("X-RateLimit-Remaining"); got != itoa(int64(4-i)) {
+		if got := res.Header.Get("X-RateLimit-Remaining"); got != httpx.Itoa(int64(4-i)) {
 			t.Fatalf("request %d: remaining %q", i+1, got)
 		}
 	}
