@@ -237,44 +237,14 @@ func (p *Plugin) appendKey(c *httpx.Ctx, dst []byte) []byte {
 		var val string
 		c.Req.Header.Values("Cookie", func(v string) bool {
 			var ok bool
-			val, ok = cookieValue(v, p.keyName)
+			val, ok = httpx.Cookie(v, p.keyName)
 			return !ok
 		})
 		return append(dst, val...)
 	default:
-		v, _ := queryValue(c.Req.RawQuery, p.keyName)
+		v, _ := httpx.QueryValue(c.Req.RawQuery, p.keyName)
 		return append(dst, v...)
 	}
-}
-
-// cookieValue finds name in a Cookie field value ("a=1; b=2").
-func cookieValue(v, name string) (string, bool) {
-	for len(v) > 0 {
-		var part string
-		part, v, _ = strings.Cut(v, ";")
-		part = strings.TrimSpace(part)
-		k, val, ok := strings.Cut(part, "=")
-		if ok && k == name {
-			if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
-				val = val[1 : len(val)-1]
-			}
-			return val, true
-		}
-	}
-	return "", false
-}
-
-// queryValue finds name in a raw query; the value stays percent-encoded.
-func queryValue(q, name string) (string, bool) {
-	for len(q) > 0 {
-		var part string
-		part, q, _ = strings.Cut(q, "&")
-		k, val, _ := strings.Cut(part, "=")
-		if k == name {
-			return val, true
-		}
-	}
-	return "", false
 }
 
 func (p *Plugin) now() int64 { return int64(time.Since(p.base)) }

@@ -205,14 +205,14 @@ func TestCookieAndQueryParsing(t *testing.T) {
 		{"", "a", "", false},
 	}
 	for _, tt := range tests {
-		if got, ok := cookieValue(tt.in, tt.name); got != tt.want || ok != tt.ok {
-			t.Errorf("cookieValue(%q,%q) = %q,%v", tt.in, tt.name, got, ok)
+		if got, ok := httpx.Cookie(tt.in, tt.name); got != tt.want || ok != tt.ok {
+			t.Errorf("httpx.Cookie(%q,%q) = %q,%v", tt.in, tt.name, got, ok)
 		}
 	}
-	if v, ok := queryValue("a=1&k=x%20y&k=2", "k"); v != "x%20y" || !ok {
+	if v, ok := httpx.QueryValue("a=1&k=x%20y&k=2", "k"); v != "x%20y" || !ok {
 		t.Errorf("queryValue = %q %v", v, ok)
 	}
-	if _, ok := queryValue("kk=1", "k"); ok {
+	if _, ok := httpx.QueryValue("kk=1", "k"); ok {
 		t.Error("queryValue matched a prefix")
 	}
 }
