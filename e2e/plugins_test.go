@@ -227,6 +227,8 @@ var plBadPlugins = []struct{ name, body, key string }{
 	{"bad_mock", `category = "mock"` + "\n" + `status = 42`, "status"},
 	{"bad_ping", `category = "ping"` + "\n" + `bogus = 1`, "bogus"},
 	{"bad_headers", `category = "headers"` + "\n" + `request_add = ["NoColonHere"]`, "request_add"},
+	{"bad_category", `category = "no_such_plugin"`, "category"},
+	{"no_category", `header = "X"`, "category"},
 }
 
 func plBadPluginConfig(upAddr string, bad ...int) string {
