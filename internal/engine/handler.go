@@ -218,6 +218,9 @@ func (e *Engine) finish(c *httpx.Ctx, lm locationMetrics, tr *tracing.Tracer, sp
 	if lm != nil {
 		lm.Observe(c.Req.Method, c.Resp.Status, d, c.BytesIn, c.BytesOut)
 	}
+	if cs, ok := c.Resp.Header.Lookup("X-Cache-Status"); ok {
+		e.metrics.CacheResponse(cs)
+	}
 	if al := e.accessLog.Load(); al != nil && *al != nil {
 		(*al).Log(c, tr.AccessTraceID(c, span))
 	}
