@@ -37,6 +37,8 @@ import (
 
 // Options configure an Engine.
 type Options struct {
+	// Name is basic.name at start (the pingap_info metric).
+	Name     string
 	Logger   *slog.Logger
 	LogLevel *slog.LevelVar
 	// Load reads the configuration from its source (file, folder, etcd);
@@ -129,7 +131,7 @@ func New(opts Options) *Engine {
 		log:       opts.Logger,
 		listeners: make(map[string]*listener),
 	}
-	e.metrics = metrics.New("")
+	e.metrics = metrics.New(opts.Name)
 	e.registry = upstream.NewRegistry(transport.New, e.log)
 	e.checker = health.New(e.log, e.onHealthChange)
 	e.proxy = proxy.New()
