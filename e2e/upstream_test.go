@@ -1,0 +1,901 @@
+package e2e
+
+// End-to-end tests of [upstreams.NAME] (issue 3): load-balancing policies,
+// consistent hashing across a reload, passive failover and active health
+// checks, the 502/503 contract, and the protocols an upstream may speak
+// (WebSocket, gRPC over h2c, TLS with a private CA, HTTP/2, SSE), plus
+// keep-alive reuse. Every backend is a real server on 127.0.0.1 and the
+// proxy is the real binary (see harness_test.go). Helpers here are prefixed
+// "up" so they do not clash with other e2e files.
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// upBackend is a restartable HTTP backend on a fixed loopback addr. It
+// answers with its name (body and X-Backend), serves GET /health with the
+// status in health (0 = 200), and counts requests and accepted TCP
+// connections.
+type upBackend struct {
+	t     *testing.T
+	name  string
+	Addr  string
+	h     http.Handler
+	proto *http.Protocols // nil: net/http defaults
+
+	health    atomic.Int32
+	hits      atomic.Int64 // non-health requests
+	probes    atomic.Int64 // /health requests
+	conns     atomic.Int64 // TCP connections accepted
+	probeHost atomic.Value
+
+	mu  sync.Mutex
+	srv *http.Server
+}
+
+// upNewBackend starts a backend. h (nil: the name answer) serves every path
+// but /health.
+func upNewBackend(t *testing.T, name string, h http.Handler) *upBackend {
+	t.Helper()
+	b := &upBackend{t: t, name: name, h: h}
+	b.start()
+	t.Cleanup(b.kill)
+	return b
+}
+
+func (b *upBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/health" {
+		b.probes.Add(1)
+		b.probeHost.Store(r.Host)
+		st := int(b.health.Load())
+		if st == 0 {
+			st = 200
+		}
+		w.WriteHeader(st)
+		return
+	}
+	b.hits.Add(1)
+	w.Header().Set("X-Backend", b.name)
+	if b.h != nil {
+		b.h.ServeHTTP(w, r)
+		return
+	}
+	io.Copy(io.Discard, r.Body)
+	io.WriteString(w, b.name)
+}
+
+// start listens on b.Addr (a new random port the first time) and serves.
+func (b *upBackend) start() {
+	b.t.Helper()
+	addr := b.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var ln net.Listener
+	var err error
+	// A restart rebinds the same port; allow a moment for the old socket.
+	for i := 0; i < 50; i++ {
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		b.t.Fatalf("backend %s: listen %s: %v", b.name, addr, err)
+	}
+	b.Addr = ln.Addr().String()
+	srv := &http.Server{Handler: b, Protocols: b.proto, ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			b.conns.Add(1)
+		}
+	}}
+	b.mu.Lock()
+	b.srv = srv
+	b.mu.Unlock()
+	go srv.Serve(ln)
+}
+
+// stop shuts the backend down gracefully: the listener closes at once (new
+// connections are refused), requests in flight finish, idle keep-alive
+// connections are closed.
+func (b *upBackend) stop() {
+	b.mu.Lock()
+	srv := b.srv
+	b.srv = nil
+	b.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		srv.Close()
+	}
+}
+
+func (b *upBackend) kill() {
+	b.mu.Lock()
+	srv := b.srv
+	b.srv = nil
+	b.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
+}
+
+// upClient returns a keep-alive client; local, when set, is the source IP
+// of its connections (any 127.x address works on Linux loopback).
+func upClient(local string) *http.Client {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if local != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: d.DialContext, MaxIdleConnsPerHost: 64, DisableCompression: true,
+	}}
+}
+
+// upGet sends a GET with optional "Name: value" headers and returns the
+// status, X-Backend and body. It never fails the test, so load goroutines
+// can use it.
+func upGet(c *http.Client, url string, headers ...string) (status int, backend string, body string, err error) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return 0, "", "", err
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		req.Header.Set(k, strings.TrimSpace(v))
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", "", err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("X-Backend"), string(b), err
+}
+
+// upMustGet is upGet that fails the test on a transport error or a non-200.
+func upMustGet(t *testing.T, c *http.Client, url string, headers ...string) string {
+	t.Helper()
+	st, be, body, err := upGet(c, url, headers...)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	if st != 200 {
+		t.Fatalf("GET %s: status %d: %s", url, st, body)
+	}
+	return be
+}
+
+// upEventually polls cond every 20ms until it holds or timeout passes.
+func upEventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func upFreeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// upMetric returns the value of the first sample of family whose labels
+// include every label in labels (`name="value"`), or "" when there is none.
+func upMetric(metricsAddr, family string, labels ...string) string {
+	_, _, body, err := upGet(upPlain, "http://"+metricsAddr+"/metrics")
+	if err != nil {
+		return ""
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, family+"{") {
+			continue
+		}
+		end := strings.LastIndexByte(line, '}')
+		if end < 0 {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			if !strings.Contains(line[:end], l) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return strings.TrimSpace(line[end+1:])
+		}
+	}
+	return ""
+}
+
+var upPlain = upClient("")
+
+// upCount sends n sequential GETs and counts answers by X-Backend.
+func upCount(t *testing.T, c *http.Client, url string, n int, headers ...string) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for i := 0; i < n; i++ {
+		got[upMustGet(t, c, url, headers...)]++
+	}
+	return got
+}
+
+func TestUpBalancingPolicies(t *testing.T) {
+	a, b, c := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil), upNewBackend(t, "c", nil)
+	release := make(chan struct{})
+	var held atomic.Int64
+	// slow holds every request until release: the least_conn victim.
+	slow := upNewBackend(t, "slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		held.Add(1)
+		defer held.Add(-1)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		case <-time.After(20 * time.Second):
+		}
+		io.WriteString(w, "slow")
+	}))
+	fast := upNewBackend(t, "fast", nil)
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.rr]
+addrs = ["%[1]s", "%[2]s", "%[3]s"]
+[upstreams.wrr]
+addrs = ["%[1]s", "%[2]s"]
+algorithm = "weighted_round_robin"
+weights = [3, 1]
+[upstreams.lc]
+addrs = ["%[4]s", "%[5]s"]
+algorithm = "least_conn"
+[upstreams.iph]
+addrs = ["%[1]s", "%[2]s", "%[3]s"]
+algorithm = "ip_hash"
+[locations.rr]
+upstream = "rr"
+path = "/rr"
+[locations.wrr]
+upstream = "wrr"
+path = "/wrr"
+[locations.lc]
+upstream = "lc"
+path = "/lc"
+[locations.iph]
+upstream = "iph"
+path = "/iph"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["rr", "wrr", "lc", "iph"]
+`, a.Addr, b.Addr, c.Addr, slow.Addr, fast.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+
+	t.Run("round_robin even split", func(t *testing.T) {
+		got := upCount(t, upPlain, base+"/rr", 300)
+		for _, n := range []string{"a", "b", "c"} {
+			if got[n] != 100 {
+				t.Fatalf("round_robin over 300 requests: %v, want 100 each", got)
+			}
+		}
+	})
+
+	t.Run("weighted_round_robin 3:1 smooth", func(t *testing.T) {
+		seq := make([]string, 400)
+		count := map[string]int{}
+		run, maxRun := 0, 0
+		for i := range seq {
+			seq[i] = upMustGet(t, upPlain, base+"/wrr")
+			count[seq[i]]++
+			if i > 0 && seq[i] == seq[i-1] {
+				run++
+			} else {
+				run = 1
+			}
+			maxRun = max(maxRun, run)
+		}
+		if count["a"] != 300 || count["b"] != 100 {
+			t.Fatalf("weights [3,1] over 400 requests: %v, want a=300 b=100", count)
+		}
+		if maxRun > 3 {
+			t.Fatalf("longest run of one backend is %d, want <= 3 (smooth interleaving): %s", maxRun, strings.Join(seq[:16], ","))
+		}
+	})
+
+	t.Run("least_conn avoids busy backend", func(t *testing.T) {
+		// Fire concurrent bursts until the slow backend holds >= 3 requests
+		// (least_conn sends it a share only while the counts tie).
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		defer releaseOnce.Do(func() { close(release) })
+		for burst := 0; burst < 20 && held.Load() < 3; burst++ {
+			for i := 0; i < 6; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					upGet(upPlain, base+"/lc")
+				}()
+			}
+			upEventually(t, 5*time.Second, "burst settled", func() bool { return held.Load() >= 1 })
+		}
+		if n := held.Load(); n < 3 {
+			t.Fatalf("slow backend holds only %d requests after 20 bursts", n)
+		}
+		// With the slow backend holding >= 3 and fast at most 1 (its
+		// previous request's accounting), every new request goes to fast.
+		c := &http.Client{Timeout: 3 * time.Second, Transport: upPlain.Transport}
+		for i := 0; i < 30; i++ {
+			if be := upMustGet(t, c, base+"/lc/fast"); be != "fast" {
+				t.Fatalf("request %d went to %q while slow held %d requests", i, be, held.Load())
+			}
+		}
+	})
+
+	t.Run("ip_hash sticky per source address", func(t *testing.T) {
+		spread := map[string]int{}
+		for i := 2; i < 42; i++ {
+			src := fmt.Sprintf("127.0.0.%d", i)
+			cl := upClient(src)
+			first := upMustGet(t, cl, base+"/iph")
+			for k := 0; k < 4; k++ {
+				if got := upMustGet(t, cl, base+"/iph"); got != first {
+					t.Fatalf("source %s: request %d went to %s, first went to %s", src, k+2, got, first)
+				}
+			}
+			cl.CloseIdleConnections()
+			// A new connection from the same source lands on the same addr.
+			if got := upMustGet(t, upClient(src), base+"/iph"); got != first {
+				t.Fatalf("source %s: new connection went to %s, was %s", src, got, first)
+			}
+			spread[first]++
+		}
+		if len(spread) != 3 {
+			t.Fatalf("40 source addresses spread over %v, want all 3 backends used", spread)
+		}
+	})
+}
+
+func TestUpConsistentHashAcrossReload(t *testing.T) {
+	a, b, c := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil), upNewBackend(t, "c", nil)
+	conf := func(addrs string) string {
+		return fmt.Sprintf(`
+[upstreams.hh]
+addrs = [%[1]s]
+algorithm = "hash"
+hash_key = "header:X-User"
+[upstreams.hu]
+addrs = [%[1]s]
+algorithm = "hash"
+hash_key = "uri"
+[locations.hh]
+upstream = "hh"
+path = "/h"
+[locations.hu]
+upstream = "hu"
+path = "/u"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["hh", "hu"]
+`, addrs)
+	}
+	path := writeConfig(t, conf(fmt.Sprintf("%q, %q, %q", a.Addr, b.Addr, c.Addr)))
+	p := start(t, path, "main")
+	base := p.url("main")
+
+	const keys = 60
+	type key struct{ url, header string }
+	var all []key
+	for i := 0; i < keys; i++ {
+		all = append(all, key{base + "/h", fmt.Sprintf("X-User: user-%d", i)})
+		all = append(all, key{fmt.Sprintf("%s/u/item-%d?v=%d", base, i, i%7), ""})
+	}
+	get := func(k key) string {
+		if k.header != "" {
+			return upMustGet(t, upPlain, k.url, k.header)
+		}
+		return upMustGet(t, upPlain, k.url)
+	}
+	before := map[key]string{}
+	spread := map[string]int{}
+	for _, k := range all {
+		before[k] = get(k)
+		spread[before[k]]++
+		if again := get(k); again != before[k] {
+			t.Fatalf("%v: not stable (%s then %s)", k, before[k], again)
+		}
+	}
+	if len(spread) != 3 {
+		t.Fatalf("%d keys spread over %v, want all 3 backends", len(all), spread)
+	}
+
+	// Remove c by reload.
+	if err := os.WriteFile(path, []byte(conf(fmt.Sprintf("%q, %q", a.Addr, b.Addr))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(syscall.SIGHUP)
+	p.waitLog("configuration reloaded", nil)
+	moved := 0
+	for _, k := range all {
+		got := get(k)
+		switch {
+		case got == "c":
+			t.Fatalf("%v still goes to the removed addr", k)
+		case before[k] != "c" && got != before[k]:
+			t.Errorf("%v moved from %s to %s although its addr stayed", k, before[k], got)
+		case before[k] == "c":
+			moved++
+		}
+	}
+	if moved != spread["c"] {
+		t.Fatalf("moved %d keys, c had %d", moved, spread["c"])
+	}
+}
+
+func TestUpFailoverZeroErrorsAndRecovery(t *testing.T) {
+	a, b := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil)
+	maddr := upFreeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[basic]
+metrics_addr = "%s"
+[upstreams.u]
+addrs = ["%s", "%s"]
+health_check = "http://probe.test/health"
+health_check_interval = "200ms"
+health_check_timeout = "500ms"
+unhealthy_threshold = 1
+healthy_threshold = 2
+connection_timeout = "1s"
+[locations.all]
+upstream = "u"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["all"]
+`, maddr, a.Addr, b.Addr))
+	p := start(t, cfg, "main")
+	url := p.url("main") + "/load"
+	gaugeB := func() string {
+		return upMetric(maddr, "upstream_health", `upstream="u"`, fmt.Sprintf(`server=%q`, b.Addr))
+	}
+
+	var total, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := upClient("")
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				st, _, body, err := upGet(cl, url)
+				total.Add(1)
+				if err != nil || st != 200 {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d body %q err %v", st, body, err))
+				}
+			}
+		}()
+	}
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopLoad()
+
+	upEventually(t, 5*time.Second, "both backends serve", func() bool { return a.hits.Load() > 20 && b.hits.Load() > 20 })
+	b.stop()
+	atStop := total.Load()
+	// The load keeps running against a; b is refused (connect failures are
+	// retried on a) until the check takes it out.
+	upEventually(t, 5*time.Second, "the check marks b down", func() bool { return gaugeB() == "0" })
+	atDown := total.Load()
+	upEventually(t, 5*time.Second, "load continues with b down", func() bool { return total.Load() > atDown+200 })
+	b.start()
+	bBefore := b.hits.Load()
+	upEventually(t, 10*time.Second, "the check marks restarted b up", func() bool { return gaugeB() == "1" })
+	upEventually(t, 10*time.Second, "restarted b back in rotation", func() bool { return b.hits.Load() > bBefore+20 })
+	stopLoad()
+	if n := failed.Load(); n != 0 {
+		t.Fatalf("%d of %d requests failed while a backend stopped and restarted; first: %v", n, total.Load(), firstErr.Load())
+	}
+	t.Logf("%d requests (%d after b stopped), 0 errors; a=%d b=%d", total.Load(), total.Load()-atStop, a.hits.Load(), b.hits.Load())
+}
+
+func TestUpAllAddrsDown(t *testing.T) {
+	dead1, dead2, dead3 := upFreeAddr(t), upFreeAddr(t), upFreeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.refuse]
+addrs = ["%s", "%s"]
+connection_timeout = "1s"
+[upstreams.checked]
+addrs = ["%s"]
+health_check = "tcp://checked.test"
+health_check_interval = "200ms"
+health_check_timeout = "200ms"
+unhealthy_threshold = 1
+[locations.refuse]
+upstream = "refuse"
+path = "/refuse"
+[locations.checked]
+upstream = "checked"
+path = "/checked"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["refuse", "checked"]
+`, dead1, dead2, dead3))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+	isJSONError := func(body string) bool {
+		var m map[string]string
+		return json.Unmarshal([]byte(body), &m) == nil && m["error"] != ""
+	}
+
+	// Addrs that exist in the config but refuse: "an upstream that cannot
+	// be reached gives 502" (both addrs tried: the retry went to the other).
+	st, _, body, err := upGet(upPlain, base+"/refuse")
+	if err != nil || st != 502 || !isJSONError(body) {
+		t.Fatalf("refusing addrs: status %d body %q err %v, want 502 with the JSON error", st, body, err)
+	}
+	// Once passive health marks both down (unhealthy_threshold consecutive
+	// connect failures), no addr is healthy: 503.
+	upEventually(t, 5*time.Second, "503 after passive marking", func() bool {
+		st, _, body, _ := upGet(upPlain, base+"/refuse")
+		return st == 503 && isJSONError(body)
+	})
+	// With an active check the only addr is taken out: 503.
+	upEventually(t, 5*time.Second, "503 once the check marks the addr down", func() bool {
+		st, _, body, _ := upGet(upPlain, base+"/checked")
+		return st == 503 && isJSONError(body)
+	})
+}
+
+func TestUpActiveHealthCheckAndMetric(t *testing.T) {
+	a, b := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil)
+	maddr := upFreeAddr(t)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[basic]
+metrics_addr = "%s"
+[upstreams.u]
+addrs = ["%s", "%s"]
+health_check = "http://probe.test:8080/health"
+health_check_interval = "200ms"
+health_check_timeout = "500ms"
+unhealthy_threshold = 1
+healthy_threshold = 2
+[locations.all]
+upstream = "u"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["all"]
+`, maddr, a.Addr, b.Addr))
+	p := start(t, cfg, "main")
+	url := p.url("main") + "/x"
+	gauge := func(addr string) string {
+		return upMetric(maddr, "upstream_health", `upstream="u"`, fmt.Sprintf(`server=%q`, addr))
+	}
+	upEventually(t, 5*time.Second, "upstream_health 1 for both addrs", func() bool {
+		return gauge(a.Addr) == "1" && gauge(b.Addr) == "1"
+	})
+	upEventually(t, 5*time.Second, "probes reach a", func() bool { return a.probes.Load() > 0 })
+	if h, _ := a.probeHost.Load().(string); h != "probe.test:8080" {
+		t.Errorf("probe Host = %q, want the health_check host probe.test:8080", h)
+	}
+
+	a.health.Store(500)
+	upEventually(t, 5*time.Second, "upstream_health 0 for a", func() bool { return gauge(a.Addr) == "0" })
+	if got := upCount(t, upPlain, url, 30); got["b"] != 30 {
+		t.Fatalf("with a unhealthy: %v, want all 30 on b", got)
+	}
+	if gauge(b.Addr) != "1" {
+		t.Fatalf("upstream_health of b = %q", gauge(b.Addr))
+	}
+
+	a.health.Store(200)
+	upEventually(t, 5*time.Second, "upstream_health 1 for a again", func() bool { return gauge(a.Addr) == "1" })
+	if got := upCount(t, upPlain, url, 30); got["a"] != 15 || got["b"] != 15 {
+		t.Fatalf("after a recovered: %v, want 15/15", got)
+	}
+}
+
+// upCA is a private test CA that signs server certificates.
+type upCA struct {
+	cert    *x509.Certificate
+	key     *ecdsa.PrivateKey
+	pemPath string
+}
+
+func upNewCA(t *testing.T) *upCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pingap e2e upstream CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &upCA{cert: cert, key: key, pemPath: path}
+}
+
+// leaf returns a server certificate for dnsName signed by the CA.
+func (ca *upCA) leaf(t *testing.T, dnsName string) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: dnsName}, DNSNames: []string{dnsName},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// upProtoSeen is what a protocol backend recorded about its last request.
+type upProtoSeen struct {
+	mu         sync.Mutex
+	protoMajor int
+	sni        string
+}
+
+func (s *upProtoSeen) handler(name string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.protoMajor = r.ProtoMajor
+		if r.TLS != nil {
+			s.sni = r.TLS.ServerName
+		}
+		s.mu.Unlock()
+		w.Header().Set("X-Backend", name)
+		io.WriteString(w, name)
+	})
+}
+
+func (s *upProtoSeen) get() (int, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.protoMajor, s.sni
+}
+
+func TestUpTLSAndHTTP2Upstreams(t *testing.T) {
+	ca := upNewCA(t)
+	leaf := ca.leaf(t, "backend.test")
+
+	// One TLS backend offering h2 and http/1.1 by ALPN.
+	var tlsSeen upProtoSeen
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsSrv := &http.Server{Handler: tlsSeen.handler("tls"), TLSConfig: &tls.Config{Certificates: []tls.Certificate{leaf}}}
+	go tlsSrv.ServeTLS(ln, "", "")
+	t.Cleanup(func() { tlsSrv.Close() })
+
+	// A cleartext backend that accepts HTTP/1.1 and prior-knowledge h2c.
+	var h2cSeen upProtoSeen
+	protos := new(http.Protocols)
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	h2cb := &upBackend{t: t, name: "h2c", h: h2cSeen.handler("h2c"), proto: protos}
+	h2cb.start()
+	t.Cleanup(h2cb.kill)
+
+	tlsAddr := ln.Addr().String()
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.tls1]
+addrs = ["%[1]s"]
+tls = true
+tls_ca = "%[2]s"
+sni = "backend.test"
+[upstreams.tls2]
+addrs = ["%[1]s"]
+tls = true
+http2 = true
+tls_ca = "%[2]s"
+sni = "backend.test"
+[upstreams.untrusted]
+addrs = ["%[1]s"]
+tls = true
+sni = "backend.test"
+[upstreams.wrongname]
+addrs = ["%[1]s"]
+tls = true
+tls_ca = "%[2]s"
+sni = "other.test"
+[upstreams.h2c]
+addrs = ["%[3]s"]
+http2 = true
+[locations.tls1]
+upstream = "tls1"
+path = "/tls1"
+[locations.tls2]
+upstream = "tls2"
+path = "/tls2"
+[locations.untrusted]
+upstream = "untrusted"
+path = "/untrusted"
+[locations.wrongname]
+upstream = "wrongname"
+path = "/wrongname"
+[locations.h2c]
+upstream = "h2c"
+path = "/h2c"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["tls1", "tls2", "untrusted", "wrongname", "h2c"]
+`, tlsAddr, ca.pemPath, h2cb.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+
+	for _, tt := range []struct {
+		path   string
+		seen   *upProtoSeen
+		major  int
+		sni    string
+		status int
+	}{
+		{"/tls1", &tlsSeen, 1, "backend.test", 200},
+		{"/tls2", &tlsSeen, 2, "backend.test", 200},
+		{"/h2c", &h2cSeen, 2, "", 200},
+		{"/untrusted", nil, 0, "", 502},
+		{"/wrongname", nil, 0, "", 502},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			st, _, body, err := upGet(upPlain, base+tt.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st != tt.status {
+				t.Fatalf("status %d, want %d: %s", st, tt.status, body)
+			}
+			if tt.seen == nil {
+				return
+			}
+			major, sni := tt.seen.get()
+			if major != tt.major || sni != tt.sni {
+				t.Fatalf("backend saw HTTP/%d SNI %q, want HTTP/%d SNI %q", major, sni, tt.major, tt.sni)
+			}
+		})
+	}
+}
+
+func TestUpServerSentEventsUnbuffered(t *testing.T) {
+	next := make(chan struct{})
+	sse := upNewBackend(t, "sse", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Cache-Control", "no-cache")
+		io.WriteString(w, "id: 1\ndata: first\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-next:
+		case <-time.After(10 * time.Second):
+			return // the test never saw the first event: it was buffered
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "id: 2\ndata: second\n\n")
+	}))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.u]
+addrs = ["%s"]
+[locations.all]
+upstream = "u"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["all"]
+`, sse.Addr))
+	p := start(t, cfg, "main")
+	resp, err := upPlain.Get(p.url("main") + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	br := bufio.NewReader(resp.Body)
+	readEvent := func() string {
+		var lines []string
+		for {
+			l, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatalf("reading event: %v (got %q)", err, lines)
+			}
+			if l == "\n" {
+				return strings.Join(lines, "")
+			}
+			lines = append(lines, l)
+		}
+	}
+	if ev := readEvent(); ev != "id: 1\ndata: first\n" {
+		t.Fatalf("first event %q", ev)
+	}
+	close(next) // only now does the backend write the second event
+	if ev := readEvent(); ev != "id: 2\ndata: second\n" {
+		t.Fatalf("second event %q", ev)
+	}
+	if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+		t.Fatalf("after the events: %q %v", rest, err)
+	}
+}
+
+func TestUpConnectionReuse(t *testing.T) {
+	be := upNewBackend(t, "a", nil)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.u]
+addrs = ["%s"]
+[locations.all]
+upstream = "u"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["all"]
+`, be.Addr))
+	p := start(t, cfg, "main")
+	url := p.url("main") + "/k"
+	const n = 200
+	for i := 0; i < n; i++ {
+		upMustGet(t, upPlain, url)
+	}
+	conns := be.conns.Load()
+	if conns < 1 || conns > 2 {
+		t.Fatalf("%d sequential keep-alive requests opened %d upstream connections, want <= 2", n, conns)
+	}
+	t.Logf("connection reuse: %d requests over %d upstream TCP connection(s): %.0f requests per connection", n, conns, float64(n)/float64(conns))
+}
+
+var _ = errors.New
