@@ -19,7 +19,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -33,6 +32,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/net/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 )
 
 // upBackend is a restartable HTTP backend on a fixed loopback addr. It
@@ -898,4 +906,197 @@ locations = ["all"]
 	t.Logf("connection reuse: %d requests over %d upstream TCP connection(s): %.0f requests per connection", n, conns, float64(n)/float64(conns))
 }
 
-var _ = errors.New
+// upWSBackend is a WebSocket echo backend: every text message comes back
+// prefixed with "name:".
+func upWSBackend(t *testing.T, name string) *upBackend {
+	return upNewBackend(t, name, websocket.Server{Handler: func(ws *websocket.Conn) {
+		for {
+			var msg string
+			if err := websocket.Message.Receive(ws, &msg); err != nil {
+				return
+			}
+			if err := websocket.Message.Send(ws, name+":"+msg); err != nil {
+				return
+			}
+		}
+	}})
+}
+
+// upWSDial opens a WebSocket through the proxy at addr.
+func upWSDial(t *testing.T, addr, path string) *websocket.Conn {
+	t.Helper()
+	cfg, err := websocket.NewConfig("ws://"+addr+path, "http://localhost/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, err := websocket.DialConfig(cfg)
+	if err != nil {
+		t.Fatalf("websocket dial %s%s: %v", addr, path, err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	ws.SetDeadline(time.Now().Add(10 * time.Second))
+	return ws
+}
+
+// upWSEcho sends msg and returns the answer.
+func upWSEcho(t *testing.T, ws *websocket.Conn, msg string) string {
+	t.Helper()
+	if err := websocket.Message.Send(ws, msg); err != nil {
+		t.Fatalf("websocket send: %v", err)
+	}
+	var got string
+	if err := websocket.Message.Receive(ws, &got); err != nil {
+		t.Fatalf("websocket receive: %v", err)
+	}
+	return got
+}
+
+func TestUpWebSocket(t *testing.T) {
+	a, b := upWSBackend(t, "a"), upWSBackend(t, "b")
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.one]
+addrs = ["%[1]s"]
+read_timeout = "300ms"
+[upstreams.two]
+addrs = ["%[1]s", "%[2]s"]
+[locations.one]
+upstream = "one"
+path = "/one"
+[locations.two]
+upstream = "two"
+path = "/two"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["one", "two"]
+`, a.Addr, b.Addr))
+	p := start(t, cfg, "main")
+	addr := p.waitAddr("main")
+
+	t.Run("echo", func(t *testing.T) {
+		ws := upWSDial(t, addr, "/one/ws")
+		for i := 0; i < 5; i++ {
+			msg := fmt.Sprintf("hello %d", i)
+			if got := upWSEcho(t, ws, msg); got != "a:"+msg {
+				t.Fatalf("echo %q, want %q", got, "a:"+msg)
+			}
+		}
+		big := strings.Repeat("0123456789", 30000) // 300 KB, several TCP reads
+		if got := upWSEcho(t, ws, big); got != "a:"+big {
+			t.Fatalf("big message: got %d bytes, want %d", len(got), len(big)+2)
+		}
+	})
+
+	t.Run("balanced across two backends", func(t *testing.T) {
+		seen := map[string]int{}
+		for i := 0; i < 4; i++ {
+			ws := upWSDial(t, addr, "/two/ws")
+			got := upWSEcho(t, ws, "x")
+			name, _, _ := strings.Cut(got, ":")
+			seen[name]++
+			// The connection stays pinned to its backend.
+			if again := upWSEcho(t, ws, "y"); again != name+":y" {
+				t.Fatalf("second message on one connection: %q, first came from %s", again, name)
+			}
+		}
+		if seen["a"] != 2 || seen["b"] != 2 {
+			t.Fatalf("4 WebSockets over round_robin: %v, want 2 each", seen)
+		}
+	})
+
+	t.Run("idle longer than read_timeout", func(t *testing.T) {
+		ws := upWSDial(t, addr, "/one/idle")
+		if got := upWSEcho(t, ws, "before"); got != "a:before" {
+			t.Fatalf("echo %q", got)
+		}
+		// Idle for three read_timeouts (300ms): the upgraded connection is
+		// not an HTTP exchange any more, so no response timeout applies.
+		time.Sleep(time.Second)
+		if got := upWSEcho(t, ws, "after"); got != "a:after" {
+			t.Fatalf("after idling: %q", got)
+		}
+	})
+}
+
+func TestUpGRPC(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := health.NewServer()
+	hs.SetServingStatus("svc", healthpb.HealthCheckResponse_SERVING)
+	gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		grpc.SetTrailer(ctx, metadata.Pairs("x-up-trailer", "from-backend"))
+		return h(ctx, req)
+	}))
+	healthpb.RegisterHealthServer(gs, hs)
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.g]
+addrs = ["%s"]
+http2 = true
+[locations.all]
+upstream = "g"
+[servers.main]
+addr = "127.0.0.1:0"
+h2c = true
+locations = ["all"]
+`, ln.Addr().String()))
+	p := start(t, cfg, "main")
+	conn, err := grpc.NewClient("passthrough:///"+p.waitAddr("main"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hc := healthpb.NewHealthClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+
+	t.Run("unary with trailers", func(t *testing.T) {
+		var trailer metadata.MD
+		res, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "svc"}, grpc.Trailer(&trailer))
+		if err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		if res.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("Check status %v", res.Status)
+		}
+		if got := trailer.Get("x-up-trailer"); len(got) != 1 || got[0] != "from-backend" {
+			t.Fatalf("trailer x-up-trailer = %v (all trailers %v)", got, trailer)
+		}
+	})
+
+	t.Run("error status passes through", func(t *testing.T) {
+		_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "no.such.Service"})
+		st := status.Convert(err)
+		if st.Code() != codes.NotFound || st.Message() == "" {
+			t.Fatalf("unknown service: code %v message %q, want NotFound with the backend's message", st.Code(), st.Message())
+		}
+	})
+
+	t.Run("server streaming", func(t *testing.T) {
+		sctx, scancel := context.WithCancel(ctx)
+		defer scancel()
+		stream, err := hc.Watch(sctx, &healthpb.HealthCheckRequest{Service: "svc"})
+		if err != nil {
+			t.Fatalf("Watch: %v", err)
+		}
+		first, err := stream.Recv()
+		if err != nil || first.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("first Watch message: %v %v", first, err)
+		}
+		// The second message exists only after the first was received:
+		// the stream must not be buffered by the proxy.
+		hs.SetServingStatus("svc", healthpb.HealthCheckResponse_NOT_SERVING)
+		second, err := stream.Recv()
+		if err != nil || second.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+			t.Fatalf("second Watch message: %v %v", second, err)
+		}
+		hs.SetServingStatus("svc", healthpb.HealthCheckResponse_SERVING)
+		third, err := stream.Recv()
+		if err != nil || third.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("third Watch message: %v %v", third, err)
+		}
+	})
+}
