@@ -91,8 +91,12 @@ func (b *upBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.h.ServeHTTP(w, r)
 		return
 	}
-	io.Copy(io.Discard, r.Body)
+	body, _ := io.ReadAll(r.Body)
 	io.WriteString(w, b.name)
+	if len(body) > 0 {
+		io.WriteString(w, ":")
+		w.Write(body)
+	}
 }
 
 // start listens on b.Addr (a new random port the first time) and serves.
@@ -477,15 +481,97 @@ locations = ["hh", "hu"]
 	}
 }
 
+// upLoad runs n clients that alternate GETs and POSTs (with a body the
+// backend must echo) against url until stop; it counts requests and
+// failures (any transport error, non-200 or wrong echo).
+type upLoad struct {
+	total, failed atomic.Int64
+	firstErr      atomic.Value
+	stop          chan struct{}
+	wg            sync.WaitGroup
+	once          sync.Once
+}
+
+func upStartLoad(t *testing.T, n int, url string, client func() *http.Client) *upLoad {
+	l := &upLoad{stop: make(chan struct{})}
+	for w := 0; w < n; w++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			cl := client()
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				var st int
+				var be, body string
+				var err error
+				want := ""
+				if i%2 == 0 {
+					st, be, body, err = upGet(cl, url)
+					want = be
+				} else {
+					payload := fmt.Sprintf("w%d-r%d", w, i)
+					var resp *http.Response
+					resp, err = cl.Post(url, "text/plain", strings.NewReader(payload))
+					if err == nil {
+						b, rerr := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						st, be, body, err = resp.StatusCode, resp.Header.Get("X-Backend"), string(b), rerr
+					}
+					want = be + ":" + payload
+				}
+				l.total.Add(1)
+				if err != nil || st != 200 || be == "" || body != want {
+					l.failed.Add(1)
+					l.firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d backend %q body %q err %v", st, be, body, err))
+				}
+			}
+		}()
+	}
+	t.Cleanup(l.end)
+	return l
+}
+
+func (l *upLoad) end() { l.once.Do(func() { close(l.stop); l.wg.Wait() }) }
+
 func TestUpFailoverZeroErrorsAndRecovery(t *testing.T) {
-	a, b := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil)
-	maddr := upFreeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
+	for _, tt := range []struct {
+		name   string
+		active bool // active health check; else passive marking only
+		h2c    bool // http2 = true upstream (prior-knowledge h2c)
+	}{
+		{"active check", true, false},
+		{"passive only", false, false},
+		{"active check h2c", true, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			newB := func(name string) *upBackend {
+				b := &upBackend{t: t, name: name}
+				if tt.h2c {
+					b.proto = new(http.Protocols)
+					b.proto.SetHTTP1(true)
+					b.proto.SetUnencryptedHTTP2(true)
+				}
+				b.start()
+				t.Cleanup(b.kill)
+				return b
+			}
+			a, b := newB("a"), newB("b")
+			maddr := upFreeAddr(t)
+			check := ""
+			if tt.active {
+				check = `health_check = "http://probe.test/health"`
+			}
+			cfg := writeConfig(t, fmt.Sprintf(`
 [basic]
 metrics_addr = "%s"
 [upstreams.u]
 addrs = ["%s", "%s"]
-health_check = "http://probe.test/health"
+%s
+http2 = %v
 health_check_interval = "200ms"
 health_check_timeout = "500ms"
 unhealthy_threshold = 1
@@ -496,57 +582,38 @@ upstream = "u"
 [servers.main]
 addr = "127.0.0.1:0"
 locations = ["all"]
-`, maddr, a.Addr, b.Addr))
-	p := start(t, cfg, "main")
-	url := p.url("main") + "/load"
-	gaugeB := func() string {
-		return upMetric(maddr, "upstream_health", `upstream="u"`, fmt.Sprintf(`server=%q`, b.Addr))
-	}
-
-	var total, failed atomic.Int64
-	var firstErr atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cl := upClient("")
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				st, _, body, err := upGet(cl, url)
-				total.Add(1)
-				if err != nil || st != 200 {
-					failed.Add(1)
-					firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d body %q err %v", st, body, err))
-				}
+`, maddr, a.Addr, b.Addr, check, tt.h2c))
+			p := start(t, cfg, "main")
+			url := p.url("main") + "/load"
+			gaugeB := func() string {
+				return upMetric(maddr, "upstream_health", `upstream="u"`, fmt.Sprintf(`server=%q`, b.Addr))
 			}
-		}()
-	}
-	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
-	defer stopLoad()
 
-	upEventually(t, 5*time.Second, "both backends serve", func() bool { return a.hits.Load() > 20 && b.hits.Load() > 20 })
-	b.stop()
-	atStop := total.Load()
-	// The load keeps running against a; b is refused (connect failures are
-	// retried on a) until the check takes it out.
-	upEventually(t, 5*time.Second, "the check marks b down", func() bool { return gaugeB() == "0" })
-	atDown := total.Load()
-	upEventually(t, 5*time.Second, "load continues with b down", func() bool { return total.Load() > atDown+200 })
-	b.start()
-	bBefore := b.hits.Load()
-	upEventually(t, 10*time.Second, "the check marks restarted b up", func() bool { return gaugeB() == "1" })
-	upEventually(t, 10*time.Second, "restarted b back in rotation", func() bool { return b.hits.Load() > bBefore+20 })
-	stopLoad()
-	if n := failed.Load(); n != 0 {
-		t.Fatalf("%d of %d requests failed while a backend stopped and restarted; first: %v", n, total.Load(), firstErr.Load())
+			load := upStartLoad(t, 4, url, func() *http.Client { return upClient("") })
+			upEventually(t, 5*time.Second, "both backends serve", func() bool { return a.hits.Load() > 20 && b.hits.Load() > 20 })
+			b.stop()
+			atStop := load.total.Load()
+			// b is refused: each connect failure is retried on a, until
+			// the active check (or passive marking) takes b out.
+			if tt.active {
+				upEventually(t, 5*time.Second, "the check marks b down", func() bool { return gaugeB() == "0" })
+			}
+			upEventually(t, 5*time.Second, "load continues with b down", func() bool { return load.total.Load() > atStop+300 })
+			b.start()
+			bBefore := b.hits.Load()
+			if tt.active {
+				upEventually(t, 10*time.Second, "the check marks restarted b up", func() bool { return gaugeB() == "1" })
+			}
+			// Passive only: b gets traffic again after the cooldown
+			// (health_check_interval).
+			upEventually(t, 10*time.Second, "restarted b back in rotation", func() bool { return b.hits.Load() > bBefore+20 })
+			load.end()
+			if n := load.failed.Load(); n != 0 {
+				t.Fatalf("%d of %d requests failed while a backend stopped and restarted; first: %v", n, load.total.Load(), load.firstErr.Load())
+			}
+			t.Logf("%d requests (%d after b stopped), 0 errors; a=%d b=%d", load.total.Load(), load.total.Load()-atStop, a.hits.Load(), b.hits.Load())
+		})
 	}
-	t.Logf("%d requests (%d after b stopped), 0 errors; a=%d b=%d", total.Load(), total.Load()-atStop, a.hits.Load(), b.hits.Load())
 }
 
 func TestUpAllAddrsDown(t *testing.T) {

@@ -134,6 +134,7 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 	if ct := hreq.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc") {
 		hreq.Header["Te"] = []string{"trailers"}
 	}
+	var rb *reqBody
 	if req.Body != nil && req.ContentLength != 0 {
 		hreq.ContentLength = req.ContentLength
 		if req.Trailer != nil {
@@ -155,7 +156,9 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 				hreq.Trailer[http.CanonicalHeaderKey(f.Name)] = nil
 			}
 		}
-		hreq.Body = &reqBody{r: req.Body, src: req.Trailer, dst: hreq.Trailer}
+		rb = &reqBody{r: req.Body, src: req.Trailer, dst: hreq.Trailer}
+		hreq.Body = rb
+		hreq.GetBody = rb.rewind
 	} else {
 		hreq.Body = http.NoBody
 	}
@@ -180,6 +183,18 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 		cancel()
 		var de *dialError
 		if errors.As(err, &de) {
+			if rb != nil && rb.touched {
+				// The dial failed on net/http's resend after an earlier
+				// attempt had read body bytes (a GOAWAY'd stream). A
+				// dial error promises the proxy that req can be sent
+				// again as is, so req.Body becomes the rewound body; one
+				// too long to replay makes this a failure after sending.
+				if rb.over {
+					return res, &httpx.TransportError{Op: "write", Sent: true, Err: de.err}
+				}
+				rb.pos = 0
+				req.Body = rb
+			}
 			return res, &httpx.TransportError{Op: "dial", Err: de.err}
 		}
 		var be *errBodySource
@@ -211,17 +226,61 @@ func headerLen(h *httpx.Header) int {
 	return h.Len()
 }
 
+// replayLimit is how much of a request body reqBody keeps for a resend.
+const replayLimit = 64 << 10
+
+// errNoReplay is GetBody's answer when the body cannot be sent again.
+var errNoReplay = errors.New("request body too large to resend")
+
 // reqBody is the request body handed to net/http: on io.EOF it copies the
 // request trailers (filled by the server once the client body ended) into
 // the map net/http sends as HTTP/2 trailers.
+//
+// It also keeps the first replayLimit bytes it has yielded, so that GetBody
+// (rewind) can hand net/http the same body again. net/http's HTTP/2 client
+// resends a request on a new connection when the upstream did not process
+// its stream (a GOAWAY during a graceful shutdown or restart, or
+// REFUSED_STREAM), but only with GetBody once body bytes were written;
+// without it a backend's rolling restart turned in-flight POSTs into 502s.
+// net/http calls GetBody after the failed attempt's body writer is done, so
+// the same reader can be rewound. A body longer than replayLimit is not
+// kept, and the request then fails as before.
 type reqBody struct {
 	r   io.Reader
 	src *httpx.Header
 	dst http.Header
+
+	kept    []byte // the first bytes read from r, while not over
+	over    bool   // more than replayLimit bytes read: no replay
+	pos     int    // replay position in kept
+	touched bool   // r was read from
+}
+
+// rewind is the request's GetBody.
+func (b *reqBody) rewind() (io.ReadCloser, error) {
+	if b.over {
+		return nil, errNoReplay
+	}
+	b.pos = 0
+	return b, nil
 }
 
 func (b *reqBody) Read(p []byte) (int, error) {
+	if b.pos < len(b.kept) {
+		n := copy(p, b.kept[b.pos:])
+		b.pos += n
+		return n, nil
+	}
+	b.touched = true
 	n, err := b.r.Read(p)
+	if n > 0 && !b.over {
+		if len(b.kept)+n > replayLimit {
+			b.over, b.kept = true, nil
+		} else {
+			b.kept = append(b.kept, p[:n]...)
+		}
+		b.pos = len(b.kept)
+	}
 	if err == io.EOF && b.src != nil && b.dst != nil {
 		for _, f := range b.src.Fields() {
 			k := http.CanonicalHeaderKey(f.Name)
