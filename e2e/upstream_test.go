@@ -484,17 +484,23 @@ locations = ["hh", "hu"]
 
 // upLoad runs n clients that alternate GETs and POSTs (with a body the
 // backend must echo) against url until stop; it counts requests and
-// failures (any transport error, non-200 or wrong echo).
+// failures (any transport error, non-200 or wrong echo). With
+// tolerateRacedPost, a POST answered 502 is counted in post502 instead: a
+// POST written to a pooled HTTP/1.1 connection at the moment a stopping
+// backend closes it cannot be resent (its body is consumed and the method
+// is not idempotent), like in nginx or net/http; see docs/upstreams.md.
+// A POST must never be delivered with a wrong body, tolerated or not.
 type upLoad struct {
-	total, failed atomic.Int64
-	firstErr      atomic.Value
-	stop          chan struct{}
-	wg            sync.WaitGroup
-	once          sync.Once
+	total, failed, post502 atomic.Int64
+	firstErr               atomic.Value
+	stop                   chan struct{}
+	wg                     sync.WaitGroup
+	once                   sync.Once
+	tolerateRacedPost      bool
 }
 
-func upStartLoad(t *testing.T, n int, url string, client func() *http.Client) *upLoad {
-	l := &upLoad{stop: make(chan struct{})}
+func upStartLoad(t *testing.T, n int, url string, tolerateRacedPost bool, client func() *http.Client) *upLoad {
+	l := &upLoad{stop: make(chan struct{}), tolerateRacedPost: tolerateRacedPost}
 	for w := 0; w < n; w++ {
 		l.wg.Add(1)
 		go func() {
@@ -525,6 +531,10 @@ func upStartLoad(t *testing.T, n int, url string, client func() *http.Client) *u
 					want = be + ":" + payload
 				}
 				l.total.Add(1)
+				if i%2 == 1 && l.tolerateRacedPost && err == nil && st == 502 {
+					l.post502.Add(1)
+					continue
+				}
 				if err != nil || st != 200 || be == "" || body != want {
 					l.failed.Add(1)
 					l.firstErr.CompareAndSwap(nil, fmt.Sprintf("status %d backend %q body %q err %v", st, be, body, err))
@@ -590,7 +600,7 @@ locations = ["all"]
 				return upMetric(maddr, "upstream_health", `upstream="u"`, fmt.Sprintf(`server=%q`, b.Addr))
 			}
 
-			load := upStartLoad(t, 4, url, func() *http.Client { return upClient("") })
+			load := upStartLoad(t, 4, url, !tt.h2c, func() *http.Client { return upClient("") })
 			upEventually(t, 5*time.Second, "both backends serve", func() bool { return a.hits.Load() > 20 && b.hits.Load() > 20 })
 			b.stop()
 			atStop := load.total.Load()
@@ -612,7 +622,8 @@ locations = ["all"]
 			if n := load.failed.Load(); n != 0 {
 				t.Fatalf("%d of %d requests failed while a backend stopped and restarted; first: %v", n, load.total.Load(), load.firstErr.Load())
 			}
-			t.Logf("%d requests (%d after b stopped), 0 errors; a=%d b=%d", load.total.Load(), load.total.Load()-atStop, a.hits.Load(), b.hits.Load())
+			t.Logf("%d requests (%d after b stopped), 0 errors, %d POSTs raced a closing connection (502); a=%d b=%d",
+				load.total.Load(), load.total.Load()-atStop, load.post502.Load(), a.hits.Load(), b.hits.Load())
 		})
 	}
 }
