@@ -1332,3 +1332,37 @@ locations = ["all"]
 		}
 	})
 }
+
+// A WebSocket upgrade sent to an http2 upstream cannot be relayed (no
+// RFC 8441 on the upstream side): the client gets 502, and the refusal is
+// not a connect failure: the addr stays in rotation for everything else.
+func TestUpWebSocketToHTTP2UpstreamRefused(t *testing.T) {
+	be := &upBackend{t: t, name: "h2c", proto: new(http.Protocols)}
+	be.proto.SetHTTP1(true)
+	be.proto.SetUnencryptedHTTP2(true)
+	be.start()
+	t.Cleanup(be.kill)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.u]
+addrs = ["%s"]
+http2 = true
+[locations.all]
+upstream = "u"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["all"]
+`, be.Addr))
+	p := start(t, cfg, "main")
+	addr := p.waitAddr("main")
+	for i := 0; i < 5; i++ {
+		got := rawRequest(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+			"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nConnection: close\r\n\r\n")
+		if !strings.HasPrefix(got, "HTTP/1.1 502") {
+			t.Fatalf("upgrade %d to an http2 upstream: %q, want 502", i, firstLine(got))
+		}
+	}
+	// More refused upgrades than unhealthy_threshold (3): still up.
+	if be := upMustGet(t, upPlain, p.url("main")+"/plain"); be != "h2c" {
+		t.Fatalf("plain request after refused upgrades went to %q", be)
+	}
+}

@@ -112,7 +112,12 @@ func (t *h2) CloseIdle() { t.rt.CloseIdleConnections() }
 func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.Response) (httpx.RoundTripResult, error) {
 	var res httpx.RoundTripResult
 	if req.Upgrade != "" {
-		return res, &httpx.TransportError{Op: "dial", Err: errors.New("upgrade is not supported over HTTP/2 upstreams")}
+		// Not a connect error, although nothing was sent: a connect error
+		// is retried on another addr (all addrs of the upstream speak
+		// HTTP/2, so that cannot help) and counts toward passive marking,
+		// which let any client take an addr down with a few upgrade
+		// requests. The proxy answers 502.
+		return res, &httpx.TransportError{Op: "protocol", Sent: true, Err: errors.New("upgrade is not supported over HTTP/2 upstreams")}
 	}
 	t.requests.Add(1)
 	path, query, _ := strings.Cut(req.URI, "?")

@@ -131,3 +131,20 @@ func TestH2DialErrorAfterGoawayRewindsBody(t *testing.T) {
 		t.Fatalf("req.Body after the failed resend: %q %v, want %q", again, err, body)
 	}
 }
+
+// An upgrade (WebSocket) cannot go over an HTTP/2 upstream. The error must
+// not be a connect error: those are retried elsewhere and mark the addr
+// down after unhealthy_threshold, so clients could take an addr down.
+func TestH2UpgradeIsNotAConnectError(t *testing.T) {
+	rt, err := New(config.Upstream{HTTP2: true}, "127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := get("/ws", "h")
+	req.Upgrade = "websocket"
+	var resp httpx.Response
+	_, err = rt.RoundTrip(t.Context(), req, &resp)
+	if err == nil || httpx.IsConnectError(err) {
+		t.Fatalf("upgrade over HTTP/2: %v, want an error that is not a connect error", err)
+	}
+}
