@@ -775,6 +775,9 @@ func (ca *upCA) leaf(t *testing.T, dnsName string) tls.Certificate {
 
 // upProtoSeen is what a protocol backend recorded about its last request.
 type upProtoSeen struct {
+	health   atomic.Int32 // status of GET /health; 0 = 200
+	probeSNI atomic.Value // SNI of the last /health probe
+
 	mu         sync.Mutex
 	protoMajor int
 	sni        string
@@ -782,6 +785,13 @@ type upProtoSeen struct {
 
 func (s *upProtoSeen) handler(name string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			if r.TLS != nil {
+				s.probeSNI.Store(r.TLS.ServerName)
+			}
+			w.WriteHeader(int(cmpOr(s.health.Load(), 200)))
+			return
+		}
 		s.mu.Lock()
 		s.protoMajor = r.ProtoMajor
 		if r.TLS != nil {
@@ -791,6 +801,13 @@ func (s *upProtoSeen) handler(name string) http.Handler {
 		w.Header().Set("X-Backend", name)
 		io.WriteString(w, name)
 	})
+}
+
+func cmpOr(v, def int32) int32 {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 func (s *upProtoSeen) get() (int, string) {
@@ -847,6 +864,18 @@ sni = "other.test"
 [upstreams.h2c]
 addrs = ["%[3]s"]
 http2 = true
+[upstreams.tlscheck]
+addrs = ["%[1]s"]
+tls = true
+tls_ca = "%[2]s"
+sni = "backend.test"
+health_check = "https://backend.test/health"
+health_check_interval = "200ms"
+unhealthy_threshold = 1
+healthy_threshold = 1
+[locations.tlscheck]
+upstream = "tlscheck"
+path = "/tlscheck"
 [locations.tls1]
 upstream = "tls1"
 path = "/tls1"
@@ -864,7 +893,7 @@ upstream = "h2c"
 path = "/h2c"
 [servers.main]
 addr = "127.0.0.1:0"
-locations = ["tls1", "tls2", "untrusted", "wrongname", "h2c"]
+locations = ["tls1", "tls2", "untrusted", "wrongname", "h2c", "tlscheck"]
 `, tlsAddr, ca.pemPath, h2cb.Addr))
 	p := start(t, cfg, "main")
 	base := p.url("main")
@@ -899,6 +928,26 @@ locations = ["tls1", "tls2", "untrusted", "wrongname", "h2c"]
 			}
 		})
 	}
+
+	// An https health check: TLS to each addr with the check URL's host as
+	// SNI, verified with tls_ca.
+	t.Run("https health check", func(t *testing.T) {
+		status := func() int {
+			st, _, _, _ := upGet(upPlain, base+"/tlscheck")
+			return st
+		}
+		upEventually(t, 5*time.Second, "probe over TLS", func() bool { return tlsSeen.probeSNI.Load() != nil })
+		if sni := tlsSeen.probeSNI.Load(); sni != "backend.test" {
+			t.Fatalf("probe SNI %v, want backend.test", sni)
+		}
+		if st := status(); st != 200 {
+			t.Fatalf("healthy TLS addr: status %d", st)
+		}
+		tlsSeen.health.Store(500)
+		upEventually(t, 5*time.Second, "503 with the only addr failing its https check", func() bool { return status() == 503 })
+		tlsSeen.health.Store(0)
+		upEventually(t, 5*time.Second, "200 after it recovers", func() bool { return status() == 200 })
+	})
 }
 
 func TestUpServerSentEventsUnbuffered(t *testing.T) {
