@@ -291,6 +291,8 @@ func TestUpBalancingPolicies(t *testing.T) {
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 
 	cfg := writeConfig(t, fmt.Sprintf(`
+[basic]
+trusted_proxies = ["127.0.0.1/32"]
 [upstreams.rr]
 addrs = ["%[1]s", "%[2]s", "%[3]s"]
 [upstreams.wrr]
@@ -402,6 +404,32 @@ locations = ["rr", "wrr", "lc", "iph"]
 		}
 		if len(spread) != 3 {
 			t.Fatalf("40 source addresses spread over %v, want all 3 backends used", spread)
+		}
+	})
+
+	t.Run("ip_hash uses X-Forwarded-For only from trusted_proxies", func(t *testing.T) {
+		// 127.0.0.1 is trusted: the client IP is the X-Forwarded-For one.
+		spread := map[string]int{}
+		for i := 1; i <= 30; i++ {
+			xff := fmt.Sprintf("X-Forwarded-For: 203.0.113.%d", i)
+			first := upMustGet(t, upPlain, base+"/iph", xff)
+			for k := 0; k < 3; k++ {
+				if got := upMustGet(t, upPlain, base+"/iph", xff); got != first {
+					t.Fatalf("%s: went to %s then %s", xff, first, got)
+				}
+			}
+			spread[first]++
+		}
+		if len(spread) < 2 {
+			t.Fatalf("30 forwarded client IPs all went to %v: X-Forwarded-For from a trusted proxy ignored", spread)
+		}
+		// 127.0.0.77 is not trusted: its X-Forwarded-For is ignored.
+		cl := upClient("127.0.0.77")
+		first := upMustGet(t, cl, base+"/iph")
+		for i := 1; i <= 20; i++ {
+			if got := upMustGet(t, cl, base+"/iph", fmt.Sprintf("X-Forwarded-For: 198.51.100.%d", i)); got != first {
+				t.Fatalf("an untrusted peer's X-Forwarded-For moved it from %s to %s", first, got)
+			}
 		}
 	})
 }
