@@ -369,6 +369,9 @@ upstream = "missing"
 path_type = "regex"
 path = "(["
 bogus = 1
+[plugins.k]
+category = "key_auth"
+keyz = ["a"]
 [servers.s]
 addr = "127.0.0.1:0"
 locations = ["l", "nope"]
@@ -378,7 +381,8 @@ locations = ["l", "nope"]
 	if !ok || ee.ExitCode() != 1 {
 		t.Fatalf("invalid config: err %v, want exit 1\n%s", err, out)
 	}
-	for _, want := range []string{bad, "bogus"} {
+	// Every problem at once: decode, validation and plugin options.
+	for _, want := range []string{bad, "bogus", "fastest", "[plugins.k] keyz", `"nope"`, "missing"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("-t output does not mention %q:\n%s", want, out)
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/pingap-go/pingap/internal/logging"
 	"github.com/pingap-go/pingap/internal/metrics"
 	"github.com/pingap-go/pingap/internal/plugin"
+	"github.com/pingap-go/pingap/internal/plugin/catalog"
 	"github.com/pingap-go/pingap/internal/proxy"
 	"github.com/pingap-go/pingap/internal/server"
 	"github.com/pingap-go/pingap/internal/server/http3"
@@ -190,13 +191,30 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 		}
 		opened[name] = ln
 	}
+	// HTTP/3 sockets for new listeners and for listeners that turn it on.
+	h3Sockets := map[string]net.PacketConn{}
 	closeOpened := func() {
 		for _, l := range opened {
 			l.ln.Close()
-			if l.h3pc != nil {
-				l.h3pc.Close()
-			}
 		}
+		for _, pc := range h3Sockets {
+			pc.Close()
+		}
+	}
+	for _, name := range sortedKeys(cfg.Servers) {
+		sc := cfg.Servers[name]
+		if !sc.HTTP3 || !sc.TLSEnabled() {
+			continue
+		}
+		if l := e.listeners[name]; opened[name] == nil && l != nil && l.h3pc != nil {
+			continue // already serving HTTP/3 on this addr
+		}
+		pc, err := http3.Listen(sc.Addr)
+		if err != nil {
+			closeOpened()
+			return fmt.Errorf("servers.%s: http3: %w", name, err)
+		}
+		h3Sockets[name] = pc
 	}
 	if err := e.certs.Update(cfg); err != nil {
 		closeOpened()
@@ -211,35 +229,12 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 		tc, err := e.certs.TLSConfig(name, sc)
 		if err != nil {
 			closeOpened()
+			if old != nil {
+				e.certs.Update(old.cfg) // back to the certificates still serving
+			}
 			return fmt.Errorf("servers.%s: %w", name, err)
 		}
 		tlsConfigs[name] = tc
-	}
-	// HTTP/3 sockets for new listeners and for listeners that turn it on.
-	for _, name := range sortedKeys(cfg.Servers) {
-		sc := cfg.Servers[name]
-		if !sc.HTTP3 || tlsConfigs[name] == nil {
-			continue
-		}
-		l := opened[name]
-		if l == nil {
-			l = e.listeners[name]
-			if l.h3pc != nil {
-				continue
-			}
-		}
-		pc, err := http3.Listen(sc.Addr)
-		if err != nil {
-			closeOpened()
-			return fmt.Errorf("servers.%s: http3: %w", name, err)
-		}
-		if opened[name] == nil {
-			// An existing listener gains HTTP/3; the socket is attached below.
-			l = &listener{name: name, addr: sc.Addr, h3pc: pc}
-			defer func(name string, pc net.PacketConn) { e.attachH3(name, pc, cfg.Servers[name], tlsConfigs[name]) }(name, pc)
-			continue
-		}
-		l.h3pc = pc
 	}
 	// Everything that can fail has been done: swap.
 	e.applyBasic(cfg)
@@ -262,14 +257,18 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 			l.srv = server.New(&serverHandler{e: e, name: name}, opts)
 			e.listeners[name] = l
 			go e.serve(l)
-			if l.h3pc != nil {
+			if pc := h3Sockets[name]; pc != nil {
+				l.h3pc = pc
 				e.startH3(l, sc, tlsConfigs[name])
 			}
 			continue
 		}
 		l := e.listeners[name]
 		l.srv.SetOptions(opts)
-		if l.h3 != nil && !sc.HTTP3 {
+		if pc := h3Sockets[name]; pc != nil {
+			l.h3pc = pc
+			e.startH3(l, sc, tlsConfigs[name])
+		} else if l.h3 != nil && (!sc.HTTP3 || !sc.TLSEnabled()) {
 			e.stopH3(l)
 		}
 	}
@@ -342,18 +341,6 @@ func (e *Engine) startH3(l *listener, sc config.Server, tc *tls.Config) {
 	}()
 }
 
-// attachH3 starts HTTP/3 on an existing listener that a reload turned it on
-// for.
-func (e *Engine) attachH3(name string, pc net.PacketConn, sc config.Server, tc *tls.Config) {
-	l := e.listeners[name]
-	if l == nil {
-		pc.Close()
-		return
-	}
-	l.h3pc = pc
-	e.startH3(l, sc, tc)
-}
-
 func (e *Engine) stopH3(l *listener) {
 	h3, pc := l.h3, l.h3pc
 	l.h3, l.h3pc = nil, nil
@@ -374,6 +361,7 @@ func (e *Engine) serverOptions(name string, sc config.Server) server.Options {
 		H2C:               sc.H2C,
 		Logger:            e.log,
 		OnConn:            e.metrics.ConnHook(name),
+		OnTLSHandshake:    func() { e.metrics.TLSHandshake(name) },
 	}
 }
 
@@ -471,6 +459,17 @@ func (e *Engine) retainMetrics(snap *Snapshot) {
 		}
 	}
 	e.metrics.Retain(locs, addrs)
+	e.metrics.RetainPlugins(sortedKeys(snap.plugins))
+	var certNames []string
+	for name := range snap.cfg.Certificates {
+		certNames = append(certNames, name)
+	}
+	for name, sc := range snap.cfg.Servers {
+		if sc.TLSCert != "" {
+			certNames = append(certNames, "servers."+name)
+		}
+	}
+	e.metrics.RetainCertificates(certNames)
 }
 
 // retirePlugins closes plugins of old that snap no longer uses, after the
@@ -583,6 +582,26 @@ func (s *auxServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	s.srv.Shutdown(ctx)
+}
+
+// CheckPlugins builds every plugin of cfg once (and closes it) and returns
+// the problems with their options, located like config errors. It works on a
+// config that failed validation, for `pingap -t` to list every problem.
+func CheckPlugins(cfg *config.Config) error {
+	var errs config.Errors
+	for _, name := range sortedKeys(cfg.Plugins) {
+		pc := cfg.Plugins[name]
+		p, err := catalog.Build(plugin.Env{Name: name, Logger: slog.New(slog.DiscardHandler)}, pc.Category, pc.Options)
+		if err != nil {
+			section := config.Section("plugins", name)
+			errs.Append(cfg.FileOf(section), section, err)
+			continue
+		}
+		if c, ok := p.(plugin.Closer); ok {
+			c.Close()
+		}
+	}
+	return errs.Err()
 }
 
 // Check compiles cfg the way Start would, without opening anything: plugin

@@ -224,6 +224,14 @@ func (c *conn) serve() {
 		st := tc.ConnectionState()
 		c.tlsState = &st
 		c.rwc = tc
+		if opts.OnTLSHandshake != nil {
+			opts.OnTLSHandshake()
+		}
+		if st.NegotiatedProtocol == "acme-tls/1" {
+			// A TLS-ALPN-01 validation (RFC 8737 §3): the handshake was the
+			// whole exchange.
+			return
+		}
 		if st.NegotiatedProtocol == "h2" {
 			tc.SetDeadline(time.Time{})
 			c.serveH2(tc, nil, nil)

@@ -406,8 +406,8 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 		p.handlePurge(c)
 		return true
 	}
-	if !p.methodCacheable(c.Req.Method) {
-		st.status = StatusBypass
+	if !p.methodCacheable(c.Req.Method) || c.Req.Header.Has("Upgrade") {
+		st.status = StatusBypass // not cacheable, or a WebSocket/h2c upgrade
 		return false
 	}
 	reqCC := parseCacheControl(&c.Req.Header)
@@ -437,7 +437,11 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 			p.serve(c, e, now, StatusHit, true)
 			return true
 		}
-		if e == nil && sh.passing(key, now.UnixNano()) {
+		// A Range request that finds nothing goes upstream as is, without
+		// filling (its 206 is not stored) and without marking the key
+		// uncacheable. A hit ignores Range and sends the whole entry
+		// (RFC 9110 14.2 lets a server do that).
+		if e == nil && (c.Req.Header.Has("Range") || sh.passing(key, now.UnixNano())) {
 			sh.mu.Unlock()
 			st.status = StatusMiss // not stored last time: no fill, no waiting
 			st.key, st.shard = string(key), sh
@@ -553,6 +557,17 @@ func (p *Plugin) handlePurge(c *httpx.Ctx) {
 		c.Error(403, "purge not allowed")
 		return
 	}
+	if !p.invalidate(c) {
+		c.Error(404, "not cached")
+		return
+	}
+	c.Send(200, "application/json", []byte(`{"purged":true}`))
+}
+
+// invalidate removes every stored variant of the request's target (for
+// every cacheable method when the key has the method). It reports whether
+// something was removed.
+func (p *Plugin) invalidate(c *httpx.Ctx) bool {
 	removed := false
 	methods := p.methods
 	if !p.keyHasMethod {
@@ -571,11 +586,17 @@ func (p *Plugin) handlePurge(c *httpx.Ctx) {
 			removed = true
 		}
 	}
-	if !removed {
-		c.Error(404, "not cached")
-		return
+	return removed
+}
+
+// unsafeMethod reports methods that may change the target's state (RFC
+// 9110 9.2.1).
+func unsafeMethod(m string) bool {
+	switch m {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return false
 	}
-	c.Send(200, "application/json", []byte(`{"purged":true}`))
+	return true
 }
 
 // Response stores cacheable responses, finishes revalidations, and applies
@@ -588,6 +609,11 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 	r := &c.Resp
 	if st.key == "" { // BYPASS
 		r.Header.Set("X-Cache-Status", st.status)
+		// RFC 9111 4.4: a successful unsafe request invalidates the
+		// target's stored responses.
+		if unsafeMethod(c.Req.Method) && r.Status >= 200 && r.Status < 400 {
+			p.invalidate(c)
+		}
 		return
 	}
 	now := time.Now()
@@ -616,8 +642,8 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 	e, vary := p.newEntry(c, st, now)
 	if e == nil {
 		// Hit for pass, unless the reason was this request's own (a 304
-		// to the client's conditional, its credentials).
-		if r.Status != 304 && !c.Req.Header.Has("Authorization") {
+		// to the client's conditional, its credentials, its Range).
+		if r.Status != 304 && !c.Req.Header.Has("Authorization") && !c.Req.Header.Has("Range") {
 			st.shard.mu.Lock()
 			st.shard.setPass(st.key, now.UnixNano(), now.Add(hitForPass).UnixNano())
 			st.shard.mu.Unlock()

@@ -195,6 +195,7 @@ func TestStorageDecisions(t *testing.T) {
 		{"authorization public", nil, "GET", []string{"Authorization: Bearer x"}, 200, []string{"Cache-Control: public, max-age=60"}, true, StatusMiss},
 		{"request no-store", nil, "GET", []string{"Cache-Control: no-store"}, 200, []string{"Cache-Control: max-age=60"}, false, StatusBypass},
 		{"POST bypass", nil, "POST", nil, 200, []string{"Cache-Control: max-age=60"}, false, StatusBypass},
+		{"upgrade bypass", nil, "GET", []string{"Upgrade: websocket", "Connection: Upgrade"}, 200, []string{"Cache-Control: max-age=60"}, false, StatusBypass},
 		{"POST configured", map[string]any{"methods": []any{"GET", "POST"}}, "POST", nil, 200, []string{"Cache-Control: max-age=60"}, true, StatusMiss},
 		{"HEAD", nil, "HEAD", nil, 200, []string{"Cache-Control: max-age=60"}, true, StatusMiss},
 		{"HEAD not configured", map[string]any{"methods": []any{"GET"}}, "HEAD", nil, 200, []string{"Cache-Control: max-age=60"}, false, StatusBypass},
@@ -768,5 +769,51 @@ func TestDiskTierMissingFile(t *testing.T) {
 	}
 	if o.calls.Load() == before {
 		t.Fatal("lost files did not cause refetches")
+	}
+}
+
+func TestUnsafeMethodInvalidates(t *testing.T) {
+	p := mustNew(t, map[string]any{})
+	o := static(200, "x", "Cache-Control: max-age=60")
+	get(p, o, "/u")
+	o.do(plugintest.NewCtx("HEAD", "/u"), p)
+	if r := o.do(plugintest.NewCtx("POST", "/u"), p); r.header.Get("X-Cache-Status") != StatusBypass {
+		t.Fatalf("POST: %s", r.header.Get("X-Cache-Status"))
+	}
+	if r := get(p, o, "/u"); r.header.Get("X-Cache-Status") != StatusMiss {
+		t.Fatalf("GET after POST: %s, want MISS", r.header.Get("X-Cache-Status"))
+	}
+	if r := o.do(plugintest.NewCtx("HEAD", "/u"), p); r.header.Get("X-Cache-Status") != StatusMiss {
+		t.Fatalf("HEAD after POST: %s, want MISS", r.header.Get("X-Cache-Status"))
+	}
+	// A failed unsafe request changes nothing.
+	bad := static(500, "no", "Cache-Control: max-age=60")
+	bad.do(plugintest.NewCtx("DELETE", "/u"), p)
+	if r := get(p, o, "/u"); r.header.Get("X-Cache-Status") != StatusHit {
+		t.Fatalf("GET after failed DELETE: %s, want HIT", r.header.Get("X-Cache-Status"))
+	}
+}
+
+func TestRangeRequests(t *testing.T) {
+	p := mustNew(t, map[string]any{})
+	o := &origin{handler: func(c *httpx.Ctx) (int, []string, string) {
+		if c.Req.Header.Has("Range") {
+			return 206, []string{"Content-Range: bytes 0-0/5", "Cache-Control: max-age=60"}, "h"
+		}
+		return 200, []string{"Cache-Control: max-age=60"}, "hello"
+	}}
+	if r := get(p, o, "/range", "Range: bytes=0-0"); r.status != 206 || r.body != "h" {
+		t.Fatalf("range miss: %d %q", r.status, r.body)
+	}
+	// The 206 neither filled nor poisoned the key.
+	if r := get(p, o, "/range"); r.header.Get("X-Cache-Status") != StatusMiss || r.body != "hello" {
+		t.Fatalf("after range: %s %q", r.header.Get("X-Cache-Status"), r.body)
+	}
+	if r := get(p, o, "/range"); r.header.Get("X-Cache-Status") != StatusHit {
+		t.Fatalf("not cached: %s", r.header.Get("X-Cache-Status"))
+	}
+	// A hit ignores Range and sends the whole entry.
+	if r := get(p, o, "/range", "Range: bytes=0-0"); r.status != 200 || r.body != "hello" || r.header.Get("X-Cache-Status") != StatusHit {
+		t.Fatalf("range hit: %d %q", r.status, r.body)
 	}
 }
