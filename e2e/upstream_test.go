@@ -1443,3 +1443,163 @@ locations = ["all"]
 		t.Fatalf("plain request after refused upgrades went to %q", be)
 	}
 }
+
+// Health decisions drive every policy, survive a reload, and end when the
+// check is removed: weighted_round_robin keeps the ratio of the remaining
+// addrs, hash moves only the keys of the down addr (and gives them back),
+// random spreads.
+func TestUpHealthAcrossPoliciesAndReload(t *testing.T) {
+	a, b, c := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil), upNewBackend(t, "c", nil)
+	maddr := upFreeAddr(t)
+	conf := func(check bool, extra string) string {
+		hc := ""
+		if check {
+			hc = `health_check = "http://probe.test/health"
+health_check_interval = "200ms"
+unhealthy_threshold = 1
+healthy_threshold = 1`
+		}
+		return fmt.Sprintf(`
+[basic]
+metrics_addr = "%[1]s"
+[upstreams.w]
+addrs = ["%[2]s", "%[3]s", "%[4]s"]
+algorithm = "weighted_round_robin"
+weights = [3, 1, 2]
+%[5]s
+[upstreams.h]
+addrs = ["%[2]s", "%[3]s", "%[4]s"]
+algorithm = "hash"
+hash_key = "header:X-User"
+%[5]s
+[upstreams.r]
+addrs = ["%[2]s", "%[3]s", "%[4]s"]
+algorithm = "random"
+[locations.w]
+upstream = "w"
+path = "/w"
+[locations.h]
+upstream = "h"
+path = "/h"
+[locations.r]
+upstream = "r"
+path = "/r"
+%[6]s
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["w", "h", "r"]
+`, maddr, a.Addr, b.Addr, c.Addr, hc, extra)
+	}
+	path := writeConfig(t, conf(true, ""))
+	p := start(t, path, "main")
+	base := p.url("main")
+	users := func() map[string]string {
+		m := map[string]string{}
+		for i := 0; i < 60; i++ {
+			u := fmt.Sprintf("X-User: u%d", i)
+			m[u] = upMustGet(t, upPlain, base+"/h", u)
+		}
+		return m
+	}
+	near := func(got, want int) bool { return got >= want-1 && got <= want+1 }
+
+	if got := upCount(t, upPlain, base+"/r", 300); got["a"] < 50 || got["b"] < 50 || got["c"] < 50 {
+		t.Fatalf("random over 300 requests: %v", got)
+	}
+	if got := upCount(t, upPlain, base+"/w", 600); got["a"] != 300 || got["b"] != 100 || got["c"] != 200 {
+		t.Fatalf("weights [3,1,2] over 600 requests: %v", got)
+	}
+	before := users()
+
+	a.health.Store(500)
+	for _, up := range []string{"w", "h"} {
+		upEventually(t, 5*time.Second, "a down in "+up, func() bool {
+			return upMetric(maddr, "upstream_health", fmt.Sprintf("upstream=%q", up), fmt.Sprintf("server=%q", a.Addr)) == "0"
+		})
+	}
+	if got := upCount(t, upPlain, base+"/w", 300); got["a"] != 0 || !near(got["b"], 100) || !near(got["c"], 200) {
+		t.Fatalf("weights [3,1,2] with a down, 300 requests: %v, want b:c = 1:2", got)
+	}
+	during := users()
+	for u, be := range before {
+		switch {
+		case during[u] == "a":
+			t.Fatalf("%s still on the down addr", u)
+		case be != "a" && during[u] != be:
+			t.Fatalf("%s moved from %s to %s while only a went down", u, be, during[u])
+		}
+	}
+
+	// A reload that changes something else keeps a down (health state
+	// survives reloads; the unchanged check keeps running).
+	os.WriteFile(path, []byte(conf(true, "[locations.extra]\nupstream = \"r\"\npath = \"/extra\"")), 0o644)
+	p.signal(syscall.SIGHUP)
+	p.waitLog("configuration reloaded", nil)
+	if got := upCount(t, upPlain, base+"/w", 60); got["a"] != 0 {
+		t.Fatalf("right after a reload the down addr got traffic: %v", got)
+	}
+
+	// Removing the check brings a back at once; its keys return to it.
+	os.WriteFile(path, []byte(conf(false, "")), 0o644)
+	p.signal(syscall.SIGHUP)
+	upEventually(t, 5*time.Second, "second reload", func() bool { return len(p.logLines("configuration reloaded")) >= 2 })
+	if got := upCount(t, upPlain, base+"/w", 600); got["a"] != 300 || got["b"] != 100 || got["c"] != 200 {
+		t.Fatalf("after the check was removed, weights [3,1,2] over 600 requests: %v", got)
+	}
+	after := users()
+	for u, be := range before {
+		if after[u] != be {
+			t.Fatalf("%s on %s after a came back, was %s before it went down", u, after[u], be)
+		}
+	}
+}
+
+// least_conn counts an open WebSocket as a request in flight until it
+// closes.
+func TestUpLeastConnCountsWebSockets(t *testing.T) {
+	mk := func(name string) *upBackend {
+		ws := websocket.Server{Handler: func(c *websocket.Conn) {
+			var msg string
+			for websocket.Message.Receive(c, &msg) == nil {
+				websocket.Message.Send(c, name+":"+msg)
+			}
+		}}
+		return upNewBackend(t, name, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Upgrade") != "" {
+				ws.ServeHTTP(w, r)
+				return
+			}
+			io.WriteString(w, name)
+		}))
+	}
+	a, b := mk("a"), mk("b")
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.lc]
+addrs = ["%s", "%s"]
+algorithm = "least_conn"
+[locations.all]
+upstream = "lc"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["all"]
+`, a.Addr, b.Addr))
+	p := start(t, cfg, "main")
+	ws := upWSDial(t, p.waitAddr("main"), "/ws")
+	held, _, _ := strings.Cut(upWSEcho(t, ws, "hi"), ":")
+	other := map[string]string{"a": "b", "b": "a"}[held]
+	if other == "" {
+		t.Fatalf("WebSocket answered by %q", held)
+	}
+	for i := 0; i < 20; i++ {
+		if got := upMustGet(t, upPlain, p.url("main")+"/x"); got != other {
+			t.Fatalf("request %d went to %s, which holds an open WebSocket", i, got)
+		}
+	}
+	ws.Close()
+	// Once the WebSocket is closed, its backend is no longer busy: the
+	// two addrs tie again and share the requests.
+	upEventually(t, 5*time.Second, "the closed WebSocket's backend gets requests again", func() bool {
+		got := upCount(t, upPlain, p.url("main")+"/x", 10)
+		return got[held] > 0
+	})
+}
