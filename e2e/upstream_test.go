@@ -59,6 +59,7 @@ type upBackend struct {
 	hits      atomic.Int64 // non-health requests
 	probes    atomic.Int64 // /health requests
 	conns     atomic.Int64 // TCP connections accepted
+	closed    atomic.Int64 // TCP connections closed
 	probeHost atomic.Value
 
 	mu  sync.Mutex
@@ -121,8 +122,11 @@ func (b *upBackend) start() {
 	}
 	b.Addr = ln.Addr().String()
 	srv := &http.Server{Handler: b, Protocols: b.proto, IdleTimeout: b.idle, ConnState: func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
+		switch s {
+		case http.StateNew:
 			b.conns.Add(1)
+		case http.StateClosed:
+			b.closed.Add(1)
 		}
 	}}
 	b.mu.Lock()
@@ -1142,6 +1146,53 @@ locations = ["plain", "h2c", "tls", "closer", "shortidle"]
 			t.Logf("connection reuse %s: %d requests over %d upstream TCP connection(s) (%.0f requests per connection)", tt.path, n, conns, float64(n)/float64(conns))
 		})
 	}
+
+	t.Run("max_idle_conns bounds the pool", func(t *testing.T) {
+		const n = 8
+		release := make(chan struct{})
+		var inside atomic.Int32
+		slow := upNewBackend(t, "slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			inside.Add(1)
+			<-release
+			io.WriteString(w, "slow")
+		}))
+		cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.u]
+addrs = ["%s"]
+max_idle_conns = 2
+[locations.all]
+upstream = "u"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["all"]
+`, slow.Addr))
+		p := start(t, cfg, "main")
+		url := p.url("main") + "/m"
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				upGet(upClient(""), url)
+			}()
+		}
+		upEventually(t, 5*time.Second, "8 concurrent requests at the backend", func() bool { return inside.Load() == n })
+		close(release)
+		wg.Wait()
+		if got := slow.conns.Load(); got != n {
+			t.Fatalf("%d concurrent requests used %d connections", n, got)
+		}
+		upEventually(t, 5*time.Second, "pool trimmed to max_idle_conns", func() bool { return slow.closed.Load() == n-2 })
+		for i := 0; i < 10; i++ {
+			upMustGet(t, upPlain, url)
+		}
+		if got := slow.conns.Load(); got != n {
+			t.Fatalf("sequential requests after the burst opened new connections (%d in all): the 2 pooled ones were not reused", got)
+		}
+		if got := slow.closed.Load(); got != n-2 {
+			t.Fatalf("%d connections closed, want %d (2 kept by max_idle_conns)", got, n-2)
+		}
+	})
 
 	t.Run("Connection: close is not reused", func(t *testing.T) {
 		before := closer.conns.Load()
