@@ -4,12 +4,13 @@ package e2e
 // consistent hashing across a reload, passive failover and active health
 // checks, the 502/503 contract, and the protocols an upstream may speak
 // (WebSocket, gRPC over h2c, TLS with a private CA, HTTP/2, SSE), plus
-// keep-alive reuse. Every backend is a real server on 127.0.0.1 and the
+// keep-alive reuse and pool limits. Every backend is a real server on 127.0.0.1 and the
 // proxy is the real binary (see harness_test.go). Helpers here are prefixed
 // "up" so they do not clash with other e2e files.
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -821,7 +822,7 @@ func (s *upProtoSeen) handler(name string) http.Handler {
 			if r.TLS != nil {
 				s.probeSNI.Store(r.TLS.ServerName)
 			}
-			w.WriteHeader(int(cmpOr(s.health.Load(), 200)))
+			w.WriteHeader(int(cmp.Or(s.health.Load(), 200)))
 			return
 		}
 		s.mu.Lock()
@@ -833,13 +834,6 @@ func (s *upProtoSeen) handler(name string) http.Handler {
 		w.Header().Set("X-Backend", name)
 		io.WriteString(w, name)
 	})
-}
-
-func cmpOr(v, def int32) int32 {
-	if v == 0 {
-		return def
-	}
-	return v
 }
 
 func (s *upProtoSeen) get() (int, string) {
@@ -1010,6 +1004,7 @@ func TestUpServerSentEventsUnbuffered(t *testing.T) {
 [upstreams.u]
 addrs = ["%s"]
 http2 = %v
+read_timeout = "300ms"
 [locations.all]
 upstream = "u"
 [servers.main]
@@ -1041,6 +1036,13 @@ locations = ["all"]
 			}
 			if ev := readEvent(); ev != "id: 1\ndata: first\n" {
 				t.Fatalf("first event %q", ev)
+			}
+			if h2c {
+				// On an HTTP/2 upstream read_timeout bounds only the wait
+				// for the head: a stream silent for longer stays open.
+				// (HTTP/1.1 upstreams bound each body read too; see
+				// docs/upstreams.md.)
+				time.Sleep(700 * time.Millisecond)
 			}
 			close(next) // only now does the backend write the second event
 			if ev := readEvent(); ev != "id: 2\ndata: second\n" {
