@@ -42,6 +42,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // upBackend is a restartable HTTP backend on a fixed loopback addr. It
@@ -1391,6 +1392,7 @@ func TestUpGRPC(t *testing.T) {
 		return h(ctx, req)
 	}))
 	healthpb.RegisterHealthServer(gs, hs)
+	gs.RegisterService(&upChatDesc, nil)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
 
@@ -1434,6 +1436,34 @@ locations = ["all"]
 		st := status.Convert(err)
 		if st.Code() != codes.NotFound || st.Message() == "" {
 			t.Fatalf("unknown service: code %v message %q, want NotFound with the backend's message", st.Code(), st.Message())
+		}
+	})
+
+	t.Run("bidirectional streaming ping-pong", func(t *testing.T) {
+		// Each answer is awaited before the next message is sent: the proxy
+		// must relay both directions at once, not buffer the request.
+		stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, "/up.Echo/Chat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 5; i++ {
+			msg := fmt.Sprintf("m%d", i)
+			if err := stream.SendMsg(wrapperspb.String(msg)); err != nil {
+				t.Fatalf("send %d: %v", i, err)
+			}
+			got := new(wrapperspb.StringValue)
+			if err := stream.RecvMsg(got); err != nil || got.Value != "echo:"+msg {
+				t.Fatalf("answer %d: %q %v", i, got.Value, err)
+			}
+		}
+		if err := stream.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.RecvMsg(new(wrapperspb.StringValue)); err != io.EOF {
+			t.Fatalf("end of stream: %v, want io.EOF (status OK)", err)
+		}
+		if got := stream.Trailer().Get("x-up-count"); len(got) != 1 || got[0] != "5" {
+			t.Fatalf("trailer x-up-count = %v", got)
 		}
 	})
 
@@ -1655,4 +1685,162 @@ locations = ["all"]
 		got := upCount(t, upPlain, p.url("main")+"/x", 10)
 		return got[held] > 0
 	})
+}
+
+// upChatDesc is a bidirectional streaming gRPC service written without
+// generated code: /up.Echo/Chat answers every StringValue with "echo:" and
+// the value, then ends with a trailer counting the messages.
+var upChatDesc = grpc.ServiceDesc{
+	ServiceName: "up.Echo",
+	HandlerType: (*any)(nil),
+	Streams: []grpc.StreamDesc{{
+		StreamName: "Chat", ServerStreams: true, ClientStreams: true,
+		Handler: func(_ any, stream grpc.ServerStream) error {
+			n := 0
+			for {
+				in := new(wrapperspb.StringValue)
+				if err := stream.RecvMsg(in); err == io.EOF {
+					stream.SetTrailer(metadata.Pairs("x-up-count", fmt.Sprint(n)))
+					return nil
+				} else if err != nil {
+					return err
+				}
+				n++
+				if err := stream.SendMsg(wrapperspb.String("echo:" + in.Value)); err != nil {
+					return err
+				}
+			}
+		},
+	}},
+}
+
+// An http2 upstream that answers while the client is still sending the
+// request body (an early 401/413, a gRPC bidi stream): the response streams
+// back at once, the body keeps flowing or is cut, and the proxy survives.
+func TestUpHTTP2UpstreamAnswersBeforeBodyEnds(t *testing.T) {
+	be := &upBackend{t: t, name: "early", proto: new(http.Protocols), h: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/echo" {
+			// Full duplex: answer each line as it arrives.
+			w.WriteHeader(200)
+			w.(http.Flusher).Flush()
+			br := bufio.NewReader(r.Body)
+			for {
+				l, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				io.WriteString(w, "echo:"+l)
+				w.(http.Flusher).Flush()
+			}
+		}
+		w.WriteHeader(401) // without reading the body
+		io.WriteString(w, "no")
+	})}
+	be.proto.SetUnencryptedHTTP2(true)
+	be.start()
+	t.Cleanup(be.kill)
+	cfg := writeConfig(t, fmt.Sprintf(`
+[upstreams.u]
+addrs = ["%s"]
+http2 = true
+[locations.all]
+upstream = "u"
+[servers.main]
+addr = "127.0.0.1:0"
+h2c = true
+locations = ["all"]
+`, be.Addr))
+	p := start(t, cfg, "main")
+	base := p.url("main")
+
+	t.Run("early answer", func(t *testing.T) {
+		for i := 0; i < 5; i++ {
+			pr, pw := io.Pipe()
+			go func() {
+				pw.Write([]byte("first part of a body that never ends in time\n"))
+				time.Sleep(300 * time.Millisecond)
+				pw.Write([]byte("rest\n"))
+				pw.Close()
+			}()
+			req, _ := http.NewRequest("POST", base+"/upload", pr)
+			resp, err := upClient("").Do(req)
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 401 || string(b) != "no" {
+				t.Fatalf("request %d: %d %q", i, resp.StatusCode, b)
+			}
+		}
+	})
+
+	t.Run("full duplex over HTTP/2", func(t *testing.T) {
+		protos := new(http.Protocols)
+		protos.SetUnencryptedHTTP2(true)
+		h2client := &http.Client{Transport: &http.Transport{Protocols: protos}}
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest("POST", base+"/echo", pr)
+		done := make(chan struct{})
+		var resp *http.Response
+		var err error
+		go func() { resp, err = h2client.Do(req); close(done) }()
+		pw.Write([]byte("one\n"))
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no response head while the body streams")
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		br := bufio.NewReader(resp.Body)
+		for _, l := range []string{"one", "two", "three"} {
+			if l != "one" {
+				pw.Write([]byte(l + "\n"))
+			}
+			got, err := br.ReadString('\n')
+			if err != nil || got != "echo:"+l+"\n" {
+				t.Fatalf("line %q: got %q %v", l, got, err)
+			}
+		}
+		pw.Close()
+		if rest, err := io.ReadAll(br); err != nil || len(rest) != 0 {
+			t.Fatalf("end: %q %v", rest, err)
+		}
+		if resp.ProtoMajor != 2 {
+			t.Fatalf("client spoke HTTP/%d", resp.ProtoMajor)
+		}
+	})
+
+	t.Run("HTTP/1.1 client: body cut once the response starts", func(t *testing.T) {
+		// An HTTP/1.1 connection is not full duplex: the proxy stops
+		// forwarding the body once the response head arrived (a read in
+		// progress still completes). The upstream then sees its request
+		// cut, so the response may end early (reset, never passed off as
+		// complete); what matters is the proxy neither crashes nor races.
+		pr, pw := io.Pipe()
+		go func() {
+			pw.Write([]byte("one\n"))
+			time.Sleep(200 * time.Millisecond)
+			pw.Write([]byte("two\n"))
+			pw.Close()
+		}()
+		req, _ := http.NewRequest("POST", base+"/echo", pr)
+		resp, err := upClient("").Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix("echo:one\necho:two\n", string(b)) {
+			t.Fatalf("status %d body %q", resp.StatusCode, b)
+		}
+	})
+
+	// The proxy is still up.
+	if st, _, _, err := upGet(upPlain, base+"/upload"); err != nil || st != 401 {
+		t.Fatalf("after the streams: %d %v", st, err)
+	}
 }

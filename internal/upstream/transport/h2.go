@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -182,10 +184,15 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 			hres.Body.Close()
 		}
 		cancel()
+		rb.stop()
 		return res, &httpx.TransportError{Op: "read", Sent: true, Timeout: true, Err: context.DeadlineExceeded}
 	}
 	if err != nil {
 		cancel()
+		// net/http may return (a canceled context) before its body
+		// writer is done: stop waits for its Read. A rewound body for
+		// the proxy's retry (below) is a new reader over kept and r.
+		rb.stop()
 		var de *dialError
 		if errors.As(err, &de) {
 			if rb != nil && rb.touched {
@@ -197,8 +204,7 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 				if rb.over {
 					return res, &httpx.TransportError{Op: "write", Sent: true, Err: de.err}
 				}
-				rb.pos = 0
-				req.Body = rb
+				req.Body = io.MultiReader(bytes.NewReader(rb.kept), rb.r)
 			}
 			return res, &httpx.TransportError{Op: "dial", Err: de.err}
 		}
@@ -220,7 +226,7 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 	if hres.StatusCode == 204 || hres.StatusCode == 304 || req.Method == "HEAD" {
 		resp.ContentLength = 0
 	}
-	resp.Body = &respBody{res: hres, dst: &resp.Trailer, cancel: cancel}
+	resp.Body = &respBody{res: hres, dst: &resp.Trailer, cancel: cancel, req: rb}
 	return res, nil
 }
 
@@ -259,6 +265,29 @@ type reqBody struct {
 	over    bool   // more than replayLimit bytes read: no replay
 	pos     int    // replay position in kept
 	touched bool   // r was read from
+
+	// net/http reads the body on its own goroutine, which may outlive
+	// RoundTrip: the upstream can answer before the body ended (gRPC
+	// streams, an early 401). r belongs to the client's request, which
+	// the server reuses once the handler returns, so stop (from the
+	// response body's Close, or a failed RoundTrip) waits for a Read in
+	// progress and makes later Reads fail without touching r. mu is held
+	// across each Read of r.
+	mu      sync.Mutex
+	stopped bool
+}
+
+// errBodyStopped is what a Read after stop returns.
+var errBodyStopped = errors.New("request body no longer available: the exchange ended")
+
+// stop ends the use of r; see the mu field. A nil b does nothing.
+func (b *reqBody) stop() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
 }
 
 // rewind is the request's GetBody.
@@ -271,6 +300,11 @@ func (b *reqBody) rewind() (io.ReadCloser, error) {
 }
 
 func (b *reqBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return 0, errBodyStopped
+	}
 	if b.pos < len(b.kept) {
 		n := copy(p, b.kept[b.pos:])
 		b.pos += n
@@ -307,6 +341,7 @@ type respBody struct {
 	res    *http.Response
 	dst    *httpx.Header
 	cancel context.CancelFunc
+	req    *reqBody // stopped at Close; may be nil
 	done   bool
 }
 
@@ -330,11 +365,16 @@ func (b *respBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close ends the exchange. It returns once net/http no longer reads the
+// request body (the engine calls it after the client's response is
+// complete, before the handler returns).
 func (b *respBody) Close() error {
 	if !b.done {
 		b.done = true
 		b.res.Body.Close()
 		b.cancel()
 	}
+	b.req.stop()
+	b.req = nil
 	return nil
 }
