@@ -148,6 +148,18 @@ locations = ["api", "exact", "regex", "host"]
 		}
 	})
 
+	t.Run("HEAD keeps the upstream's Content-Length", func(t *testing.T) {
+		// The echo backend's body for HEAD describes a HEAD request, so its
+		// length differs from GET's; what matters is that it is passed on.
+		head, hbody := do(t, "HEAD", base+"/api/same", nil)
+		if head.StatusCode != 200 || len(hbody) != 0 {
+			t.Fatalf("HEAD: %d with %d body bytes", head.StatusCode, len(hbody))
+		}
+		if head.ContentLength <= 0 {
+			t.Fatalf("HEAD Content-Length %d, want the upstream's", head.ContentLength)
+		}
+	})
+
 	t.Run("hop-by-hop removed", func(t *testing.T) {
 		resp, body := do(t, "GET", base+"/api/hop", nil, "Connection: keep-alive, X-Secret", "X-Secret: 1", "Keep-Alive: 5", "Proxy-Authorization: x")
 		e := decodeEcho(t, body)

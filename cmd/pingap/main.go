@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pingap-go/pingap/internal/admin"
 	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/config/source"
 	"github.com/pingap-go/pingap/internal/demo"
@@ -111,7 +112,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("inherited listeners", slog.String("error", err.Error()))
 		return 1
 	}
-	e := engine.New(engine.Options{Logger: logger, LogLevel: level, Load: load, Listen: inherited.Listen})
+	persist := admin.PersistFile(*cfgPath)
+	if etcdSrc != nil {
+		persist = etcdSrc.Persist
+	}
+	e := engine.New(engine.Options{Logger: logger, LogLevel: level, Load: load, Listen: inherited.Listen,
+		Admin: admin.ForEngine(admin.Options{Logger: logger, Persist: persist})})
 	if err := e.Start(cfg); err != nil {
 		logger.Error("start failed", slog.String("error", err.Error()))
 		return 1

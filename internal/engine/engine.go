@@ -45,6 +45,11 @@ type Options struct {
 	// Listen opens a listener; it defaults to net.Listen. A graceful binary
 	// upgrade passes one that hands out inherited sockets first.
 	Listen func(network, addr string) (net.Listener, error)
+	// Admin builds the handler of the admin web UI and API (internal/admin)
+	// for this engine; it is served on basic.admin_addr by its own net/http
+	// server, like metrics, so admin requests never reach the proxy's
+	// request metrics. Nil: no admin server even when admin_addr is set.
+	Admin func(*Engine) http.Handler
 }
 
 // Engine runs configurations.
@@ -65,8 +70,11 @@ type Engine struct {
 	acme func(c *httpx.Ctx) bool
 
 	mu         sync.Mutex // serializes Start, Apply and Shutdown
+	closed     bool       // Shutdown ran: no more reloads
 	listeners  map[string]*listener
 	metricsSrv *auxServer
+	adminSrv   *auxServer
+	admin      http.Handler
 	accessPath string
 	tracingCfg config.Tracing
 }
@@ -105,6 +113,9 @@ func New(opts Options) *Engine {
 		}
 	})
 	e.acme = e.certs.HandleHTTPChallenge
+	if opts.Admin != nil {
+		e.admin = opts.Admin(e)
+	}
 	return e
 }
 
@@ -156,6 +167,9 @@ func (e *Engine) Reload() error {
 func (e *Engine) Apply(cfg *config.Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.closed {
+		return errors.New("shutting down: reload ignored")
+	}
 	old := e.snap.Load()
 	snap, err := e.buildSnapshot(cfg, old)
 	if err == nil {
@@ -432,6 +446,30 @@ func (e *Engine) applyBasic(cfg *config.Config) {
 			}
 		}
 	}
+	e.applyAdmin(b.AdminAddr)
+}
+
+// applyAdmin (re)starts the admin server when admin_addr changed. The old
+// server is closed in the background: the request that changed admin_addr
+// (an admin PUT) runs on it and is still waiting for its answer.
+func (e *Engine) applyAdmin(addr string) {
+	if e.admin == nil || addr == e.adminSrv.addrOrEmpty() {
+		return
+	}
+	if old := e.adminSrv; old != nil {
+		e.adminSrv = nil
+		go old.close()
+	}
+	if addr == "" {
+		return
+	}
+	s, err := startAux(addr, e.admin, e.opts.Listen)
+	if err != nil {
+		e.log.Error("admin listener", slog.String("addr", addr), slog.String("error", err.Error()))
+		return
+	}
+	e.adminSrv = s
+	e.log.Info("admin listening", slog.String("addr", s.ln.Addr().String()))
 }
 
 // ReopenAccessLog reopens a file access log (SIGUSR1, logrotate).
@@ -500,6 +538,7 @@ func (e *Engine) retirePlugins(old, snap *Snapshot, grace time.Duration) {
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.closed = true
 	var wg sync.WaitGroup
 	names := make([]string, 0, len(e.listeners))
 	for name := range e.listeners {
@@ -524,6 +563,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.checker.Stop()
 	if e.metricsSrv != nil {
 		e.metricsSrv.close()
+	}
+	if e.adminSrv != nil {
+		e.adminSrv.close()
 	}
 	if al := e.accessLog.Load(); al != nil && *al != nil {
 		(*al).Close()
@@ -620,8 +662,8 @@ func Check(cfg *config.Config) error {
 	return nil
 }
 
-// Listeners returns every socket the engine listens on (servers, metrics),
-// for a graceful binary upgrade that hands them to a new process.
+// Listeners returns every socket the engine listens on (servers, metrics,
+// admin), for a graceful binary upgrade that hands them to a new process.
 func (e *Engine) Listeners() []net.Listener {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -631,6 +673,9 @@ func (e *Engine) Listeners() []net.Listener {
 	}
 	if e.metricsSrv != nil {
 		out = append(out, e.metricsSrv.ln)
+	}
+	if e.adminSrv != nil {
+		out = append(out, e.adminSrv.ln)
 	}
 	return out
 }

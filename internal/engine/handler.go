@@ -138,7 +138,7 @@ func (e *Engine) write(c *httpx.Ctx) {
 	defer httpx.CloseBody(resp)
 	filters := c.BodyFilters()
 	cl := resp.ContentLength
-	if body == nil {
+	if body == nil && c.Req.Method != "HEAD" {
 		cl = 0
 	}
 	if len(filters) > 0 && body != nil {

@@ -22,7 +22,7 @@ func FuzzPolicy(f *testing.F) {
 		if f, _ := freshnessLifetime(&h, c, now, time.Minute); f < 0 && c.maxAge < 0 && c.sMaxAge < 0 {
 			t.Fatalf("negative freshness %v", f)
 		}
-		initialAge(&h, now)
+		initialAge(&h, time.Time{}, now)
 		etagMatches(cc, date)
 		storable(&h, &h, c)
 	})
