@@ -197,6 +197,17 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 			exclude = h
 			continue
 		}
+		if try == 0 && resendable(c, upgrade, err) {
+			// The connection broke before a response head came: typically
+			// a backend going away (a fresh connection reset out of the
+			// listen backlog of a closing listener, a pooled one closed as
+			// the request went out). A bodiless request with a safe
+			// method may be sent again (RFC 9110 §9.2.2), on another addr,
+			// as nginx's proxy_next_upstream "error" does. It connected,
+			// so it does not count toward passive marking.
+			exclude = h
+			continue
+		}
 		switch {
 		case httpx.IsTimeout(err):
 			c.Error(504, "upstream timeout")
@@ -288,6 +299,23 @@ func (a *attempt) buildRequest(c *httpx.Ctx, route *Route, body io.Reader, upgra
 		h.Add(op.Name, op.Value.String(c))
 	}
 	out.Header = h
+}
+
+// resendable reports whether a failed round trip may go to another addr
+// although the request was sent: no body, a safe method, not an upgrade,
+// and the upstream failed before a response head (not a timeout: that
+// would double the wait, and not a malformed response).
+func resendable(c *httpx.Ctx, upgrade string, err error) bool {
+	if c.Req.ContentLength != 0 || upgrade != "" {
+		return false
+	}
+	switch c.Req.Method {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+	default:
+		return false
+	}
+	var te *httpx.TransportError
+	return errors.As(err, &te) && te.Op == "read" && !te.Timeout
 }
 
 // hopByHop are the RFC 9110 §7.6.1 connection-specific fields, plus the
