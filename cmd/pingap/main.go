@@ -116,7 +116,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if etcdSrc != nil {
 		persist = etcdSrc.Persist
 	}
-	e := engine.New(engine.Options{Logger: logger, LogLevel: level, Load: load, Listen: inherited.Listen,
+	e := engine.New(engine.Options{Name: cfg.Basic.Name, Logger: logger, LogLevel: level, Load: load, Listen: inherited.Listen,
 		Admin: admin.ForEngine(admin.Options{Logger: logger, Persist: persist})})
 	if err := e.Start(cfg); err != nil {
 		logger.Error("start failed", slog.String("error", err.Error()))

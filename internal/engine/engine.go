@@ -37,6 +37,8 @@ import (
 
 // Options configure an Engine.
 type Options struct {
+	// Name is basic.name at start (the pingap_info metric).
+	Name     string
 	Logger   *slog.Logger
 	LogLevel *slog.LevelVar
 	// Load reads the configuration from its source (file, folder, etcd);
@@ -77,17 +79,43 @@ type Engine struct {
 	admin      http.Handler
 	accessPath string
 	tracingCfg config.Tracing
+	// tlsBases is the listener tls.Config of each TLS server, reused across
+	// reloads so session ticket keys survive them (see activate).
+	tlsBases map[string]*tls.Config
 }
 
 type listener struct {
-	name string
-	addr string
-	ln   net.Listener
-	srv  *server.Server
-	done chan struct{}
+	name    string
+	addr    string
+	ln      net.Listener
+	srv     *server.Server
+	handler *serverHandler
+	done    chan struct{}
 	// HTTP/3 on the same port over UDP, when the server has http3 = true.
 	h3   *http3.Server
 	h3pc net.PacketConn
+	// h3Retiring is the HTTP/3 server a reload turned off, still draining
+	// on (and holding) the UDP socket; nil when none.
+	h3Retiring *retiringH3
+}
+
+// retiringH3 is an HTTP/3 server being shut down gracefully; done is
+// closed once its socket is released.
+type retiringH3 struct {
+	srv  *http3.Server
+	pc   net.PacketConn
+	done chan struct{}
+}
+
+// release cuts the graceful drain short so the UDP port can be bound
+// again (a reload turning HTTP/3 back on), waiting a bounded time.
+func (r *retiringH3) release() {
+	r.srv.Close()
+	r.pc.Close()
+	select {
+	case <-r.done:
+	case <-time.After(5 * time.Second):
+	}
 }
 
 // New returns an engine; Start runs the first configuration.
@@ -103,7 +131,7 @@ func New(opts Options) *Engine {
 		log:       opts.Logger,
 		listeners: make(map[string]*listener),
 	}
-	e.metrics = metrics.New("")
+	e.metrics = metrics.New(opts.Name)
 	e.registry = upstream.NewRegistry(transport.New, e.log)
 	e.checker = health.New(e.log, e.onHealthChange)
 	e.proxy = proxy.New()
@@ -189,11 +217,34 @@ func (e *Engine) Apply(cfg *config.Config) error {
 // the whole reload), swap the snapshot, then retire what the old one had.
 func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 	cfg := snap.cfg
+	// A server renamed on the same addr keeps its listener: find listeners
+	// of servers that go away whose addr a new server takes over.
+	renamed := map[string]*listener{}
+	claimed := map[*listener]bool{}
+	for _, name := range sortedKeys(cfg.Servers) {
+		if e.listeners[name] != nil {
+			continue
+		}
+		for _, oldName := range sortedKeys(e.listeners) {
+			l := e.listeners[oldName]
+			if _, kept := cfg.Servers[oldName]; !kept && !claimed[l] && l.addr == cfg.Servers[name].Addr {
+				renamed[name] = l
+				claimed[l] = true
+				break
+			}
+		}
+	}
+	current := func(name string) *listener {
+		if l := renamed[name]; l != nil {
+			return l
+		}
+		return e.listeners[name]
+	}
 	// Open listeners of new servers and servers whose addr changed.
 	opened := map[string]*listener{}
 	for _, name := range sortedKeys(cfg.Servers) {
 		sc := cfg.Servers[name]
-		if l := e.listeners[name]; l != nil && l.addr == sc.Addr {
+		if l := current(name); l != nil && l.addr == sc.Addr {
 			continue
 		}
 		ln, err := e.listen(name, sc)
@@ -220,8 +271,14 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 		if !sc.HTTP3 || !sc.TLSEnabled() {
 			continue
 		}
-		if l := e.listeners[name]; opened[name] == nil && l != nil && l.h3pc != nil {
+		if l := current(name); opened[name] == nil && l != nil && l.h3pc != nil {
 			continue // already serving HTTP/3 on this addr
+		}
+		if l := e.listeners[name]; opened[name] == nil && l != nil && l.h3Retiring != nil {
+			// HTTP/3 turned back on while the previous server still drains
+			// on the port: close it now, or the bind below fails.
+			l.h3Retiring.release()
+			l.h3Retiring = nil
 		}
 		pc, err := http3.Listen(sc.Addr)
 		if err != nil {
@@ -248,9 +305,17 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 			}
 			return fmt.Errorf("servers.%s: %w", name, err)
 		}
+		// Keep the server's first base config: crypto/tls keeps the
+		// (auto-rotated) session ticket keys on it, so a new one per reload
+		// would break every client's resumption. Handshakes read the
+		// store's current certificates and client CAs through it anyway.
+		if prev := e.tlsBases[name]; prev != nil {
+			tc = prev
+		}
 		tlsConfigs[name] = tc
 	}
 	// Everything that can fail has been done: swap.
+	e.tlsBases = tlsConfigs
 	e.applyBasic(cfg)
 	e.snap.Store(snap)
 
@@ -261,6 +326,13 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 	e.registry.Commit(pools)
 	e.checker.Sync(pools)
 
+	for name, l := range renamed {
+		delete(e.listeners, l.name)
+		e.log.Info("listener renamed", slog.String("from", l.name), slog.String("to", name), slog.String("addr", l.addr))
+		l.name = name
+		l.handler.name.Store(&name)
+		e.listeners[name] = l
+	}
 	for name, sc := range cfg.Servers {
 		opts := e.serverOptions(name, sc)
 		opts.TLSConfig = tlsConfigs[name]
@@ -268,7 +340,8 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 			if prev := e.listeners[name]; prev != nil {
 				go e.drain(prev, cfg.Basic.GracePeriod.D())
 			}
-			l.srv = server.New(&serverHandler{e: e, name: name}, opts)
+			l.handler = newServerHandler(e, name)
+			l.srv = server.New(l.handler, opts)
 			e.listeners[name] = l
 			go e.serve(l)
 			if pc := h3Sockets[name]; pc != nil {
@@ -334,7 +407,7 @@ func (e *Engine) drain(l *listener, grace time.Duration) {
 func (e *Engine) startH3(l *listener, sc config.Server, tc *tls.Config) {
 	h3, err := http3.New(http3.Options{
 		TLSConfig:      tc,
-		Handler:        server.HTTPHandler(&serverHandler{e: e, name: l.name}, l.name),
+		Handler:        server.HTTPHandler(l.handler, l.name),
 		IdleTimeout:    sc.IdleTimeout.D(),
 		MaxHeaderBytes: int(sc.MaxHeaderBytes),
 		Logger:         e.log,
@@ -356,13 +429,14 @@ func (e *Engine) startH3(l *listener, sc config.Server, tc *tls.Config) {
 }
 
 func (e *Engine) stopH3(l *listener) {
-	h3, pc := l.h3, l.h3pc
-	l.h3, l.h3pc = nil, nil
+	r := &retiringH3{srv: l.h3, pc: l.h3pc, done: make(chan struct{})}
+	l.h3, l.h3pc, l.h3Retiring = nil, nil, r
 	go func() {
+		defer close(r.done)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		h3.Shutdown(ctx)
-		pc.Close()
+		r.srv.Shutdown(ctx)
+		r.pc.Close()
 	}()
 }
 

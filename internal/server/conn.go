@@ -392,7 +392,10 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 		x.Scheme = "https"
 	}
 	x.ClientIP = c.remote.Addr()
-	x.BytesIn = int64(c.head.Size)
+	// BytesIn counts request BODY bytes only (access log bytes_in,
+	// http_request_bytes_total, the span's http.request.body.size), as
+	// HTTP/2 and HTTP/3 do; the head is not part of it.
+	x.BytesIn = 0
 
 	switch {
 	case c.head.Chunked:

@@ -286,7 +286,15 @@ func (p *Plugin) Close() error {
 // f is the fill that fetched e (nil when none): when a PURGE of the key
 // ran while it was upstream, e may predate the purge and is not stored
 // (ok false). It returns the shard's invalidation generation, for persist.
+//
+// An entry larger than the shard's whole memory budget is not stored
+// (ok false): max_entry_size bounds the body only, and with its header
+// fields and overhead such an entry would evict every other entry of the
+// shard and then itself; loadDisk would never bring it back either.
 func (p *Plugin) publish(sh *shard, e *entry, f *fill) (gen uint64, ok bool) {
+	if e.size > sh.mem.lru.capacity {
+		return 0, false
+	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if f != nil && f.flight != nil && f.flight.purged {
