@@ -148,6 +148,18 @@ locations = ["api", "exact", "regex", "host"]
 		}
 	})
 
+	t.Run("HEAD keeps the upstream's Content-Length", func(t *testing.T) {
+		// The echo backend's body for HEAD describes a HEAD request, so its
+		// length differs from GET's; what matters is that it is passed on.
+		head, hbody := do(t, "HEAD", base+"/api/same", nil)
+		if head.StatusCode != 200 || len(hbody) != 0 {
+			t.Fatalf("HEAD: %d with %d body bytes", head.StatusCode, len(hbody))
+		}
+		if head.ContentLength <= 0 {
+			t.Fatalf("HEAD Content-Length %d, want the upstream's", head.ContentLength)
+		}
+	})
+
 	t.Run("hop-by-hop removed", func(t *testing.T) {
 		resp, body := do(t, "GET", base+"/api/hop", nil, "Connection: keep-alive, X-Secret", "X-Secret: 1", "Keep-Alive: 5", "Proxy-Authorization: x")
 		e := decodeEcho(t, body)
@@ -369,6 +381,9 @@ upstream = "missing"
 path_type = "regex"
 path = "(["
 bogus = 1
+[plugins.k]
+category = "key_auth"
+keyz = ["a"]
 [servers.s]
 addr = "127.0.0.1:0"
 locations = ["l", "nope"]
@@ -378,7 +393,8 @@ locations = ["l", "nope"]
 	if !ok || ee.ExitCode() != 1 {
 		t.Fatalf("invalid config: err %v, want exit 1\n%s", err, out)
 	}
-	for _, want := range []string{bad, "bogus"} {
+	// Every problem at once: decode, validation and plugin options.
+	for _, want := range []string{bad, "bogus", "fastest", "[plugins.k] keyz", `"nope"`, "missing"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("-t output does not mention %q:\n%s", want, out)
 		}

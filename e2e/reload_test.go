@@ -267,3 +267,27 @@ func TestBinaryUpgradeUnderLoad(t *testing.T) {
 		t.Fatalf("only %d requests ran", total.Load())
 	}
 }
+
+func TestReloadRenamesServerOnSameAddr(t *testing.T) {
+	a := echoBackend(t, "a")
+	maddr := freeAddr(t)
+	addr := freeAddr(t)
+	cfg := strings.Replace(reloadConfig(maddr, "a", a.Addr, a.Addr, false, false), "127.0.0.1:0", addr, 1)
+	path := writeConfig(t, cfg)
+	p := start(t, path, "main")
+	if got := backendName(t, "http://"+addr+"/x"); got != "a" {
+		t.Fatalf("backend %q", got)
+	}
+	os.WriteFile(path, []byte(strings.Replace(cfg, "[servers.main]", "[servers.renamed]", 1)), 0o644)
+	p.signal(syscall.SIGHUP)
+	eventually(t, "rename applied", func() bool {
+		return metricValue(t, maddr, `config_reloads_total{result="success"}`) == "1"
+	})
+	if got := backendName(t, "http://"+addr+"/y"); got != "a" {
+		t.Fatalf("after the rename: backend %q", got)
+	}
+	l := p.waitLog("access", func(m map[string]any) bool { return m["path"] == "/y" })
+	if v := metricValue(t, maddr, `http_requests_total{location="r",method="GET",server="renamed",status="200"}`); v != "1" {
+		t.Fatalf("requests are not counted under the new server name: %q (%v)", v, l)
+	}
+}

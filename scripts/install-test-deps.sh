@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # install-test-deps.sh installs the system packages the test suite needs
 # (a real redis-server for the shared rate-limit tests, Pebble as the
-# ACME test CA). It is idempotent:
+# ACME test CA, etcd for the etcd configuration source). It is idempotent:
 # a package whose command is already on PATH is skipped, and `apt-get
 # update` runs only when something must actually be installed.
 #
@@ -12,6 +12,7 @@ set -euo pipefail
 DEPS=(
 	"redis-server:redis-server"
 	"pebble:pebble"
+	"etcd:etcd-server"
 )
 
 missing=()

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pingap-go/pingap/internal/admin"
 	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/config/source"
 	"github.com/pingap-go/pingap/internal/demo"
@@ -33,6 +34,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "config" {
+		return configCommand(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("pingap", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration: a TOML file, a folder of *.toml files, or etcd://HOST:PORT/PREFIX")
@@ -50,11 +54,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "pingap: -config is required (see -h)")
 		return 2
 	}
-	load := func() (*config.Config, error) { return config.Load(*cfgPath) }
+	etcdSrc, load, err := configSource(*cfgPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	cfg, err := load()
 	if *test {
 		if err != nil {
-			fmt.Fprintln(stderr, err)
+			var all config.Errors
+			all.Append("", "", err)
+			if cfg != nil {
+				// The config decoded but failed validation: plugin options
+				// are only checked by their builders, list those too.
+				all.Append("", "", engine.CheckPlugins(cfg))
+			}
+			all.Sort()
+			fmt.Fprintln(stderr, all.Err())
 			fmt.Fprintf(stderr, "configuration %s is invalid\n", *cfgPath)
 			return 1
 		}
@@ -102,7 +118,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("inherited listeners", slog.String("error", err.Error()))
 		return 1
 	}
-	e := engine.New(engine.Options{Logger: logger, LogLevel: level, Load: load, Listen: inherited.Listen})
+	persist := admin.PersistFile(*cfgPath)
+	if etcdSrc != nil {
+		persist = etcdSrc.Persist
+	}
+	e := engine.New(engine.Options{Name: cfg.Basic.Name, Logger: logger, LogLevel: level, Load: load, Listen: inherited.Listen,
+		Admin: admin.ForEngine(admin.Options{Logger: logger, Persist: persist})})
 	if err := e.Start(cfg); err != nil {
 		logger.Error("start failed", slog.String("error", err.Error()))
 		return 1
@@ -114,9 +135,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	watch := &watcher{path: *cfgPath, log: logger, reload: reload}
 	watch.set(cfg.Basic.AutoReload)
 	defer watch.set(false)
+	stopEtcd := watchEtcd(etcdSrc, logger, reload)
+	defer stopEtcd()
 	logger.Info("pingap started", slog.String("version", version), slog.String("config", *cfgPath), slog.Int("pid", os.Getpid()))
 
 	shutdown := func(why string) int {
+		stopEtcd() // no etcd-triggered reload while draining
 		grace := e.Snapshot().Config().Basic.GracePeriod.D()
 		logger.Info("shutting down", slog.String("reason", why), slog.Duration("grace_period", grace))
 		ctx, cancel := context.WithTimeout(context.Background(), grace)

@@ -85,10 +85,10 @@ func finish(docs []*decoded, decodeErrs Errors, folder bool, source string) (*Co
 	ApplyDefaults(c)
 	verr := Validate(c)
 	if len(decodeErrs) == 0 {
-		if verr != nil {
-			return nil, verr
-		}
-		return c, nil
+		// On validation errors the decoded config comes back too, so that
+		// `pingap -t` can also report what only the engine checks (plugin
+		// options). It must not be run.
+		return c, verr
 	}
 	all := decodeErrs
 	if list, ok := verr.(Errors); ok {
@@ -98,7 +98,7 @@ func finish(docs []*decoded, decodeErrs Errors, folder bool, source string) (*Co
 			}
 		}
 	}
-	return nil, all.Err()
+	return c, all.Err()
 }
 
 // coveredBy reports whether a validation error is about a key (or a

@@ -248,7 +248,7 @@ func checkHashKey(k string) string {
 		return fmt.Sprintf("invalid %q (want \"uri\", \"header:NAME\", \"cookie:NAME\" or \"query:NAME\")", k)
 	case arg == "":
 		return fmt.Sprintf("%q needs a name after the colon", k)
-	case kind != "query" && !validToken(arg):
+	case kind != "query" && !httpx.ValidToken(arg):
 		return fmt.Sprintf("%q: %q is not a valid %s name", k, arg, kind)
 	}
 	return ""
@@ -333,12 +333,12 @@ func (v *validator) location(name string, l Location) {
 	v.headerTable(s, "headers_set", l.HeadersSet)
 	v.headerTable(s, "proxy_set_headers", l.ProxySetHeaders)
 	for _, h := range l.HeadersRemove {
-		if !validToken(h) {
+		if !httpx.ValidToken(h) {
 			v.add(s, "headers_remove", "%q is not a valid header name", h)
 		}
 	}
 	for _, h := range l.ProxyRemoveHeaders {
-		if !validToken(h) {
+		if !httpx.ValidToken(h) {
 			v.add(s, "proxy_remove_headers", "%q is not a valid header name", h)
 		}
 	}
@@ -503,23 +503,6 @@ func validHostname(h string) bool {
 	return true
 }
 
-// validToken reports whether s is an RFC 9110 token (a header name).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' {
-			continue
-		}
-		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
-			return false
-		}
-	}
-	return true
-}
-
 // checkHeaderLine checks "Name: value".
 func checkHeaderLine(line string) string {
 	name, value, ok := strings.Cut(line, ":")
@@ -531,7 +514,7 @@ func checkHeaderLine(line string) string {
 
 // checkHeader checks a header name and a value template.
 func checkHeader(name, value string) string {
-	if !validToken(name) {
+	if !httpx.ValidToken(name) {
 		return fmt.Sprintf("%q is not a valid header name", name)
 	}
 	for i := 0; i < len(value); i++ {

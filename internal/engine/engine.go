@@ -25,6 +25,7 @@ import (
 	"github.com/pingap-go/pingap/internal/logging"
 	"github.com/pingap-go/pingap/internal/metrics"
 	"github.com/pingap-go/pingap/internal/plugin"
+	"github.com/pingap-go/pingap/internal/plugin/catalog"
 	"github.com/pingap-go/pingap/internal/proxy"
 	"github.com/pingap-go/pingap/internal/server"
 	"github.com/pingap-go/pingap/internal/server/http3"
@@ -36,6 +37,8 @@ import (
 
 // Options configure an Engine.
 type Options struct {
+	// Name is basic.name at start (the pingap_info metric).
+	Name     string
 	Logger   *slog.Logger
 	LogLevel *slog.LevelVar
 	// Load reads the configuration from its source (file, folder, etcd);
@@ -44,6 +47,11 @@ type Options struct {
 	// Listen opens a listener; it defaults to net.Listen. A graceful binary
 	// upgrade passes one that hands out inherited sockets first.
 	Listen func(network, addr string) (net.Listener, error)
+	// Admin builds the handler of the admin web UI and API (internal/admin)
+	// for this engine; it is served on basic.admin_addr by its own net/http
+	// server, like metrics, so admin requests never reach the proxy's
+	// request metrics. Nil: no admin server even when admin_addr is set.
+	Admin func(*Engine) http.Handler
 }
 
 // Engine runs configurations.
@@ -64,21 +72,50 @@ type Engine struct {
 	acme func(c *httpx.Ctx) bool
 
 	mu         sync.Mutex // serializes Start, Apply and Shutdown
+	closed     bool       // Shutdown ran: no more reloads
 	listeners  map[string]*listener
 	metricsSrv *auxServer
+	adminSrv   *auxServer
+	admin      http.Handler
 	accessPath string
 	tracingCfg config.Tracing
+	// tlsBases is the listener tls.Config of each TLS server, reused across
+	// reloads so session ticket keys survive them (see activate).
+	tlsBases map[string]*tls.Config
 }
 
 type listener struct {
-	name string
-	addr string
-	ln   net.Listener
-	srv  *server.Server
-	done chan struct{}
+	name    string
+	addr    string
+	ln      net.Listener
+	srv     *server.Server
+	handler *serverHandler
+	done    chan struct{}
 	// HTTP/3 on the same port over UDP, when the server has http3 = true.
 	h3   *http3.Server
 	h3pc net.PacketConn
+	// h3Retiring is the HTTP/3 server a reload turned off, still draining
+	// on (and holding) the UDP socket; nil when none.
+	h3Retiring *retiringH3
+}
+
+// retiringH3 is an HTTP/3 server being shut down gracefully; done is
+// closed once its socket is released.
+type retiringH3 struct {
+	srv  *http3.Server
+	pc   net.PacketConn
+	done chan struct{}
+}
+
+// release cuts the graceful drain short so the UDP port can be bound
+// again (a reload turning HTTP/3 back on), waiting a bounded time.
+func (r *retiringH3) release() {
+	r.srv.Close()
+	r.pc.Close()
+	select {
+	case <-r.done:
+	case <-time.After(5 * time.Second):
+	}
 }
 
 // New returns an engine; Start runs the first configuration.
@@ -94,7 +131,7 @@ func New(opts Options) *Engine {
 		log:       opts.Logger,
 		listeners: make(map[string]*listener),
 	}
-	e.metrics = metrics.New("")
+	e.metrics = metrics.New(opts.Name)
 	e.registry = upstream.NewRegistry(transport.New, e.log)
 	e.checker = health.New(e.log, e.onHealthChange)
 	e.proxy = proxy.New()
@@ -104,6 +141,9 @@ func New(opts Options) *Engine {
 		}
 	})
 	e.acme = e.certs.HandleHTTPChallenge
+	if opts.Admin != nil {
+		e.admin = opts.Admin(e)
+	}
 	return e
 }
 
@@ -155,6 +195,9 @@ func (e *Engine) Reload() error {
 func (e *Engine) Apply(cfg *config.Config) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.closed {
+		return errors.New("shutting down: reload ignored")
+	}
 	old := e.snap.Load()
 	snap, err := e.buildSnapshot(cfg, old)
 	if err == nil {
@@ -174,11 +217,34 @@ func (e *Engine) Apply(cfg *config.Config) error {
 // the whole reload), swap the snapshot, then retire what the old one had.
 func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 	cfg := snap.cfg
+	// A server renamed on the same addr keeps its listener: find listeners
+	// of servers that go away whose addr a new server takes over.
+	renamed := map[string]*listener{}
+	claimed := map[*listener]bool{}
+	for _, name := range sortedKeys(cfg.Servers) {
+		if e.listeners[name] != nil {
+			continue
+		}
+		for _, oldName := range sortedKeys(e.listeners) {
+			l := e.listeners[oldName]
+			if _, kept := cfg.Servers[oldName]; !kept && !claimed[l] && l.addr == cfg.Servers[name].Addr {
+				renamed[name] = l
+				claimed[l] = true
+				break
+			}
+		}
+	}
+	current := func(name string) *listener {
+		if l := renamed[name]; l != nil {
+			return l
+		}
+		return e.listeners[name]
+	}
 	// Open listeners of new servers and servers whose addr changed.
 	opened := map[string]*listener{}
 	for _, name := range sortedKeys(cfg.Servers) {
 		sc := cfg.Servers[name]
-		if l := e.listeners[name]; l != nil && l.addr == sc.Addr {
+		if l := current(name); l != nil && l.addr == sc.Addr {
 			continue
 		}
 		ln, err := e.listen(name, sc)
@@ -190,13 +256,36 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 		}
 		opened[name] = ln
 	}
+	// HTTP/3 sockets for new listeners and for listeners that turn it on.
+	h3Sockets := map[string]net.PacketConn{}
 	closeOpened := func() {
 		for _, l := range opened {
 			l.ln.Close()
-			if l.h3pc != nil {
-				l.h3pc.Close()
-			}
 		}
+		for _, pc := range h3Sockets {
+			pc.Close()
+		}
+	}
+	for _, name := range sortedKeys(cfg.Servers) {
+		sc := cfg.Servers[name]
+		if !sc.HTTP3 || !sc.TLSEnabled() {
+			continue
+		}
+		if l := current(name); opened[name] == nil && l != nil && l.h3pc != nil {
+			continue // already serving HTTP/3 on this addr
+		}
+		if l := e.listeners[name]; opened[name] == nil && l != nil && l.h3Retiring != nil {
+			// HTTP/3 turned back on while the previous server still drains
+			// on the port: close it now, or the bind below fails.
+			l.h3Retiring.release()
+			l.h3Retiring = nil
+		}
+		pc, err := http3.Listen(sc.Addr)
+		if err != nil {
+			closeOpened()
+			return fmt.Errorf("servers.%s: http3: %w", name, err)
+		}
+		h3Sockets[name] = pc
 	}
 	if err := e.certs.Update(cfg); err != nil {
 		closeOpened()
@@ -211,37 +300,22 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 		tc, err := e.certs.TLSConfig(name, sc)
 		if err != nil {
 			closeOpened()
+			if old != nil {
+				e.certs.Update(old.cfg) // back to the certificates still serving
+			}
 			return fmt.Errorf("servers.%s: %w", name, err)
+		}
+		// Keep the server's first base config: crypto/tls keeps the
+		// (auto-rotated) session ticket keys on it, so a new one per reload
+		// would break every client's resumption. Handshakes read the
+		// store's current certificates and client CAs through it anyway.
+		if prev := e.tlsBases[name]; prev != nil {
+			tc = prev
 		}
 		tlsConfigs[name] = tc
 	}
-	// HTTP/3 sockets for new listeners and for listeners that turn it on.
-	for _, name := range sortedKeys(cfg.Servers) {
-		sc := cfg.Servers[name]
-		if !sc.HTTP3 || tlsConfigs[name] == nil {
-			continue
-		}
-		l := opened[name]
-		if l == nil {
-			l = e.listeners[name]
-			if l.h3pc != nil {
-				continue
-			}
-		}
-		pc, err := http3.Listen(sc.Addr)
-		if err != nil {
-			closeOpened()
-			return fmt.Errorf("servers.%s: http3: %w", name, err)
-		}
-		if opened[name] == nil {
-			// An existing listener gains HTTP/3; the socket is attached below.
-			l = &listener{name: name, addr: sc.Addr, h3pc: pc}
-			defer func(name string, pc net.PacketConn) { e.attachH3(name, pc, cfg.Servers[name], tlsConfigs[name]) }(name, pc)
-			continue
-		}
-		l.h3pc = pc
-	}
 	// Everything that can fail has been done: swap.
+	e.tlsBases = tlsConfigs
 	e.applyBasic(cfg)
 	e.snap.Store(snap)
 
@@ -252,6 +326,13 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 	e.registry.Commit(pools)
 	e.checker.Sync(pools)
 
+	for name, l := range renamed {
+		delete(e.listeners, l.name)
+		e.log.Info("listener renamed", slog.String("from", l.name), slog.String("to", name), slog.String("addr", l.addr))
+		l.name = name
+		l.handler.name.Store(&name)
+		e.listeners[name] = l
+	}
 	for name, sc := range cfg.Servers {
 		opts := e.serverOptions(name, sc)
 		opts.TLSConfig = tlsConfigs[name]
@@ -259,17 +340,22 @@ func (e *Engine) activate(snap *Snapshot, old *Snapshot) error {
 			if prev := e.listeners[name]; prev != nil {
 				go e.drain(prev, cfg.Basic.GracePeriod.D())
 			}
-			l.srv = server.New(&serverHandler{e: e, name: name}, opts)
+			l.handler = newServerHandler(e, name)
+			l.srv = server.New(l.handler, opts)
 			e.listeners[name] = l
 			go e.serve(l)
-			if l.h3pc != nil {
+			if pc := h3Sockets[name]; pc != nil {
+				l.h3pc = pc
 				e.startH3(l, sc, tlsConfigs[name])
 			}
 			continue
 		}
 		l := e.listeners[name]
 		l.srv.SetOptions(opts)
-		if l.h3 != nil && !sc.HTTP3 {
+		if pc := h3Sockets[name]; pc != nil {
+			l.h3pc = pc
+			e.startH3(l, sc, tlsConfigs[name])
+		} else if l.h3 != nil && (!sc.HTTP3 || !sc.TLSEnabled()) {
 			e.stopH3(l)
 		}
 	}
@@ -321,7 +407,7 @@ func (e *Engine) drain(l *listener, grace time.Duration) {
 func (e *Engine) startH3(l *listener, sc config.Server, tc *tls.Config) {
 	h3, err := http3.New(http3.Options{
 		TLSConfig:      tc,
-		Handler:        server.HTTPHandler(&serverHandler{e: e, name: l.name}, l.name),
+		Handler:        server.HTTPHandler(l.handler, l.name),
 		IdleTimeout:    sc.IdleTimeout.D(),
 		MaxHeaderBytes: int(sc.MaxHeaderBytes),
 		Logger:         e.log,
@@ -342,26 +428,15 @@ func (e *Engine) startH3(l *listener, sc config.Server, tc *tls.Config) {
 	}()
 }
 
-// attachH3 starts HTTP/3 on an existing listener that a reload turned it on
-// for.
-func (e *Engine) attachH3(name string, pc net.PacketConn, sc config.Server, tc *tls.Config) {
-	l := e.listeners[name]
-	if l == nil {
-		pc.Close()
-		return
-	}
-	l.h3pc = pc
-	e.startH3(l, sc, tc)
-}
-
 func (e *Engine) stopH3(l *listener) {
-	h3, pc := l.h3, l.h3pc
-	l.h3, l.h3pc = nil, nil
+	r := &retiringH3{srv: l.h3, pc: l.h3pc, done: make(chan struct{})}
+	l.h3, l.h3pc, l.h3Retiring = nil, nil, r
 	go func() {
+		defer close(r.done)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		h3.Shutdown(ctx)
-		pc.Close()
+		r.srv.Shutdown(ctx)
+		r.pc.Close()
 	}()
 }
 
@@ -374,6 +449,7 @@ func (e *Engine) serverOptions(name string, sc config.Server) server.Options {
 		H2C:               sc.H2C,
 		Logger:            e.log,
 		OnConn:            e.metrics.ConnHook(name),
+		OnTLSHandshake:    func() { e.metrics.TLSHandshake(name) },
 	}
 }
 
@@ -444,6 +520,30 @@ func (e *Engine) applyBasic(cfg *config.Config) {
 			}
 		}
 	}
+	e.applyAdmin(b.AdminAddr)
+}
+
+// applyAdmin (re)starts the admin server when admin_addr changed. The old
+// server is closed in the background: the request that changed admin_addr
+// (an admin PUT) runs on it and is still waiting for its answer.
+func (e *Engine) applyAdmin(addr string) {
+	if e.admin == nil || addr == e.adminSrv.addrOrEmpty() {
+		return
+	}
+	if old := e.adminSrv; old != nil {
+		e.adminSrv = nil
+		go old.close()
+	}
+	if addr == "" {
+		return
+	}
+	s, err := startAux(addr, e.admin, e.opts.Listen)
+	if err != nil {
+		e.log.Error("admin listener", slog.String("addr", addr), slog.String("error", err.Error()))
+		return
+	}
+	e.adminSrv = s
+	e.log.Info("admin listening", slog.String("addr", s.ln.Addr().String()))
 }
 
 // ReopenAccessLog reopens a file access log (SIGUSR1, logrotate).
@@ -471,6 +571,17 @@ func (e *Engine) retainMetrics(snap *Snapshot) {
 		}
 	}
 	e.metrics.Retain(locs, addrs)
+	e.metrics.RetainPlugins(sortedKeys(snap.plugins))
+	var certNames []string
+	for name := range snap.cfg.Certificates {
+		certNames = append(certNames, name)
+	}
+	for name, sc := range snap.cfg.Servers {
+		if sc.TLSCert != "" {
+			certNames = append(certNames, "servers."+name)
+		}
+	}
+	e.metrics.RetainCertificates(certNames)
 }
 
 // retirePlugins closes plugins of old that snap no longer uses, after the
@@ -501,6 +612,7 @@ func (e *Engine) retirePlugins(old, snap *Snapshot, grace time.Duration) {
 func (e *Engine) Shutdown(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.closed = true
 	var wg sync.WaitGroup
 	names := make([]string, 0, len(e.listeners))
 	for name := range e.listeners {
@@ -525,6 +637,9 @@ func (e *Engine) Shutdown(ctx context.Context) error {
 	e.checker.Stop()
 	if e.metricsSrv != nil {
 		e.metricsSrv.close()
+	}
+	if e.adminSrv != nil {
+		e.adminSrv.close()
 	}
 	if al := e.accessLog.Load(); al != nil && *al != nil {
 		(*al).Close()
@@ -585,6 +700,26 @@ func (s *auxServer) close() {
 	s.srv.Shutdown(ctx)
 }
 
+// CheckPlugins builds every plugin of cfg once (and closes it) and returns
+// the problems with their options, located like config errors. It works on a
+// config that failed validation, for `pingap -t` to list every problem.
+func CheckPlugins(cfg *config.Config) error {
+	var errs config.Errors
+	for _, name := range sortedKeys(cfg.Plugins) {
+		pc := cfg.Plugins[name]
+		p, err := catalog.Build(plugin.Env{Name: name, Logger: slog.New(slog.DiscardHandler)}, pc.Category, pc.Options)
+		if err != nil {
+			section := config.Section("plugins", name)
+			errs.Append(cfg.FileOf(section), section, err)
+			continue
+		}
+		if c, ok := p.(plugin.Closer); ok {
+			c.Close()
+		}
+	}
+	return errs.Err()
+}
+
 // Check compiles cfg the way Start would, without opening anything: plugin
 // options, routers and upstream pools are validated (pingap -t).
 func Check(cfg *config.Config) error {
@@ -601,8 +736,8 @@ func Check(cfg *config.Config) error {
 	return nil
 }
 
-// Listeners returns every socket the engine listens on (servers, metrics),
-// for a graceful binary upgrade that hands them to a new process.
+// Listeners returns every socket the engine listens on (servers, metrics,
+// admin), for a graceful binary upgrade that hands them to a new process.
 func (e *Engine) Listeners() []net.Listener {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -612,6 +747,9 @@ func (e *Engine) Listeners() []net.Listener {
 	}
 	if e.metricsSrv != nil {
 		out = append(out, e.metricsSrv.ln)
+	}
+	if e.adminSrv != nil {
+		out = append(out, e.adminSrv.ln)
 	}
 	return out
 }

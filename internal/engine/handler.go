@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pingap-go/pingap/internal/httpx"
@@ -18,8 +19,16 @@ import (
 // server up in the current snapshot on every request, so a reload changes
 // routes without touching the listener.
 type serverHandler struct {
-	e    *Engine
-	name string
+	e *Engine
+	// name is the [servers.NAME] the listener serves; a reload that renames
+	// a server on the same addr changes it without touching the socket.
+	name atomic.Pointer[string]
+}
+
+func newServerHandler(e *Engine, name string) *serverHandler {
+	h := &serverHandler{e: e}
+	h.name.Store(&name)
+	return h
 }
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -30,6 +39,9 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 	snap := e.snap.Load()
 	e.metrics.RequestStarted()
 	defer e.metrics.RequestDone()
+	// The client address (trusted_proxies applied) before the server span
+	// starts: its client.address must match the access log's remote_addr.
+	c.ClientIP = clientIP(c, snap.trusted)
 	tr := e.tracer.Load()
 	var span trace.Span
 	if tr != nil {
@@ -46,13 +58,12 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 			}
 		}
 	}()
-	ss := snap.servers[h.name]
+	ss := snap.servers[*h.name.Load()]
 	if ss == nil {
 		c.Error(503, "server is being removed")
 		e.write(c)
 		return
 	}
-	c.ClientIP = clientIP(c, snap.trusted)
 	if c.Conn.TLS == nil && e.acme != nil && e.acme(c) {
 		e.write(c)
 		return
@@ -138,7 +149,7 @@ func (e *Engine) write(c *httpx.Ctx) {
 	defer httpx.CloseBody(resp)
 	filters := c.BodyFilters()
 	cl := resp.ContentLength
-	if body == nil {
+	if body == nil && c.Req.Method != "HEAD" {
 		cl = 0
 	}
 	if len(filters) > 0 && body != nil {
@@ -206,6 +217,9 @@ func (e *Engine) finish(c *httpx.Ctx, lm locationMetrics, tr *tracing.Tracer, sp
 	d := time.Since(c.Start)
 	if lm != nil {
 		lm.Observe(c.Req.Method, c.Resp.Status, d, c.BytesIn, c.BytesOut)
+	}
+	if cs, ok := c.Resp.Header.Lookup("X-Cache-Status"); ok {
+		e.metrics.CacheResponse(cs)
 	}
 	if al := e.accessLog.Load(); al != nil && *al != nil {
 		(*al).Log(c, tr.AccessTraceID(c, span))

@@ -38,7 +38,7 @@ type Snapshot struct {
 func (s *Snapshot) Config() *config.Config { return s.cfg }
 
 type serverState struct {
-	name     string
+	name string
 	// altSvc is the Alt-Svc value advertising HTTP/3 ("" without http3).
 	altSvc   string
 	router   *router.Router[*Location]

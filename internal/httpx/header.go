@@ -140,27 +140,7 @@ func (h *Header) Clone() Header {
 
 // EqualFold reports whether ASCII strings a and b are equal ignoring case.
 // Header names are ASCII tokens, so this is cheaper than strings.EqualFold.
-func EqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		ca, cb := a[i], b[i]
-		if ca == cb {
-			continue
-		}
-		if 'A' <= ca && ca <= 'Z' {
-			ca += 'a' - 'A'
-		}
-		if 'A' <= cb && cb <= 'Z' {
-			cb += 'a' - 'A'
-		}
-		if ca != cb {
-			return false
-		}
-	}
-	return true
-}
+func EqualFold(a, b string) bool { return wireEqualFold(a, b) }
 
 // HasToken reports whether a comma-separated header value list (such as
 // Connection or Transfer-Encoding) contains token, ignoring case and spaces.

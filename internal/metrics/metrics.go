@@ -53,6 +53,7 @@ const (
 	NameUpstreamErrors    = "upstream_errors_total"
 	NameConfigReloads     = "config_reloads_total"
 	NamePluginResponses   = "plugin_responses_total"
+	NameCacheResponses    = "http_cache_responses_total"
 	NameTLSHandshakes     = "tls_handshakes_total"
 	NameCertificateExpiry = "tls_certificate_expiry_seconds"
 	NameInfo              = "pingap_info"
@@ -89,6 +90,9 @@ type Metrics struct {
 	reloadOK, reloadFail prometheus.Counter
 	pluginResponses      *prometheus.CounterVec // plugin, status
 	certExpiry           *prometheus.GaugeVec   // name
+	// cacheStatus holds the pre-resolved children of
+	// http_cache_responses_total, indexed like cacheStatuses.
+	cacheStatus [len(cacheStatuses)]prometheus.Counter
 
 	handler http.Handler
 
@@ -182,6 +186,13 @@ func New(instance string) *Metrics {
 
 		serverNames: make(map[string]struct{}),
 	}
+	cacheVec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: NameCacheResponses,
+		Help: "Responses that carried X-Cache-Status (the cache plugin's outcome), by status: HIT, MISS, EXPIRED, STALE, BYPASS, OTHER.",
+	}, []string{"status"})
+	for i, st := range cacheStatuses {
+		m.cacheStatus[i] = cacheVec.WithLabelValues(st)
+	}
 	reloads := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: NameConfigReloads,
 		Help: "Config reload attempts after start (not the initial load), by result.",
@@ -201,7 +212,7 @@ func New(instance string) *Metrics {
 		m.requests, m.duration, m.inFlight, m.connsOpen, m.reqBytes,
 		m.respBytes, m.tlsHandshakes, m.upRequests, m.upHealth,
 		m.upDuration, m.upConns, m.upErrors, reloads, m.pluginResponses, m.certExpiry,
-		info,
+		cacheVec, info,
 	)
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorHandling:     promhttp.ContinueOnError,
@@ -713,4 +724,19 @@ func (pm *PluginMetrics) Responded(status int) {
 		}
 	}
 	b.c.Inc()
+}
+
+// cacheStatuses are the X-Cache-Status values counted; anything else is
+// counted as the last, OTHER, so the label stays bounded.
+var cacheStatuses = [...]string{"HIT", "MISS", "EXPIRED", "STALE", "BYPASS", "OTHER"}
+
+// CacheResponse counts a response by its X-Cache-Status value.
+func (m *Metrics) CacheResponse(status string) {
+	for i, st := range cacheStatuses[:len(cacheStatuses)-1] {
+		if st == status {
+			m.cacheStatus[i].Inc()
+			return
+		}
+	}
+	m.cacheStatus[len(cacheStatuses)-1].Inc()
 }

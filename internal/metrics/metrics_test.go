@@ -377,3 +377,15 @@ func TestRetainWhileObserving(t *testing.T) {
 	reloader.Wait()
 	mustValue(t, m, NameRequests, map[string]string{"method": "GET", "status": "200", "server": "web", "location": "api"}, n)
 }
+
+func TestCacheResponses(t *testing.T) {
+	m := New("t")
+	for _, st := range []string{"HIT", "HIT", "MISS", "BYPASS", "weird"} {
+		m.CacheResponse(st)
+	}
+	mustValue(t, m, NameCacheResponses, map[string]string{"status": "HIT"}, 2)
+	mustValue(t, m, NameCacheResponses, map[string]string{"status": "MISS"}, 1)
+	mustValue(t, m, NameCacheResponses, map[string]string{"status": "BYPASS"}, 1)
+	mustValue(t, m, NameCacheResponses, map[string]string{"status": "OTHER"}, 1)
+	mustValue(t, m, NameCacheResponses, map[string]string{"status": "STALE"}, 0)
+}

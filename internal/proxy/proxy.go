@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pingap-go/pingap/internal/httpx"
@@ -111,7 +112,11 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 	}
 	c.Upstream = pool.Name
 	a := p.state.Get().(*attempt)
+	recycle := true
 	defer func() {
+		if !recycle {
+			return
+		}
 		a.c = nil
 		a.body = clientBody{}
 		a.out = httpx.OutRequest{}
@@ -164,6 +169,22 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 				return nil
 			}
 			stripConnectionFields(&c.Resp.Header)
+			if a.out.Body != nil && !a.body.ended.Load() {
+				// The response came before the request body ended: an
+				// HTTP/2 upstream (gRPC streams, an early 401) may go on
+				// reading it through a.body while the response streams,
+				// so this attempt must not be reset and reused under it
+				// (that crashed the process). The transport stops reading
+				// before the response body's Close returns.
+				recycle = false
+				if strings.HasPrefix(c.Req.Proto, "HTTP/1") {
+					// An HTTP/1 connection cannot read the request while
+					// it writes the response (it shares the connection's
+					// buffers and decides keep-alive from the body): the
+					// rest of the body is not forwarded.
+					a.body.stop()
+				}
+			}
 			return h
 		}
 		h.Done(true)
@@ -180,6 +201,17 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 		}
 		if httpx.IsConnectError(err) {
 			h.ReportConnectFailure()
+			exclude = h
+			continue
+		}
+		if try == 0 && resendable(c, upgrade, err) {
+			// The connection broke before a response head came: typically
+			// a backend going away (a fresh connection reset out of the
+			// listen backlog of a closing listener, a pooled one closed as
+			// the request went out). A bodiless request with a safe
+			// method may be sent again (RFC 9110 §9.2.2), on another addr,
+			// as nginx's proxy_next_upstream "error" does. It connected,
+			// so it does not count toward passive marking.
 			exclude = h
 			continue
 		}
@@ -300,6 +332,23 @@ func (a *attempt) forwardedFor(c *httpx.Ctx, xff string) string {
 	return string(a.buf)
 }
 
+// resendable reports whether a failed round trip may go to another addr
+// although the request was sent: no body, a safe method, not an upgrade,
+// and the upstream failed before a response head (not a timeout: that
+// would double the wait, and not a malformed response).
+func resendable(c *httpx.Ctx, upgrade string, err error) bool {
+	if c.Req.ContentLength != 0 || upgrade != "" {
+		return false
+	}
+	switch c.Req.Method {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+	default:
+		return false
+	}
+	var te *httpx.TransportError
+	return errors.As(err, &te) && te.Op == "read" && !te.Timeout
+}
+
 // hopByHop are the RFC 9110 §7.6.1 connection-specific fields, plus the
 // framing field Transfer-Encoding (the transport re-frames bodies).
 var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authorization", "TE", "Trailer", "Transfer-Encoding", "Upgrade"}
@@ -344,9 +393,41 @@ type clientBody struct {
 	limit int64 // 0 = unlimited
 	left  int64
 	err   error
+	// ended is set, as Read's last access to the struct (after mu is
+	// released), once Read returns an error (io.EOF included): nothing
+	// touches the body any more, so the attempt holding it may be reused.
+	ended atomic.Bool
+	// mu is held across each Read; stop sets stopped under it, so it
+	// waits for a Read in progress, and later Reads fail without touching
+	// r (an HTTP/2 upstream transport may read from its own goroutine).
+	mu      sync.Mutex
+	stopped bool
+}
+
+// errBodyStopped is what Read returns after stop.
+var errBodyStopped = errors.New("request body not forwarded: the response has started")
+
+// stop ends the forwarding of the body; see mu.
+func (b *clientBody) stop() {
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	n, err := b.read(p)
+	b.mu.Unlock()
+	if err != nil {
+		b.ended.Store(true) // the last access: see ended
+	}
+	return n, err
+}
+
+func (b *clientBody) read(p []byte) (int, error) {
+	if b.stopped {
+		return 0, errBodyStopped
+	}
 	if b.err != nil {
 		return 0, b.err
 	}

@@ -248,6 +248,14 @@ func (c *conn) serve() {
 		st := tc.ConnectionState()
 		c.tlsState = &st
 		c.rwc = tc
+		if opts.OnTLSHandshake != nil {
+			opts.OnTLSHandshake()
+		}
+		if st.NegotiatedProtocol == "acme-tls/1" {
+			// A TLS-ALPN-01 validation (RFC 8737 §3): the handshake was the
+			// whole exchange.
+			return
+		}
 		if st.NegotiatedProtocol == "h2" {
 			tc.SetDeadline(time.Time{})
 			c.serveH2(tc, nil, nil)
@@ -475,7 +483,10 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 		x.Scheme = "https"
 	}
 	x.ClientIP = c.remote.Addr()
-	x.BytesIn = int64(c.head.Size)
+	// BytesIn counts request BODY bytes only (access log bytes_in,
+	// http_request_bytes_total, the span's http.request.body.size), as
+	// HTTP/2 and HTTP/3 do; the head is not part of it.
+	x.BytesIn = 0
 
 	switch {
 	case c.head.Chunked:

@@ -63,6 +63,9 @@ type Options struct {
 	// OnConn, when set, is called with true when a connection opens and
 	// false when it closes (metrics).
 	OnConn func(open bool)
+	// OnTLSHandshake, when set, is called after each successful TLS
+	// handshake (metrics).
+	OnTLSHandshake func()
 
 	// idleRelease and sendTimeout override the package constants (tests);
 	// sendTimeout bounds each write to and each body read from a client.

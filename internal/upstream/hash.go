@@ -192,47 +192,15 @@ func (s *hashPolicy) key(c *httpx.Ctx) (uint64, bool) {
 	case keyCookie:
 		for _, f := range c.Req.Header.Fields() {
 			if httpx.EqualFold(f.Name, "Cookie") {
-				if v, ok := cookieValue(f.Value, s.name); ok {
+				if v, ok := httpx.Cookie(f.Value, s.name); ok {
 					return hashString(v), true
 				}
 			}
 		}
 	case keyQuery:
-		if v, ok := queryValue(c.Req.RawQuery, s.name); ok {
+		if v, ok := httpx.QueryValue(c.Req.RawQuery, s.name); ok {
 			return hashString(v), true
 		}
 	}
 	return 0, false
-}
-
-// cookieValue finds name in a Cookie field value ("a=1; b=2").
-func cookieValue(header, name string) (string, bool) {
-	for header != "" {
-		var part string
-		part, header, _ = strings.Cut(header, ";")
-		part = strings.TrimLeft(part, " \t")
-		k, v, ok := strings.Cut(part, "=")
-		if ok && k == name {
-			v = strings.TrimRight(v, " \t")
-			if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			return v, true
-		}
-	}
-	return "", false
-}
-
-// queryValue finds the first raw value of name in a raw query ("a=1&b=2").
-// A key without '=' has the empty value.
-func queryValue(query, name string) (string, bool) {
-	for query != "" {
-		var part string
-		part, query, _ = strings.Cut(query, "&")
-		k, v, _ := strings.Cut(part, "=")
-		if k == name {
-			return v, true
-		}
-	}
-	return "", false
 }

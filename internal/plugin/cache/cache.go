@@ -1,8 +1,10 @@
-// Package cache is the cache plugin: an in-memory HTTP cache that behaves
-// as a shared cache per RFC 9111.
+// Package cache is the cache plugin: an HTTP cache (memory, optionally
+// backed by a persistent disk tier) that behaves as a shared cache per
+// RFC 9111.
 //
 // Request phase: a fresh stored response is answered from memory (HIT)
-// with the Age field; a stale one is revalidated upstream with
+// with the Age field, or 304 when the client's If-None-Match /
+// If-Modified-Since matches its validators; a stale one is revalidated upstream with
 // If-None-Match / If-Modified-Since (EXPIRED) and a 304 refreshes it; a
 // missing one goes upstream (MISS). Concurrent misses for one key are
 // coalesced: the first request goes upstream, the others wait for it (up
@@ -24,6 +26,12 @@
 // immutable, so a HIT copies the stored header and hands out the stored
 // body without copying it.
 //
+// Disk tier (dir, see disk.go): every stored entry is also written to a
+// file (write-through, atomic rename), indexed in memory per shard and
+// bounded by dir_max_size. A new instance (reload, restart) rebuilds the
+// index by scanning dir; a memory miss reads the file back into memory.
+// Close leaves the files in place.
+//
 // PURGE (method) from purge_ip_list removes every variant of the key (for
 // every cacheable method when the key includes the method): 200 when
 // something was removed, 404 when nothing was cached, 403 when the client
@@ -36,7 +44,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -105,6 +112,10 @@ type Plugin struct {
 	purge        []netip.Prefix
 	lockTimeout  time.Duration
 	states       sync.Pool
+	// scanStop ends the disk scan early (Close); scanDone is closed when
+	// it is over. Both nil without a disk tier.
+	scanStop, scanDone chan struct{}
+	closeOnce          sync.Once
 }
 
 // state is one request's cache bookkeeping, from Request to Finish.
@@ -116,6 +127,9 @@ type state struct {
 	fill   *fill
 	stale  *entry // the expired entry found, for 304 and stale-if-error
 	reval  bool   // conditional fields were added from stale
+	// reqTime is when the request reached the cache: the response delay
+	// (now - reqTime) counts in the stored response's age (RFC 9111 4.2.3).
+	reqTime time.Time
 }
 
 // fill is a request that holds the key's flight; release lets the waiters
@@ -140,8 +154,8 @@ func (f *fill) release() {
 }
 
 // New builds a cache plugin. Keys: max_size (default "100MB"),
-// max_entry_size (default "1MB"), dir (disk tier: not implemented yet, an
-// error), ttl (freshness when the upstream gives none; default 0 = such
+// max_entry_size (default "1MB"), dir (persistent disk tier; default none),
+// dir_max_size (default "1GB"), ttl (freshness when the upstream gives none; default 0 = such
 // responses are not stored), methods (default ["GET", "HEAD"]), key
 // (default ["method", "host", "uri"]; parts "method", "host", "uri",
 // "header:NAME"), purge_ip_list (IPs/CIDRs allowed to PURGE; default
@@ -221,106 +235,154 @@ func New(env plugin.Env, opts map[string]any) (plugin.Plugin, error) {
 		}
 		p.purge = append(p.purge, pfx)
 	}
-	var instDir string
+	p.store = newStore(maxSize, dirMax, o.Dir)
 	if o.Dir != "" {
-		// Each instance (a reload makes a new one) owns a fresh
-		// subdirectory: the disk tier is not persistent, its index lives
-		// in memory, and Close removes the files.
+		// The disk tier is shared with earlier instances (a reload, a
+		// restart): rebuild its index from the files already there.
 		if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 			return nil, fmt.Errorf("dir: %w", err)
 		}
-		d, err := os.MkdirTemp(o.Dir, sanitize(env.Name)+"-")
+		f, err := os.Open(o.Dir)
 		if err != nil {
 			return nil, fmt.Errorf("dir: %w", err)
 		}
-		instDir = d
+		f.Close()
+		// The scan runs in the background so a reload (or pingap -t,
+		// which builds and closes plugins) does not wait for a big dir;
+		// meanwhile entries without Vary are found by file name.
+		p.scanStop, p.scanDone = make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(p.scanDone)
+			n, size, removed, err := p.store.scanDir(p.scanStop, p.maxEntry)
+			if env.Logger != nil {
+				if err != nil {
+					env.Logger.Warn("cache: disk tier scan failed", "dir", o.Dir, "error", err)
+				} else {
+					env.Logger.Info("cache: disk tier scanned", "dir", o.Dir,
+						"entries", n, "bytes", size, "removed", removed)
+				}
+			}
+		}()
 	}
-	p.store = newStore(maxSize, dirMax, instDir)
 	p.states.New = func() any { return new(state) }
 	return p, nil
 }
 
-func sanitize(name string) string {
-	b := []byte(name)
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			b[i] = '_'
-		}
-	}
-	if len(b) == 0 {
-		return "cache"
-	}
-	return string(b)
-}
-
-// Close removes the disk tier's files.
+// Close stops the disk tier's start-up scan if it still runs and waits for
+// it. The files stay: they are the next instance's cache (after a reload
+// or a restart).
 func (p *Plugin) Close() error {
-	if p.store.dir != "" {
-		return os.RemoveAll(p.store.dir)
-	}
+	p.closeOnce.Do(func() {
+		if p.scanStop != nil {
+			close(p.scanStop)
+			<-p.scanDone
+		}
+	})
 	return nil
 }
 
-// publish stores e in the memory tier; entries it pushes out go to the disk
-// tier when there is one. Files are written outside the shard lock.
-func (p *Plugin) publish(sh *shard, e *entry) {
+// publish stores e in the memory tier. Entries it pushes out are dropped:
+// with a disk tier they are already on disk (written through by persist).
+// f is the fill that fetched e (nil when none): when a PURGE of the key
+// ran while it was upstream, e may predate the purge and is not stored
+// (ok false). It returns the shard's invalidation generation, for persist.
+//
+// An entry larger than the shard's whole memory budget is not stored
+// (ok false): max_entry_size bounds the body only, and with its header
+// fields and overhead such an entry would evict every other entry of the
+// shard and then itself; loadDisk would never bring it back either.
+func (p *Plugin) publish(sh *shard, e *entry, f *fill) (gen uint64, ok bool) {
+	if e.size > sh.mem.lru.capacity {
+		return 0, false
+	}
 	sh.mu.Lock()
-	_, evicted := sh.mem.insert(e, e.vary)
-	sh.mu.Unlock()
-	if p.store.dir == "" {
-		return
+	defer sh.mu.Unlock()
+	if f != nil && f.flight != nil && f.flight.purged {
+		return 0, false
 	}
-	for _, v := range evicted {
-		p.spill(sh, v)
-	}
+	sh.mem.insert(e, e.vary)
+	delete(sh.pass, e.key) // storable again
+	return sh.gen, true
 }
 
-// spill writes an entry evicted from memory to the disk tier.
-func (p *Plugin) spill(sh *shard, v *entry) {
-	if len(v.body) == 0 || int64(len(v.body)) > sh.disk.lru.capacity {
+// persist writes e to the disk tier (when there is one) and indexes it.
+// It runs on the request that stored e, after waiters were released;
+// a failed write (full disk) only costs the disk copy. gen is publish's:
+// when an invalidation (PURGE) ran in between, the file is dropped so the
+// purged entry does not come back from disk.
+func (p *Plugin) persist(sh *shard, e *entry, gen uint64) {
+	if p.store.dir == "" || e.size > sh.disk.lru.capacity {
 		return
 	}
-	path := filepath.Join(p.store.dir, strconv.FormatUint(p.store.seq.Add(1), 36))
-	if err := os.WriteFile(path, v.body, 0o600); err != nil {
-		return // a full or broken disk only costs the entry
+	path, size, err := writeEntryFile(p.store.dir, e)
+	if err != nil {
+		return
 	}
-	d := *v
-	d.prev, d.next, d.body, d.file, d.bodyLen = nil, nil, nil, path, int64(len(v.body))
-	var drop []*entry
+	d := p.diskCopy(e, path, size)
 	sh.mu.Lock()
-	if sh.mem.has(&d) {
-		drop = append(drop, &d) // refilled meanwhile: the copy is outdated
+	if sh.gen != gen {
+		sh.mu.Unlock()
+		os.Remove(path)
+		return
+	}
+	replaced, evicted := sh.disk.insert(d, d.vary)
+	sh.mu.Unlock()
+	removeFiles(except(replaced, path))
+	removeFiles(except(evicted, path))
+}
+
+// diskCopy is the disk-index entry for e stored in the file at path.
+func (p *Plugin) diskCopy(e *entry, path string, size int64) *entry {
+	d := e.clone()
+	d.body, d.file, d.bodyLen, d.size = nil, path, int64(len(e.body)), size
+	return d
+}
+
+// loadDisk reads the disk tier's copy of the request's variant of key
+// into memory: d's file when the index lists one, else (probe) the file
+// of key's variant without Vary, which another instance sharing dir may
+// have written since this one scanned it. A file that is missing, corrupt,
+// or holds another key or variant is a miss; a corrupt one is removed.
+func (p *Plugin) loadDisk(sh *shard, d *entry, key []byte, req *httpx.Header) {
+	sh.mu.Lock()
+	gen := sh.gen
+	sh.mu.Unlock()
+	path := ""
+	if d != nil {
+		path = d.file
 	} else {
-		replaced, evicted := sh.disk.insert(&d, d.vary)
-		drop = append(replaced, evicted...)
+		path = filepath.Join(p.store.dir, fileName(string(key), nil))
 	}
-	sh.mu.Unlock()
-	removeFiles(drop)
-}
-
-func removeFiles(entries []*entry) {
-	for _, e := range entries {
-		if e.file != "" {
-			os.Remove(e.file)
+	e, size, err := readEntryFile(path, true, p.maxEntry)
+	if err != nil || e.key != string(key) || !varyMatches(e.vary, e.varyVals, req) {
+		if d != nil {
+			sh.mu.Lock()
+			sh.disk.evict(d) // no-op when already gone
+			sh.mu.Unlock()
 		}
+		// Remove a corrupt file, and one too large for this instance that
+		// its index listed. A valid file for another key (a hash
+		// collision) or Vary variant stays.
+		if err == errBadFile || err == errTooLarge && d != nil {
+			os.Remove(path)
+		}
+		return
 	}
-}
-
-// promote moves a disk-tier entry back into memory. It reports whether the
-// entry could be read.
-func (p *Plugin) promote(sh *shard, d *entry) bool {
-	body, err := os.ReadFile(d.file)
+	if e.size > sh.mem.lru.capacity {
+		return
+	}
 	sh.mu.Lock()
-	sh.disk.evict(d)
-	sh.mu.Unlock()
-	os.Remove(d.file)
-	if err != nil || int64(len(body)) != d.bodyLen {
-		return false
+	if sh.gen != gen || sh.mem.lookup(key, req) != nil {
+		// Purged while we read, or filled meanwhile: keep what is there.
+		sh.mu.Unlock()
+		return
 	}
-	e := *d
-	e.prev, e.next, e.file, e.body = nil, nil, "", body
-	p.publish(sh, &e)
-	return true
+	sh.mem.insert(e, e.vary)
+	// (Re)index the file as read: another instance may have rewritten it.
+	replaced, evicted := sh.disk.insert(p.diskCopy(e, path, size), e.vary)
+	sh.mu.Unlock()
+	removeFiles(except(replaced, path))
+	removeFiles(except(evicted, path))
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {
@@ -406,8 +468,8 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 		p.handlePurge(c)
 		return true
 	}
-	if !p.methodCacheable(c.Req.Method) {
-		st.status = StatusBypass
+	if !p.methodCacheable(c.Req.Method) || c.Req.Header.Has("Upgrade") {
+		st.status = StatusBypass // not cacheable, or a WebSocket/h2c upgrade
 		return false
 	}
 	reqCC := parseCacheControl(&c.Req.Header)
@@ -419,34 +481,71 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 	c.Scratch = key
 	sh := p.store.shardFor(key)
 	now := time.Now()
-	waited, promoted := false, false
+	st.reqTime = now
+	waited, loaded := false, false
 	for {
 		sh.mu.Lock()
 		e := sh.mem.lookup(key, &c.Req.Header)
-		if e == nil && p.store.dir != "" && !promoted {
-			if d := sh.disk.lookup(key, &c.Req.Header); d != nil {
+		if e == nil && p.store.dir != "" && !loaded {
+			// Not in memory: look on disk, unless someone is filling the
+			// key or it is marked uncacheable.
+			d := sh.disk.lookup(key, &c.Req.Header)
+			if d != nil || (sh.flights[string(key)] == nil && !sh.passing(key, now.UnixNano())) {
 				sh.mu.Unlock()
-				promoted = true
-				p.promote(sh, d)
+				loaded = true
+				p.loadDisk(sh, d, key, &c.Req.Header)
 				continue
 			}
 		}
-		if e != nil && e.fresh(now) && !reqCC.noCache {
+		// A request's no-cache / max-age is satisfied by a response
+		// fetched from the origin after the request arrived (the fill it
+		// waited for).
+		if e != nil && e.fresh(now) && (reqFresh(e, now, &reqCC) || waited && !e.storedAt.Before(st.reqTime)) {
 			sh.mu.Unlock()
 			st.served = true
 			p.serve(c, e, now, StatusHit, true)
 			return true
 		}
-		if e == nil && sh.passing(key, now.UnixNano()) {
+		// The client accepts a stale response (max-stale), unless the
+		// response forbids it.
+		if e != nil && !e.fresh(now) && !reqCC.noCache && e.canServeStale(now, reqCC.maxStale) {
 			sh.mu.Unlock()
-			st.status = StatusMiss // not stored last time: no fill, no waiting
+			st.served = true
+			p.serve(c, e, now, StatusStale, true)
+			return true
+		}
+		if reqCC.onlyIfCached {
+			// RFC 9111 5.2.1.7: nothing usable stored, do not go upstream.
+			sh.mu.Unlock()
+			st.served = true
+			c.Error(504, "not cached")
+			c.Resp.Header.Set("X-Cache-Status", StatusMiss)
+			return true
+		}
+		// A Range request that finds nothing goes upstream as is, without
+		// filling (its 206 is not stored) and without marking the key
+		// uncacheable. A hit ignores Range and sends the whole entry
+		// (RFC 9110 14.2 lets a server do that).
+		if e == nil && c.Req.Header.Has("Range") {
+			sh.mu.Unlock()
+			st.status = StatusMiss
 			st.key, st.shard = string(key), sh
+			return false
+		}
+		if e == nil && sh.passing(key, now.UnixNano()) {
+			// Not storable last time: no waiting and no flight, but a fill
+			// without one ("hit for miss"), so the key is cached again as
+			// soon as its response is storable.
+			sh.mu.Unlock()
+			st.status = StatusMiss
+			st.key, st.shard = string(key), sh
+			st.fill = &fill{sh: sh, key: st.key}
 			return false
 		}
 		f := sh.flights[string(key)]
 		if f != nil && !waited {
 			// Someone is filling this key.
-			if e != nil && e.canServeStale(now, e.swr) {
+			if e != nil && !reqCC.noCache && e.canServeStale(now, e.swr) {
 				sh.mu.Unlock()
 				st.served = true
 				p.serve(c, e, now, StatusStale, true)
@@ -486,6 +585,19 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 	}
 }
 
+// reqFresh applies the request's no-cache, max-age and min-fresh to a
+// fresh entry.
+func reqFresh(e *entry, now time.Time, cc *cacheControl) bool {
+	if cc.noCache {
+		return false
+	}
+	age := e.age(now)
+	if cc.maxAge >= 0 && age > cc.maxAge {
+		return false
+	}
+	return cc.minFresh < 0 || e.freshFor-age >= cc.minFresh
+}
+
 // wait blocks until f is done, the client goes away, or lock_timeout.
 func (p *Plugin) wait(c *httpx.Ctx, f *flight) {
 	ctx := c.Context
@@ -501,33 +613,120 @@ func (p *Plugin) wait(c *httpx.Ctx, f *flight) {
 	}
 }
 
-// serve answers c from e. Fields already in c.Resp.Header are kept.
+// serve answers c from e. Fields already in c.Resp.Header are kept. With
+// conditional, a client's If-None-Match / If-Modified-Since that the
+// stored validators satisfy gets 304 (RFC 9111 4.3.2).
 func (p *Plugin) serve(c *httpx.Ctx, e *entry, now time.Time, status string, conditional bool) {
 	h := &c.Resp.Header
-	for _, f := range e.header.Fields() {
-		h.Add(f.Name, f.Value)
-	}
-	age := int64(e.age(now) / time.Second)
-	h.Set("Age", itoa(max(age, 0)))
-	h.Set("X-Cache-Status", status)
-	if conditional && e.etag != "" && e.status == 200 && etagMatches(c.Req.Header.Get("If-None-Match"), e.etag) {
-		h.Del("Content-Length")
+	age := httpx.Itoa(max(int64(e.age(now)/time.Second), 0))
+	if conditional && notModified(c, e) {
+		// RFC 9110 15.4.5: the fields a 200 would carry that describe
+		// caching and the selected representation's validators.
+		for _, f := range e.header.Fields() {
+			if notModifiedField(f.Name) {
+				h.Add(f.Name, f.Value)
+			}
+		}
+		h.Set("Age", age)
+		h.Set("X-Cache-Status", status)
 		c.Send(304, "", nil)
 		return
 	}
+	for _, f := range e.header.Fields() {
+		h.Add(f.Name, f.Value)
+	}
+	h.Set("Age", age)
+	h.Set("X-Cache-Status", status)
 	c.Send(e.status, "", e.body)
 	if e.contentLength >= 0 {
 		c.Resp.ContentLength = e.contentLength // HEAD entry: no body, original length
 	}
 }
 
-// etagMatches is the weak comparison of If-None-Match (RFC 9110 13.1.2).
-func etagMatches(inm, etag string) bool {
-	if inm == "" {
+// notModifiedField lists the stored fields a 304 from the cache carries.
+func notModifiedField(name string) bool {
+	for _, n := range [...]string{"Cache-Control", "Content-Location", "Date", "ETag", "Expires", "Vary", "Last-Modified"} {
+		if httpx.EqualFold(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// notModified evaluates the request's If-None-Match, else its
+// If-Modified-Since, against e (RFC 9110 13.2.2): true means 304. Only
+// GET and HEAD with a stored 2xx qualify (other statuses ignore
+// conditionals, RFC 9110 13.2.1).
+func notModified(c *httpx.Ctx, e *entry) bool {
+	if e.status < 200 || e.status > 299 || e.status == 206 || (c.Req.Method != "GET" && c.Req.Method != "HEAD") {
 		return false
 	}
+	h := &c.Req.Header
+	if h.Has("If-None-Match") {
+		match := false
+		h.Values("If-None-Match", func(v string) bool {
+			match = etagMatches(v, e.etag)
+			return !match
+		})
+		return match
+	}
+	ims, ok := h.Lookup("If-Modified-Since")
+	if !ok {
+		return false
+	}
+	t, ok := parseIMFFixdate(ims)
+	if !ok {
+		if t2, ok2 := parseHTTPTime(ims); ok2 {
+			t, ok = t2.Unix(), true
+		}
+	}
+	return ok && e.lastModUnix <= t
+}
+
+// parseIMFFixdate parses "Sun, 06 Nov 1994 08:49:37 GMT" to unix seconds
+// without allocating (time.Parse allocates a zone for "GMT").
+func parseIMFFixdate(s string) (int64, bool) {
+	if len(s) != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' || s[16] != ' ' ||
+		s[19] != ':' || s[22] != ':' || s[25] != ' ' || s[26:] != "GMT" {
+		return 0, false
+	}
+	num := func(b string) (int, bool) {
+		n := 0
+		for i := 0; i < len(b); i++ {
+			if b[i] < '0' || b[i] > '9' {
+				return 0, false
+			}
+			n = n*10 + int(b[i]-'0')
+		}
+		return n, true
+	}
+	const months = "JanFebMarAprMayJunJulAugSepOctNovDec"
+	mon := -1
+	for i := 0; i < 12; i++ {
+		if s[8:11] == months[3*i:3*i+3] {
+			mon = i + 1
+			break
+		}
+	}
+	day, ok1 := num(s[5:7])
+	year, ok2 := num(s[12:16])
+	hh, ok3 := num(s[17:19])
+	mm, ok4 := num(s[20:22])
+	ss, ok5 := num(s[23:25])
+	if mon < 0 || !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || day < 1 || day > 31 || hh > 23 || mm > 59 || ss > 60 {
+		return 0, false
+	}
+	return time.Date(year, time.Month(mon), day, hh, mm, ss, 0, time.UTC).Unix(), true
+}
+
+// etagMatches is the weak comparison of one If-None-Match field value
+// with the stored ETag (RFC 9110 13.1.2); "*" matches any stored entry.
+func etagMatches(inm, etag string) bool {
 	if strings.TrimSpace(inm) == "*" {
 		return true
+	}
+	if etag == "" {
+		return false
 	}
 	etag = strings.TrimPrefix(etag, "W/")
 	for len(inm) > 0 {
@@ -553,6 +752,17 @@ func (p *Plugin) handlePurge(c *httpx.Ctx) {
 		c.Error(403, "purge not allowed")
 		return
 	}
+	if !p.invalidate(c) {
+		c.Error(404, "not cached")
+		return
+	}
+	c.Send(200, "application/json", []byte(`{"purged":true}`))
+}
+
+// invalidate removes every stored variant of the request's target (for
+// every cacheable method when the key has the method). It reports whether
+// something was removed.
+func (p *Plugin) invalidate(c *httpx.Ctx) bool {
 	removed := false
 	methods := p.methods
 	if !p.keyHasMethod {
@@ -565,17 +775,39 @@ func (p *Plugin) handlePurge(c *httpx.Ctx) {
 		sh.mu.Lock()
 		mem := sh.mem.remove(string(key))
 		disk := sh.disk.remove(string(key))
+		if f := sh.flights[string(key)]; f != nil {
+			f.purged = true // its response may predate the purge
+		}
+		sh.gen++
 		sh.mu.Unlock()
 		removeFiles(disk)
 		if len(mem)+len(disk) > 0 {
 			removed = true
 		}
+		if p.store.dir != "" {
+			// A file another instance sharing dir wrote since this one
+			// scanned it (variant without Vary).
+			if os.Remove(filepath.Join(p.store.dir, fileName(string(key), nil))) == nil {
+				removed = true
+			}
+		}
 	}
-	if !removed {
-		c.Error(404, "not cached")
-		return
+	return removed
+}
+
+// serverError lists the statuses stale-if-error covers (RFC 5861 4).
+func serverError(status int) bool {
+	return status == 500 || status == 502 || status == 503 || status == 504
+}
+
+// unsafeMethod reports methods that may change the target's state (RFC
+// 9110 9.2.1).
+func unsafeMethod(m string) bool {
+	switch m {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return false
 	}
-	c.Send(200, "application/json", []byte(`{"purged":true}`))
+	return true
 }
 
 // Response stores cacheable responses, finishes revalidations, and applies
@@ -588,19 +820,43 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 	r := &c.Resp
 	if st.key == "" { // BYPASS
 		r.Header.Set("X-Cache-Status", st.status)
+		// RFC 9111 4.4: a successful unsafe request invalidates the
+		// target's stored responses.
+		if unsafeMethod(c.Req.Method) && r.Status >= 200 && r.Status < 400 {
+			p.invalidate(c)
+		}
 		return
 	}
 	now := time.Now()
-	if st.stale != nil && st.reval && r.Status == 304 {
-		e := p.refresh(st.stale, &r.Header, now)
-		p.publish(st.shard, e)
-		st.fill.release()
-		httpx.CloseBody(r)
-		r.Header.Reset()
-		p.serve(c, e, now, StatusExpired, false)
-		return
+	if st.stale != nil && r.Status == 304 {
+		if st.reval {
+			// Our revalidation: the stored response is still good.
+			e := p.refresh(st, &r.Header, now)
+			gen, ok := p.publish(st.shard, e, st.fill)
+			st.fill.release()
+			httpx.CloseBody(r)
+			r.Header.Reset()
+			p.serve(c, e, now, StatusExpired, false)
+			if ok {
+				p.persist(st.shard, e, gen)
+			}
+			return
+		}
+		// The client's own conditional request, answered 304 upstream:
+		// when the 304 names the stored validator, it freshens the stored
+		// response too (RFC 9111 4.3.4); the client gets the 304.
+		if et := r.Header.Get("ETag"); et != "" && et == st.stale.etag {
+			e := p.refresh(st, &r.Header, now)
+			gen, ok := p.publish(st.shard, e, st.fill)
+			st.fill.release()
+			r.Header.Set("X-Cache-Status", st.status)
+			if ok {
+				p.persist(st.shard, e, gen)
+			}
+			return
+		}
 	}
-	if st.stale != nil && r.Status >= 500 && st.stale.canServeStale(now, st.stale.sie) {
+	if st.stale != nil && serverError(r.Status) && st.stale.canServeStale(now, st.stale.sie) {
 		st.fill.release()
 		httpx.CloseBody(r)
 		r.Header.Reset()
@@ -616,8 +872,9 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 	e, vary := p.newEntry(c, st, now)
 	if e == nil {
 		// Hit for pass, unless the reason was this request's own (a 304
-		// to the client's conditional, its credentials).
-		if r.Status != 304 && !c.Req.Header.Has("Authorization") {
+		// to the client's conditional, its credentials, its Range) or an
+		// upstream failure (coalescing matters most in an outage).
+		if r.Status != 304 && r.Status < 500 && !c.Req.Header.Has("Authorization") && !c.Req.Header.Has("Range") {
 			st.shard.mu.Lock()
 			st.shard.setPass(st.key, now.UnixNano(), now.Add(hitForPass).UnixNano())
 			st.shard.mu.Unlock()
@@ -626,8 +883,11 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 		return
 	}
 	if c.Req.Method == "HEAD" || r.Body == nil {
-		p.publish(st.shard, e)
+		gen, ok := p.publish(st.shard, e, st.fill)
 		st.fill.release()
+		if ok {
+			p.persist(st.shard, e, gen)
+		}
 		return
 	}
 	t := &tee{p: p, e: e, vary: vary, fill: st.fill, want: r.ContentLength}
@@ -664,14 +924,13 @@ func (p *Plugin) newEntry(c *httpx.Ctx, st *state, now time.Time) (*entry, []str
 		header:         cloneHeader(&r.Header),
 		contentLength:  -1,
 		storedAt:       now,
-		initialAge:     initialAge(&r.Header, now),
+		initialAge:     initialAge(&r.Header, st.reqTime, now),
 		freshFor:       freshFor,
 		mustRevalidate: cc.mustRevalidate || cc.noCache,
 		swr:            cc.staleWhileRevalidate,
 		sie:            cc.staleIfErr,
 	}
-	e.etag = e.header.Get("ETag")
-	e.lastMod = e.header.Get("Last-Modified")
+	e.finish(0)
 	if freshFor == 0 && e.etag == "" && e.lastMod == "" && e.swr <= 0 && e.sie <= 0 {
 		return nil, nil // would never be usable
 	}
@@ -692,17 +951,15 @@ func (p *Plugin) newEntry(c *httpx.Ctx, st *state, now time.Time) (*entry, []str
 	e.vary = vary
 	for _, name := range vary {
 		e.varyVals = append(e.varyVals, joinedValue(&c.Req.Header, name))
-	}
-	e.size = entryOverhead + int64(len(e.header.Fields()))*32
-	for _, f := range e.header.Fields() {
-		e.size += int64(len(f.Name) + len(f.Value))
+		e.size += int64(len(name) + len(e.varyVals[len(e.varyVals)-1]))
 	}
 	return e, vary
 }
 
 // refresh makes the entry that replaces old after a 304: the 304's fields
 // update the stored ones (RFC 9111 4.3.4) and freshness restarts.
-func (p *Plugin) refresh(old *entry, h304 *httpx.Header, now time.Time) *entry {
+func (p *Plugin) refresh(st *state, h304 *httpx.Header, now time.Time) *entry {
+	old := st.stale
 	var merged httpx.Header
 	for _, f := range old.header.Fields() {
 		if !h304.Has(f.Name) || httpx.EqualFold(f.Name, "Content-Length") || httpx.EqualFold(f.Name, "Content-Encoding") {
@@ -715,19 +972,21 @@ func (p *Plugin) refresh(old *entry, h304 *httpx.Header, now time.Time) *entry {
 		}
 		merged.Add(f.Name, f.Value)
 	}
-	e := *old
-	e.prev, e.next = nil, nil
+	e := old.clone()
 	e.header = cloneHeader(&merged)
 	cc := parseCacheControl(&e.header)
 	if f, ok := freshnessLifetime(&e.header, cc, now, p.ttl); ok {
 		e.freshFor = f
 	}
 	e.storedAt = now
-	e.initialAge = initialAge(h304, now)
+	e.initialAge = initialAge(h304, st.reqTime, now)
 	e.mustRevalidate = cc.mustRevalidate || cc.noCache
 	e.swr, e.sie = cc.staleWhileRevalidate, cc.staleIfErr
-	e.etag, e.lastMod = e.header.Get("ETag"), e.header.Get("Last-Modified")
-	return &e
+	e.finish(int64(len(e.body)))
+	for i, name := range e.vary {
+		e.size += int64(len(name) + len(e.varyVals[i]))
+	}
+	return e
 }
 
 // cloneHeader copies the storable fields of h into one new string, so the
@@ -816,30 +1075,19 @@ func (t *tee) Flush() error { return t.next.Flush() }
 // waiters.
 func (t *tee) Close() error {
 	err := t.next.Close()
-	if !t.failed && err == nil && (t.want < 0 || int64(len(t.buf)) == t.want) {
+	stored := !t.failed && err == nil && (t.want < 0 || int64(len(t.buf)) == t.want)
+	var gen uint64
+	if stored {
 		t.e.body = t.buf
 		t.e.size += int64(len(t.buf))
-		t.p.publish(t.fill.sh, t.e)
+		gen, stored = t.p.publish(t.fill.sh, t.e, t.fill)
 	}
 	t.fill.release()
 	t.buf = nil
+	if stored {
+		t.p.persist(t.fill.sh, t.e, gen)
+	}
 	return err
-}
-
-// smallInts holds "0".."4095" so Age values need no allocation.
-var smallInts = sync.OnceValue(func() []string {
-	s := make([]string, 4096)
-	for i := range s {
-		s[i] = strconv.Itoa(i)
-	}
-	return s
-})
-
-func itoa(n int64) string {
-	if n >= 0 && n < 4096 {
-		return smallInts()[n]
-	}
-	return strconv.FormatInt(n, 10)
 }
 
 var (

@@ -15,10 +15,14 @@ type cacheControl struct {
 	mustRevalidate                    bool // must-revalidate or proxy-revalidate
 	maxAge, sMaxAge                   time.Duration
 	staleWhileRevalidate, staleIfErr  time.Duration
+	// Request directives (RFC 9111 5.2.1): max-stale without a value is
+	// "any staleness" (1<<62).
+	maxStale, minFresh time.Duration
+	onlyIfCached       bool
 }
 
 func parseCacheControl(h *httpx.Header) cacheControl {
-	cc := cacheControl{maxAge: -1, sMaxAge: -1, staleWhileRevalidate: -1, staleIfErr: -1}
+	cc := cacheControl{maxAge: -1, sMaxAge: -1, staleWhileRevalidate: -1, staleIfErr: -1, maxStale: -1, minFresh: -1}
 	h.Values("Cache-Control", func(v string) bool {
 		for len(v) > 0 {
 			var item string
@@ -48,6 +52,15 @@ func parseCacheControl(h *httpx.Header) cacheControl {
 				cc.staleWhileRevalidate = parseSeconds(arg, hasArg)
 			case "stale-if-error":
 				cc.staleIfErr = parseSeconds(arg, hasArg)
+			case "max-stale":
+				cc.maxStale = 1 << 62
+				if hasArg {
+					cc.maxStale = parseSeconds(arg, true)
+				}
+			case "min-fresh":
+				cc.minFresh = parseSeconds(arg, hasArg)
+			case "only-if-cached":
+				cc.onlyIfCached = true
 			}
 		}
 		return true
@@ -168,12 +181,17 @@ func freshnessLifetime(h *httpx.Header, cc cacheControl, now time.Time, ttl time
 	return 0, false
 }
 
-// initialAge is RFC 9111 4.2.3's corrected initial age (ignoring the
-// response delay, which is small for a proxy next to its upstream).
-func initialAge(h *httpx.Header, now time.Time) time.Duration {
+// initialAge is RFC 9111 4.2.3's corrected initial age of a response
+// received at now for a request sent at reqTime (zero: unknown, no
+// delay): the larger of the apparent age (now - Date) and the Age field
+// plus the response delay.
+func initialAge(h *httpx.Header, reqTime, now time.Time) time.Duration {
 	var age time.Duration
 	if v, ok := h.Lookup("Age"); ok {
 		age = parseSeconds(strings.TrimSpace(v), true)
+	}
+	if !reqTime.IsZero() && now.After(reqTime) {
+		age += now.Sub(reqTime)
 	}
 	if d, ok := parseHTTPTime(h.Get("Date")); ok {
 		if apparent := now.Sub(d); apparent > age {

@@ -18,7 +18,8 @@ const (
 	entryOverhead = 256
 )
 
-// entry is one stored response. It is immutable once published in the
+// entry is one stored response (clone copies its fields: keep it in step
+// when adding one). It is immutable once published in the
 // store (readers copy its header and share its body without a lock); an
 // update (revalidation) publishes a new entry.
 type entry struct {
@@ -37,13 +38,44 @@ type entry struct {
 	mustRevalidate bool
 	swr, sie       time.Duration // stale-while-revalidate, stale-if-error (-1 none)
 	etag, lastMod  string
-	size           int64
-	// file holds the body (bodyLen bytes) of a disk-tier entry; body is
-	// then nil.
+	// lastModUnix is Last-Modified (else Date, else storedAt) in unix
+	// seconds, for If-Modified-Since (RFC 9111 4.3.2).
+	lastModUnix int64
+	size        int64
+	// file is the disk tier file of a disk-index entry (body nil, bodyLen
+	// bytes in the file).
 	file    string
 	bodyLen int64
 
 	prev, next *entry // shard LRU; front = most recently used
+}
+
+// clone copies e's stored fields, not its LRU links (which other
+// goroutines change under the shard lock; e itself is immutable).
+func (e *entry) clone() *entry {
+	return &entry{
+		key: e.key, vary: e.vary, varyVals: e.varyVals, status: e.status, header: e.header, body: e.body,
+		contentLength: e.contentLength, storedAt: e.storedAt, initialAge: e.initialAge, freshFor: e.freshFor,
+		mustRevalidate: e.mustRevalidate, swr: e.swr, sie: e.sie, etag: e.etag, lastMod: e.lastMod,
+		lastModUnix: e.lastModUnix, size: e.size, file: e.file, bodyLen: e.bodyLen,
+	}
+}
+
+// finish derives the validators and the size of e from its header, plus
+// bodyLen bytes of body.
+func (e *entry) finish(bodyLen int64) {
+	e.etag = e.header.Get("ETag")
+	e.lastMod = e.header.Get("Last-Modified")
+	e.lastModUnix = e.storedAt.Unix()
+	if t, ok := parseHTTPTime(e.lastMod); ok {
+		e.lastModUnix = t.Unix()
+	} else if t, ok := parseHTTPTime(e.header.Get("Date")); ok {
+		e.lastModUnix = t.Unix()
+	}
+	e.size = entryOverhead + int64(len(e.header.Fields()))*32 + bodyLen + int64(len(e.key))
+	for _, f := range e.header.Fields() {
+		e.size += int64(len(f.Name) + len(f.Value))
+	}
 }
 
 func (e *entry) age(now time.Time) time.Duration {
@@ -69,6 +101,9 @@ type primary struct {
 type flight struct {
 	done    chan struct{}
 	waiters atomic.Int32 // for tests and metrics
+	// purged is set (under the shard lock) by a PURGE or unsafe request
+	// while the fill is upstream: its response is then not stored.
+	purged bool
 }
 
 // lru is an intrusive doubly-linked list of entries with a byte budget.
@@ -87,6 +122,18 @@ func (l *lru) pushFront(e *entry) {
 	l.head = e
 	if l.tail == nil {
 		l.tail = e
+	}
+	l.size += e.size
+}
+
+func (l *lru) pushBack(e *entry) {
+	e.prev, e.next = l.tail, nil
+	if l.tail != nil {
+		l.tail.next = e
+	}
+	l.tail = e
+	if l.head == nil {
+		l.head = e
 	}
 	l.size += e.size
 }
@@ -139,7 +186,8 @@ func (t *tier) lookup(key []byte, req *httpx.Header) *entry {
 	return nil
 }
 
-// has reports whether a variant with e's Vary values is stored.
+// has reports whether the variant of e (same key and Vary values) is
+// stored.
 func (t *tier) has(e *entry) bool {
 	p := t.items[e.key]
 	if p == nil || !equalStrings(p.vary, e.vary) {
@@ -191,6 +239,35 @@ func (t *tier) insert(e *entry, vary []string) (replaced, evicted []*entry) {
 	return replaced, evicted
 }
 
+// insertOld adds e, older than every entry already in t, at the back of
+// the LRU (the disk scan goes newest first, while requests may already
+// store entries). It reports false, storing nothing, when e does not fit
+// in the budget, or its variant is already there or superseded (another
+// Vary, no room among the variants): its file is then outdated.
+func (t *tier) insertOld(e *entry) bool {
+	p := t.items[e.key]
+	if p != nil {
+		if !equalStrings(p.vary, e.vary) || len(p.entries) >= maxVariants {
+			return false
+		}
+		for _, x := range p.entries {
+			if equalStrings(x.varyVals, e.varyVals) {
+				return false
+			}
+		}
+	}
+	if t.lru.size+e.size > t.lru.capacity {
+		return false
+	}
+	if p == nil {
+		p = &primary{vary: e.vary}
+		t.items[e.key] = p
+	}
+	p.entries = append(p.entries, e)
+	t.lru.pushBack(e)
+	return true
+}
+
 // evict removes e from the LRU and from its primary.
 func (t *tier) evict(e *entry) {
 	t.lru.unlink(e)
@@ -232,13 +309,15 @@ type shard struct {
 	// without coalescing, so requests for an uncacheable URL do not queue
 	// behind each other.
 	pass map[string]int64
-	_    [64]byte
+	// gen counts invalidations (PURGE, unsafe methods), so a disk read
+	// that raced with one does not bring the entry back.
+	gen uint64
+	_   [64]byte
 }
 
 type store struct {
 	seed   maphash.Seed
-	dir    string // disk tier directory of this instance; "" = none
-	seq    atomic.Uint64
+	dir    string // disk tier directory; "" = none
 	shards [numShards]shard
 }
 

@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"hash"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -85,7 +84,7 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 	if p.name == "" {
 		p.name = defaultName
 	}
-	if !validToken(p.name) {
+	if !httpx.ValidToken(p.name) {
 		return nil, fmt.Errorf("name: %q is not a valid header and cookie name", p.name)
 	}
 	if p.ttl == 0 {
@@ -110,7 +109,7 @@ func (p *CSRF) Request(c *httpx.Ctx) bool {
 		}
 	case "POST", "PUT", "PATCH", "DELETE":
 		header := c.Req.Header.Get(p.name)
-		cookie := cookieValue(&c.Req.Header, p.name)
+		cookie, _ := httpx.CookieValue(&c.Req.Header, p.name)
 		if header == "" || !equalCT(header, cookie) || !p.Valid(cookie) {
 			c.Error(403, "invalid CSRF token")
 			return true
@@ -194,32 +193,4 @@ func equalCT(a, b string) bool {
 		v |= a[i] ^ b[i]
 	}
 	return subtle.ConstantTimeByteEq(v, 0) == 1
-}
-
-// cookieValue returns the value of cookie name from the Cookie fields.
-func cookieValue(h *httpx.Header, name string) string {
-	var out string
-	h.Values("Cookie", func(v string) bool {
-		for v != "" {
-			var part string
-			part, v, _ = strings.Cut(v, ";")
-			k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if k == name {
-				out = val
-				return false
-			}
-		}
-		return true
-	})
-	return out
-}
-
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b <= ' ' || b >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, b) >= 0 {
-			return false
-		}
-	}
-	return s != ""
 }

@@ -85,13 +85,13 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		p.timeout = defaultTimeout
 	}
 	for i, h := range o.RequestHeaders {
-		if !validToken(h) {
+		if !httpx.ValidToken(h) {
 			return nil, fmt.Errorf("request_headers: entry %d: invalid header name %q", i, h)
 		}
 		p.requestHeaders = append(p.requestHeaders, http.CanonicalHeaderKey(h))
 	}
 	for i, h := range o.UpstreamHeaders {
-		if !validToken(h) {
+		if !httpx.ValidToken(h) {
 			return nil, fmt.Errorf("upstream_headers: entry %d: invalid header name %q", i, h)
 		}
 		p.upstreamHeaders = append(p.upstreamHeaders, http.CanonicalHeaderKey(h))
@@ -192,16 +192,4 @@ func isHopByHop(name string) bool {
 		}
 	}
 	return false
-}
-
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b <= ' ' || b >= 0x7f || b == '"' || b == '(' || b == ')' || b == ',' || b == '/' || b == ':' ||
-			b == ';' || b == '<' || b == '=' || b == '>' || b == '?' || b == '@' || b == '[' || b == '\\' ||
-			b == ']' || b == '{' || b == '}' {
-			return false
-		}
-	}
-	return s != ""
 }

@@ -88,7 +88,7 @@ func build(side string, set map[string]string, add, remove []string, hostname st
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if !validToken(name) {
+		if !httpx.ValidToken(name) {
 			return out, fmt.Errorf("%s_set: invalid header name %q", side, name)
 		}
 		t, err := compile(set[name], hostname)
@@ -99,7 +99,7 @@ func build(side string, set map[string]string, add, remove []string, hostname st
 	}
 	for i, line := range add {
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || !validToken(name) {
+		if !ok || !httpx.ValidToken(name) {
 			return out, fmt.Errorf("%s_add: entry %d %q must be \"Name: value\"", side, i, line)
 		}
 		t, err := compile(strings.TrimSpace(value), hostname)
@@ -109,7 +109,7 @@ func build(side string, set map[string]string, add, remove []string, hostname st
 		out.add = append(out.add, op{name, t})
 	}
 	for i, name := range remove {
-		if !validToken(name) {
+		if !httpx.ValidToken(name) {
 			return out, fmt.Errorf("%s_remove: entry %d: invalid header name %q", side, i, name)
 		}
 		out.remove = append(out.remove, name)
@@ -135,14 +135,4 @@ func (p *Headers) Request(c *httpx.Ctx) bool {
 // Response changes the response header.
 func (p *Headers) Response(c *httpx.Ctx) {
 	p.resp.apply(&c.Resp.Header, c)
-}
-
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b <= ' ' || b >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, b) >= 0 {
-			return false
-		}
-	}
-	return s != ""
 }

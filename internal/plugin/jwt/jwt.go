@@ -146,10 +146,10 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 	if p.header == "" {
 		p.header = "Authorization"
 	}
-	if !validToken(p.header) {
+	if !httpx.ValidToken(p.header) {
 		return nil, fmt.Errorf("header: invalid header name %q", p.header)
 	}
-	if o.Cookie != "" && !validToken(o.Cookie) {
+	if o.Cookie != "" && !httpx.ValidToken(o.Cookie) {
 		return nil, fmt.Errorf("cookie: invalid cookie name %q", o.Cookie)
 	}
 	if o.Leeway.D() > 24*time.Hour {
@@ -173,7 +173,7 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		if claim == "" {
 			return nil, errors.New("forward_claims: empty claim name")
 		}
-		if !validToken(h) {
+		if !httpx.ValidToken(h) {
 			return nil, fmt.Errorf("forward_claims: %s: invalid header name %q", claim, h)
 		}
 		p.forward = append(p.forward, forward{claim: claim, header: h})
@@ -330,7 +330,7 @@ func (p *JWT) token(c *httpx.Ctx) string {
 		}
 	}
 	if p.cookie != "" {
-		if v := cookieValue(&c.Req.Header, p.cookie); v != "" {
+		if v, _ := httpx.CookieValue(&c.Req.Header, p.cookie); v != "" {
 			return v
 		}
 	}
@@ -386,24 +386,6 @@ func queryValue(raw, name string) string {
 	return ""
 }
 
-// cookieValue returns the value of cookie name from the Cookie fields.
-func cookieValue(h *httpx.Header, name string) string {
-	var out string
-	h.Values("Cookie", func(v string) bool {
-		for v != "" {
-			var part string
-			part, v, _ = strings.Cut(v, ";")
-			k, val, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if k == name {
-				out = strings.Trim(val, `"`)
-				return false
-			}
-		}
-		return true
-	})
-	return out
-}
-
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -411,14 +393,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b <= ' ' || b >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, b) >= 0 {
-			return false
-		}
-	}
-	return s != ""
 }

@@ -60,7 +60,7 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 		return nil, errors.New("header: one of header or query is required")
 	case p.header != "" && p.query != "":
 		return nil, errors.New("query: set header or query, not both")
-	case p.header != "" && !validToken(p.header):
+	case p.header != "" && !httpx.ValidToken(p.header):
 		return nil, fmt.Errorf("header: invalid header name %q", p.header)
 	}
 	if len(o.Keys) == 0 {
@@ -163,14 +163,4 @@ func removeQuery(raw, name string) string {
 		b.WriteString(part)
 	}
 	return b.String()
-}
-
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b <= ' ' || b >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, b) >= 0 {
-			return false
-		}
-	}
-	return s != ""
 }

@@ -237,44 +237,14 @@ func (p *Plugin) appendKey(c *httpx.Ctx, dst []byte) []byte {
 		var val string
 		c.Req.Header.Values("Cookie", func(v string) bool {
 			var ok bool
-			val, ok = cookieValue(v, p.keyName)
+			val, ok = httpx.Cookie(v, p.keyName)
 			return !ok
 		})
 		return append(dst, val...)
 	default:
-		v, _ := queryValue(c.Req.RawQuery, p.keyName)
+		v, _ := httpx.QueryValue(c.Req.RawQuery, p.keyName)
 		return append(dst, v...)
 	}
-}
-
-// cookieValue finds name in a Cookie field value ("a=1; b=2").
-func cookieValue(v, name string) (string, bool) {
-	for len(v) > 0 {
-		var part string
-		part, v, _ = strings.Cut(v, ";")
-		part = strings.TrimSpace(part)
-		k, val, ok := strings.Cut(part, "=")
-		if ok && k == name {
-			if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
-				val = val[1 : len(val)-1]
-			}
-			return val, true
-		}
-	}
-	return "", false
-}
-
-// queryValue finds name in a raw query; the value stays percent-encoded.
-func queryValue(q, name string) (string, bool) {
-	for len(q) > 0 {
-		var part string
-		part, q, _ = strings.Cut(q, "&")
-		k, val, _ := strings.Cut(part, "=")
-		if k == name {
-			return val, true
-		}
-	}
-	return "", false
 }
 
 func (p *Plugin) now() int64 { return int64(time.Since(p.base)) }
@@ -303,10 +273,10 @@ func (p *Plugin) Request(c *httpx.Ctx) bool {
 	}
 	c.Error(429, "too many requests")
 	h := &c.Resp.Header
-	h.Set("Retry-After", itoa(retry))
+	h.Set("Retry-After", httpx.Itoa(retry))
 	h.Set("X-RateLimit-Limit", p.limitStr)
 	h.Set("X-RateLimit-Remaining", "0")
-	h.Set("X-RateLimit-Reset", itoa(retry))
+	h.Set("X-RateLimit-Reset", httpx.Itoa(retry))
 	st.headers = false // already set; Response leaves them alone
 	return true
 }
@@ -319,9 +289,9 @@ func (p *Plugin) Response(c *httpx.Ctx) {
 	}
 	h := &c.Resp.Header
 	h.Set("X-RateLimit-Limit", p.limitStr)
-	h.Set("X-RateLimit-Remaining", itoa(st.remaining))
+	h.Set("X-RateLimit-Remaining", httpx.Itoa(st.remaining))
 	if !p.inflight {
-		h.Set("X-RateLimit-Reset", itoa(st.resetSec))
+		h.Set("X-RateLimit-Reset", httpx.Itoa(st.resetSec))
 	}
 }
 
@@ -435,23 +405,6 @@ func ceilSeconds(nanos float64) int64 {
 		return 0
 	}
 	return int64(math.Ceil(nanos / float64(time.Second)))
-}
-
-// smallInts holds the decimal strings of 0..1023 so header values need no
-// allocation in the common case.
-var smallInts = sync.OnceValue(func() []string {
-	s := make([]string, 1024)
-	for i := range s {
-		s[i] = strconv.Itoa(i)
-	}
-	return s
-})
-
-func itoa(n int64) string {
-	if n >= 0 && n < 1024 {
-		return smallInts()[n]
-	}
-	return strconv.FormatInt(n, 10)
 }
 
 var (

@@ -1,6 +1,7 @@
 package limit
 
 import (
+	"log/slog"
 	"net/netip"
 	"testing"
 
@@ -30,7 +31,7 @@ func benchRun(b *testing.B, p *Plugin) {
 }
 
 func BenchmarkRateLocal(b *testing.B) {
-	p, err := New(plugin.Env{Name: "b"}, map[string]any{"max": int64(1000), "interval": "1ms"})
+	p, err := New(plugin.Env{Name: "b", Logger: slog.New(slog.DiscardHandler)}, map[string]any{"max": int64(1000), "interval": "1ms"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,7 +39,7 @@ func BenchmarkRateLocal(b *testing.B) {
 }
 
 func BenchmarkInflightLocal(b *testing.B) {
-	p, err := New(plugin.Env{Name: "b"}, map[string]any{"max": int64(1000), "type": "inflight"})
+	p, err := New(plugin.Env{Name: "b", Logger: slog.New(slog.DiscardHandler)}, map[string]any{"max": int64(1000), "type": "inflight"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func BenchmarkInflightLocal(b *testing.B) {
 
 func BenchmarkRateRedis(b *testing.B) {
 	addr := testredis.Start(b)
-	p, err := New(plugin.Env{Name: "b"}, map[string]any{"max": int64(1 << 40), "interval": "1s", "redis": "redis://" + addr})
+	p, err := New(plugin.Env{Name: "b", Logger: slog.New(slog.DiscardHandler)}, map[string]any{"max": int64(1 << 40), "interval": "1s", "redis": "redis://" + addr})
 	if err != nil {
 		b.Fatal(err)
 	}

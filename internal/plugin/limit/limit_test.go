@@ -85,10 +85,10 @@ func expectWindow(t *testing.T, p plugin.Plugin, max int, headers ...string) {
 		if res.Status != 200 {
 			t.Fatalf("request %d: status %d, want 200", i+1, res.Status)
 		}
-		if got, want := res.Header.Get("X-RateLimit-Remaining"), itoa(int64(max-1-i)); got != want {
+		if got, want := res.Header.Get("X-RateLimit-Remaining"), httpx.Itoa(int64(max-1-i)); got != want {
 			t.Fatalf("request %d: remaining %q, want %q", i+1, got, want)
 		}
-		if res.Header.Get("X-RateLimit-Limit") != itoa(int64(max)) || res.Header.Get("X-RateLimit-Reset") == "" {
+		if res.Header.Get("X-RateLimit-Limit") != httpx.Itoa(int64(max)) || res.Header.Get("X-RateLimit-Reset") == "" {
 			t.Fatalf("request %d: headers %v", i+1, res.Header.Fields())
 		}
 	}
@@ -104,7 +104,7 @@ func expectWindow(t *testing.T, p plugin.Plugin, max int, headers ...string) {
 			t.Fatalf("%s = %q, want integer seconds \"1\"", h, v)
 		}
 	}
-	if res.Header.Get("X-RateLimit-Remaining") != "0" || res.Header.Get("X-RateLimit-Limit") != itoa(int64(max)) {
+	if res.Header.Get("X-RateLimit-Remaining") != "0" || res.Header.Get("X-RateLimit-Limit") != httpx.Itoa(int64(max)) {
 		t.Fatalf("429 headers %v", res.Header.Fields())
 	}
 }
@@ -205,14 +205,14 @@ func TestCookieAndQueryParsing(t *testing.T) {
 		{"", "a", "", false},
 	}
 	for _, tt := range tests {
-		if got, ok := cookieValue(tt.in, tt.name); got != tt.want || ok != tt.ok {
-			t.Errorf("cookieValue(%q,%q) = %q,%v", tt.in, tt.name, got, ok)
+		if got, ok := httpx.Cookie(tt.in, tt.name); got != tt.want || ok != tt.ok {
+			t.Errorf("httpx.Cookie(%q,%q) = %q,%v", tt.in, tt.name, got, ok)
 		}
 	}
-	if v, ok := queryValue("a=1&k=x%20y&k=2", "k"); v != "x%20y" || !ok {
+	if v, ok := httpx.QueryValue("a=1&k=x%20y&k=2", "k"); v != "x%20y" || !ok {
 		t.Errorf("queryValue = %q %v", v, ok)
 	}
-	if _, ok := queryValue("kk=1", "k"); ok {
+	if _, ok := httpx.QueryValue("kk=1", "k"); ok {
 		t.Error("queryValue matched a prefix")
 	}
 }
@@ -317,7 +317,7 @@ func TestRedisSharedRate(t *testing.T) {
 		if res.Status != 200 {
 			t.Fatalf("request %d: %d", i+1, res.Status)
 		}
-		if got := res.Header.Get("X-RateLimit-Remaining"); got != itoa(int64(4-i)) {
+		if got := res.Header.Get("X-RateLimit-Remaining"); got != httpx.Itoa(int64(4-i)) {
 			t.Fatalf("request %d: remaining %q", i+1, got)
 		}
 	}

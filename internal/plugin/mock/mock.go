@@ -116,7 +116,7 @@ func ParseHeaderLine(line string) (name, value string, err error) {
 		return "", "", fmt.Errorf("%q must be \"Name: value\"", line)
 	}
 	value = strings.TrimSpace(value)
-	if !validToken(name) {
+	if !httpx.ValidToken(name) {
 		return "", "", fmt.Errorf("%q: invalid header name %q", line, name)
 	}
 	for i := 0; i < len(value); i++ {
@@ -125,14 +125,4 @@ func ParseHeaderLine(line string) (name, value string, err error) {
 		}
 	}
 	return name, value, nil
-}
-
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b <= ' ' || b >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, b) >= 0 {
-			return false
-		}
-	}
-	return s != ""
 }

@@ -12,7 +12,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 
 	"github.com/pingap-go/pingap/internal/config"
@@ -67,7 +66,7 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 	if p.header == "" {
 		p.header = defaultHeader
 	}
-	if !validToken(p.header) {
+	if !httpx.ValidToken(p.header) {
 		return nil, fmt.Errorf("header: invalid header name %q", p.header)
 	}
 	switch o.Algorithm {
@@ -189,14 +188,4 @@ func validID(s string) bool {
 		}
 	}
 	return true
-}
-
-func validToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		if b <= ' ' || b >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, b) >= 0 {
-			return false
-		}
-	}
-	return s != ""
 }

@@ -449,6 +449,11 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 
 	framing := head.Framing(req.Method)
 	resp.ContentLength = head.BodyLength(req.Method)
+	if req.Method == "HEAD" && !head.Chunked {
+		// No body follows, but the declared length describes the
+		// representation and is passed on (RFC 9110 §9.3.2); -1 when absent.
+		resp.ContentLength = head.ContentLength
+	}
 	noReuse := head.Close || req.Upgrade != "" || werr != nil
 	if framing == httpx.FramingNone || (framing == httpx.FramingLength && head.ContentLength == 0) {
 		resp.Body = nil

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -112,7 +114,12 @@ func (t *h2) CloseIdle() { t.rt.CloseIdleConnections() }
 func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.Response) (httpx.RoundTripResult, error) {
 	var res httpx.RoundTripResult
 	if req.Upgrade != "" {
-		return res, &httpx.TransportError{Op: "dial", Err: errors.New("upgrade is not supported over HTTP/2 upstreams")}
+		// Not a connect error, although nothing was sent: a connect error
+		// is retried on another addr (all addrs of the upstream speak
+		// HTTP/2, so that cannot help) and counts toward passive marking,
+		// which let any client take an addr down with a few upgrade
+		// requests. The proxy answers 502.
+		return res, &httpx.TransportError{Op: "protocol", Sent: true, Err: errors.New("upgrade is not supported over HTTP/2 upstreams")}
 	}
 	t.requests.Add(1)
 	path, query, _ := strings.Cut(req.URI, "?")
@@ -134,6 +141,7 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 	if ct := hreq.Header["Content-Type"]; len(ct) > 0 && strings.HasPrefix(ct[0], "application/grpc") {
 		hreq.Header["Te"] = []string{"trailers"}
 	}
+	var rb *reqBody
 	if req.Body != nil && req.ContentLength != 0 {
 		hreq.ContentLength = req.ContentLength
 		if req.Trailer != nil {
@@ -155,7 +163,9 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 				hreq.Trailer[http.CanonicalHeaderKey(f.Name)] = nil
 			}
 		}
-		hreq.Body = &reqBody{r: req.Body, src: req.Trailer, dst: hreq.Trailer}
+		rb = &reqBody{r: req.Body, src: req.Trailer, dst: hreq.Trailer}
+		hreq.Body = rb
+		hreq.GetBody = rb.rewind
 	} else {
 		hreq.Body = http.NoBody
 	}
@@ -174,12 +184,28 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 			hres.Body.Close()
 		}
 		cancel()
+		rb.stop()
 		return res, &httpx.TransportError{Op: "read", Sent: true, Timeout: true, Err: context.DeadlineExceeded}
 	}
 	if err != nil {
 		cancel()
+		// net/http may return (a canceled context) before its body
+		// writer is done: stop waits for its Read. A rewound body for
+		// the proxy's retry (below) is a new reader over kept and r.
+		rb.stop()
 		var de *dialError
 		if errors.As(err, &de) {
+			if rb != nil && rb.touched {
+				// The dial failed on net/http's resend after an earlier
+				// attempt had read body bytes (a GOAWAY'd stream). A
+				// dial error promises the proxy that req can be sent
+				// again as is, so req.Body becomes the rewound body; one
+				// too long to replay makes this a failure after sending.
+				if rb.over {
+					return res, &httpx.TransportError{Op: "write", Sent: true, Err: de.err}
+				}
+				req.Body = io.MultiReader(bytes.NewReader(rb.kept), rb.r)
+			}
 			return res, &httpx.TransportError{Op: "dial", Err: de.err}
 		}
 		var be *errBodySource
@@ -200,7 +226,7 @@ func (t *h2) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 	if hres.StatusCode == 204 || hres.StatusCode == 304 || req.Method == "HEAD" {
 		resp.ContentLength = 0
 	}
-	resp.Body = &respBody{res: hres, dst: &resp.Trailer, cancel: cancel}
+	resp.Body = &respBody{res: hres, dst: &resp.Trailer, cancel: cancel, req: rb}
 	return res, nil
 }
 
@@ -211,17 +237,89 @@ func headerLen(h *httpx.Header) int {
 	return h.Len()
 }
 
+// replayLimit is how much of a request body reqBody keeps for a resend.
+const replayLimit = 64 << 10
+
+// errNoReplay is GetBody's answer when the body cannot be sent again.
+var errNoReplay = errors.New("request body too large to resend")
+
 // reqBody is the request body handed to net/http: on io.EOF it copies the
 // request trailers (filled by the server once the client body ended) into
 // the map net/http sends as HTTP/2 trailers.
+//
+// It also keeps the first replayLimit bytes it has yielded, so that GetBody
+// (rewind) can hand net/http the same body again. net/http's HTTP/2 client
+// resends a request on a new connection when the upstream did not process
+// its stream (a GOAWAY during a graceful shutdown or restart, or
+// REFUSED_STREAM), but only with GetBody once body bytes were written;
+// without it a backend's rolling restart turned in-flight POSTs into 502s.
+// net/http calls GetBody after the failed attempt's body writer is done, so
+// the same reader can be rewound. A body longer than replayLimit is not
+// kept, and the request then fails as before.
 type reqBody struct {
 	r   io.Reader
 	src *httpx.Header
 	dst http.Header
+
+	kept    []byte // the first bytes read from r, while not over
+	over    bool   // more than replayLimit bytes read: no replay
+	pos     int    // replay position in kept
+	touched bool   // r was read from
+
+	// net/http reads the body on its own goroutine, which may outlive
+	// RoundTrip: the upstream can answer before the body ended (gRPC
+	// streams, an early 401). r belongs to the client's request, which
+	// the server reuses once the handler returns, so stop (from the
+	// response body's Close, or a failed RoundTrip) waits for a Read in
+	// progress and makes later Reads fail without touching r. mu is held
+	// across each Read of r.
+	mu      sync.Mutex
+	stopped bool
+}
+
+// errBodyStopped is what a Read after stop returns.
+var errBodyStopped = errors.New("request body no longer available: the exchange ended")
+
+// stop ends the use of r; see the mu field. A nil b does nothing.
+func (b *reqBody) stop() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	b.stopped = true
+	b.mu.Unlock()
+}
+
+// rewind is the request's GetBody.
+func (b *reqBody) rewind() (io.ReadCloser, error) {
+	if b.over {
+		return nil, errNoReplay
+	}
+	b.pos = 0
+	return b, nil
 }
 
 func (b *reqBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopped {
+		return 0, errBodyStopped
+	}
+	if b.pos < len(b.kept) {
+		n := copy(p, b.kept[b.pos:])
+		b.pos += n
+		return n, nil
+	}
+	b.touched = true
 	n, err := b.r.Read(p)
+	if n > 0 && !b.over {
+		if len(b.kept)+n > replayLimit {
+			b.over, b.kept = true, nil
+		} else {
+			b.kept = append(b.kept, p[:n]...)
+		}
+		b.pos = len(b.kept)
+	}
 	if err == io.EOF && b.src != nil && b.dst != nil {
 		for _, f := range b.src.Fields() {
 			k := http.CanonicalHeaderKey(f.Name)
@@ -243,6 +341,7 @@ type respBody struct {
 	res    *http.Response
 	dst    *httpx.Header
 	cancel context.CancelFunc
+	req    *reqBody // stopped at Close; may be nil
 	done   bool
 }
 
@@ -266,11 +365,16 @@ func (b *respBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Close ends the exchange. It returns once net/http no longer reads the
+// request body (the engine calls it after the client's response is
+// complete, before the handler returns).
 func (b *respBody) Close() error {
 	if !b.done {
 		b.done = true
 		b.res.Body.Close()
 		b.cancel()
 	}
+	b.req.stop()
+	b.req = nil
 	return nil
 }
