@@ -124,8 +124,8 @@ US=$(awk -v c0="$CPU0" -v c1="$CPU1" -v t="$TICKS" -v n="$REQS" 'BEGIN { if (n >
   echo "== allocations during the window (objects)"
   go tool pprof -top -nodecount=20 -sample_index=alloc_objects "$OUT/pingap" "$OUT/allocs.pprof" 2>/dev/null
   echo
-  echo "== block (top 15)"
-  go tool pprof -top -nodecount=15 "$OUT/pingap" "$OUT/block.pprof" 2>/dev/null
+  echo "== block (top 15; the pprof handlers' own waits are left out)"
+  go tool pprof -top -nodecount=15 -ignore "net/http/pprof" "$OUT/pingap" "$OUT/block.pprof" 2>/dev/null
   echo
   echo "== mutex (top 15)"
   go tool pprof -top -nodecount=15 "$OUT/pingap" "$OUT/mutex.pprof" 2>/dev/null
