@@ -88,23 +88,17 @@ done
 curl -fsS -o /dev/null "http://127.0.0.1:$PORT/" || { echo "profile: pingap did not answer; see $OUT/pingap.log" >&2; exit 1; }
 
 PP="http://127.0.0.1:$PPROF/debug/pprof"
-# Warm up, then reset the cumulative profiles' baseline by taking deltas
-# (allocs/block/mutex support ?seconds=N: the profile of that window only).
-"${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$PORT/" >/dev/null
+"${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$PORT/" >/dev/null   # warm-up
 CPU0=$(awk '{print $14+$15}' "/proc/$PINGAP_PID/stat")
 "${PIN_LOAD[@]}" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/" >"$OUT/wrk.txt" &
 WRK=$!
 sleep 1
 W=$((DURATION - 3))
-curl -fsS -o "$OUT/cpu.pprof" "$PP/profile?seconds=$W" &
-C1=$!
-curl -fsS -o "$OUT/allocs.pprof" "$PP/allocs?seconds=$W" &
-C2=$!
-curl -fsS -o "$OUT/block.pprof" "$PP/block?seconds=$W" &
-C3=$!
-curl -fsS -o "$OUT/mutex.pprof" "$PP/mutex?seconds=$W" &
-C4=$!
-wait "$C1" "$C2" "$C3" "$C4"
+# allocs, block and mutex are cumulative: snapshots at both ends of the
+# window, compared with pprof -base below.
+for p in allocs block mutex; do curl -fsS -o "$OUT/$p.start.pprof" "$PP/$p"; done
+curl -fsS -o "$OUT/cpu.pprof" "$PP/profile?seconds=$W"
+for p in allocs block mutex; do curl -fsS -o "$OUT/$p.pprof" "$PP/$p"; done
 curl -fsS -o "$OUT/heap.pprof" "$PP/heap"
 curl -fsS -o "$OUT/goroutine.txt" "$PP/goroutine?debug=1"
 wait "$WRK"
@@ -122,13 +116,13 @@ US=$(awk -v c0="$CPU0" -v c1="$CPU1" -v t="$TICKS" -v n="$REQS" 'BEGIN { if (n >
   go tool pprof -top -cum -nodecount=60 "$OUT/pingap" "$OUT/cpu.pprof" >"$OUT/cpu-cum.txt" 2>/dev/null
   echo
   echo "== allocations during the window (objects)"
-  go tool pprof -top -nodecount=20 -sample_index=alloc_objects "$OUT/pingap" "$OUT/allocs.pprof" 2>/dev/null
+  go tool pprof -top -nodecount=20 -sample_index=alloc_objects -base "$OUT/allocs.start.pprof" "$OUT/pingap" "$OUT/allocs.pprof" 2>/dev/null
   echo
   echo "== block (top 15; the pprof handlers' own waits are left out)"
-  go tool pprof -top -nodecount=15 -ignore "net/http/pprof" "$OUT/pingap" "$OUT/block.pprof" 2>/dev/null
+  go tool pprof -top -nodecount=15 -ignore "cmd/pingap" -base "$OUT/block.start.pprof" "$OUT/pingap" "$OUT/block.pprof" 2>/dev/null
   echo
   echo "== mutex (top 15)"
-  go tool pprof -top -nodecount=15 "$OUT/pingap" "$OUT/mutex.pprof" 2>/dev/null
+  go tool pprof -top -nodecount=15 -base "$OUT/mutex.start.pprof" "$OUT/pingap" "$OUT/mutex.pprof" 2>/dev/null
 } >"$OUT/summary.txt"
 echo "requests per second: $RPS; CPU per request: $US us"
 echo "profiles in $OUT: cpu.pprof allocs.pprof heap.pprof block.pprof mutex.pprof goroutine.txt summary.txt"
