@@ -156,6 +156,9 @@ type conn struct {
 	opts  *Options
 	// inBody is set while the handler may read the request body.
 	inBody bool
+	// served is set once a request was read on the connection. (conn is
+	// kept within the 1280-byte size class: 10K idle connections.)
+	served bool
 
 	remote, local netip.AddrPort
 	tlsState      *tls.ConnectionState
@@ -172,10 +175,6 @@ type conn struct {
 	// onConn is the OnConn hook the connection was opened with (it is
 	// told about the close with the same hook).
 	onConn func(open bool)
-	// parkedUntil is the idle deadline of a parked connection.
-	parkedUntil time.Time
-	// requests counts the requests read on the connection.
-	requests int
 
 	// date caches the Date field value for the current second.
 	dateSec int64
@@ -281,8 +280,8 @@ func (c *conn) finish() {
 // resume continues a parked keep-alive connection on a fresh goroutine (see
 // waitForRequest): it waits for the first byte of the next request without
 // buffers, then serves on.
-func (c *conn) resume() {
-	if c.waitParked() && c.serveH1(time.Time{}, true) {
+func (c *conn) resume(deadline time.Time) {
+	if c.waitParked(deadline) && c.serveH1(time.Time{}, true) {
 		return // parked again: another goroutine has it
 	}
 	c.finish()
@@ -305,7 +304,7 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 			case waitClosed:
 				return false
 			case waitParked:
-				go c.resume()
+				go c.resume(deadline)
 				return true
 			}
 		}
@@ -313,13 +312,13 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 		opts = c.srv.opts.Load()
 		c.opts = opts
 		start := time.Now()
-		if c.requests == 0 && opts.H2C && c.tlsState == nil && c.sniffH2Preface() {
+		if !c.served && opts.H2C && c.tlsState == nil && c.sniffH2Preface() {
 			c.state.Store(stateActive)
 			c.rwc.SetDeadline(time.Time{})
 			c.serveH2(&bufferedConn{Conn: c.rwc, br: c.br}, nil, nil)
 			return false
 		}
-		c.requests++
+		c.served = true
 		head, err := httpx.ReadRequest(c.br, &c.ctx.Req, opts.MaxHeaderBytes)
 		if !c.state.CompareAndSwap(stateIdle, stateActive) {
 			return // Shutdown closed us while idle
@@ -365,13 +364,12 @@ const (
 // within idleRelease and none of this happens. Once a byte is there, the
 // head must be complete within ReadHeaderTimeout (slowloris defence).
 func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
-	if c.requests == 0 && c.br == nil {
+	if !c.served && c.br == nil {
 		// A new connection (its goroutine is fresh, its stack small) waits
 		// for its first byte without buffers: a burst of new idle
 		// connections does not take 8 KB each before they send anything.
 		// It costs one extra read syscall per connection.
-		c.parkedUntil = deadline
-		if !c.waitParked() {
+		if !c.waitParked(deadline) {
 			return waitClosed
 		}
 		return waitReady
@@ -397,15 +395,14 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 		return waitClosed
 	}
 	c.releaseBuffers()
-	c.parkedUntil = deadline
 	return waitParked
 }
 
 // waitParked is the rest of a parked connection's wait: a 1-byte read
 // without buffers, until the idle deadline. The byte is replayed by
 // connReader.
-func (c *conn) waitParked() bool {
-	c.rwc.SetReadDeadline(c.parkedUntil)
+func (c *conn) waitParked(deadline time.Time) bool {
+	c.rwc.SetReadDeadline(deadline)
 	n, _ := c.rwc.Read(c.cr.one[:])
 	if n == 0 {
 		return false
