@@ -187,6 +187,14 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 			}
 			return h
 		}
+		if c.Context != nil && c.Context.Err() != nil {
+			// The client went away (an HTTP/2 or HTTP/3 stream reset): the
+			// attempt was cancelled on its behalf, which says nothing about
+			// the upstream. Not a failure, not retried; 499 as nginx logs it.
+			h.Done(false)
+			c.Error(499, "client closed request")
+			return nil
+		}
 		h.Done(true)
 		if a.body.err != nil && a.body.err != io.EOF {
 			// The client's body broke (malformed chunking, too large, the

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 
@@ -188,6 +189,48 @@ func TestForwardedForPeerCache(t *testing.T) {
 		c.Conn.RemoteAddr = netip.MustParseAddrPort(tt.peer)
 		if got := a.forwardedFor(c, tt.xff); got != tt.want {
 			t.Errorf("peer %s, X-Forwarded-For %q: got %q, want %q", tt.peer, tt.xff, got, tt.want)
+		}
+	}
+}
+
+// cancelTransport fails every round trip the way a cancelled dial does.
+type cancelTransport struct{ calls int }
+
+func (t *cancelTransport) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.Response) (httpx.RoundTripResult, error) {
+	t.calls++
+	return httpx.RoundTripResult{}, &httpx.TransportError{Op: "dial", Err: ctx.Err()}
+}
+func (t *cancelTransport) CloseIdle() {}
+
+func TestClientCancelIsNotAnUpstreamFailure(t *testing.T) {
+	tr := &cancelTransport{}
+	cfg := config.Upstream{Addrs: []string{"127.0.0.1:1", "127.0.0.1:2"}, UnhealthyThreshold: 1}
+	states := []*upstream.HostState{upstream.NewHostState("u", "127.0.0.1:1", tr), upstream.NewHostState("u", "127.0.0.1:2", tr)}
+	pool, err := upstream.NewPool("u", cfg, states)
+	if err != nil {
+		t.Fatal(err)
+	}
+	route := &Route{Pool: pool}
+	route.Compile()
+	p := New()
+	for i := 0; i < 5; i++ {
+		c := plugintest.NewCtx("GET", "/")
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		c.Context = ctx
+		if h := p.Forward(c, route, nil); h != nil {
+			t.Fatal("a cancelled request returned a host")
+		}
+		if c.Resp.Status != 499 {
+			t.Fatalf("status %d, want 499", c.Resp.Status)
+		}
+	}
+	if tr.calls != 5 {
+		t.Fatalf("%d round trips for 5 cancelled requests: a cancelled request was retried", tr.calls)
+	}
+	for _, h := range pool.Hosts {
+		if !h.Healthy() || h.Failures() != 0 {
+			t.Fatalf("%s: healthy=%v failures=%d after client cancellations", h.Addr, h.Healthy(), h.Failures())
 		}
 	}
 }
