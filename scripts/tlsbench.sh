@@ -31,7 +31,9 @@
 # usage: scripts/tlsbench.sh [--duration S] [--rounds N] [--conns N]
 #          [--hs-conns N] [--h2-conns N] [--h2-streams M] [--warmup S]
 #          [--base-port P] [--out DIR] [--pingap BIN] [--retries N]
-#          [--wait-quiet S] [--noise-budget S] [--quick]
+#          [--wait-quiet S] [--noise-budget S] [--pingap-max-idle N] [--quick]
+# --pingap-max-idle sets the upstream's max_idle_conns (default: pingap's 128
+# per addr; nginx's keepalive is 256 for the whole upstream).
 # Before each run it waits up to --wait-quiet s (total --noise-budget s) for
 # the machine to be idle; a run disturbed anyway is repeated --retries times,
 # then kept and flagged (other% column).
@@ -45,7 +47,7 @@ BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
 
 DURATION=8; ROUNDS=2; CONNS=64; HS_CONNS=32; H2_CONNS=64; H2_STREAMS=10; WARMUP=2
 BASE_PORT=19440; OUT=""; PINGAP_BIN=""; BODY_SIZE=512; NOISE_LIMIT=10; RETRIES=1
-WAIT_QUIET=30; NOISE_BUDGET=400
+WAIT_QUIET=30; NOISE_BUDGET=400; PINGAP_MAX_IDLE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2;;
@@ -59,10 +61,11 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2;;
     --pingap) PINGAP_BIN="$2"; shift 2;;
     --retries) RETRIES="$2"; shift 2;;
+    --pingap-max-idle) PINGAP_MAX_IDLE="$2"; shift 2;;
     --wait-quiet) WAIT_QUIET="$2"; shift 2;;
     --noise-budget) NOISE_BUDGET="$2"; shift 2;;
     --quick) DURATION=3; ROUNDS=1; WARMUP=1; shift;;
-    -h|--help) sed -n '2,40p' "$0"; exit 0;;
+    -h|--help) sed -n '2,42p' "$0"; exit 0;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -177,7 +180,7 @@ if [ -z "$PINGAP_BIN" ]; then
   PINGAP_BIN="$OUT/pingap"
 fi
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
   -keyout "$OUT/key.pem" -out "$OUT/cert.pem" -subj /CN=localhost \
   -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$OUT/logs/openssl.log" 2>&1 || die "openssl req failed"
 
@@ -268,9 +271,11 @@ EOF
 
 cat >"$OUT/pingap.toml" <<EOF
 # pingap-go: the shared harness's topology (templates/pingap.toml) as a TLS server.
+# No access log: the nginx anchor writes none either (as in the shared harness).
 [basic]
 name = "tlsbench"
 threads = 1
+access_log = false
 
 [upstreams.origin]
 addrs = ["127.0.0.1:$ORIGIN1_PORT", "127.0.0.1:$ORIGIN2_PORT"]
