@@ -31,9 +31,14 @@
 # usage: scripts/tlsbench.sh [--duration S] [--rounds N] [--conns N]
 #          [--hs-conns N] [--h2-conns N] [--h2-streams M] [--warmup S]
 #          [--base-port P] [--out DIR] [--pingap BIN] [--retries N]
-#          [--wait-quiet S] [--noise-budget S] [--pingap-max-idle N] [--quick]
-# --pingap-max-idle sets the upstream's max_idle_conns (default: pingap's 128
-# per addr; nginx's keepalive is 256 for the whole upstream).
+#          [--scenarios handshake,h1,h2] [--wait-quiet S] [--noise-budget S] [--pingap-max-idle N] [--quick]
+# Upstream idle pools: --pool N (default 1024) idle connections for the whole
+# upstream on both proxies (nginx keepalive N; pingap max_idle_conns N/2 per
+# addr), above the h2 scenario's 640 requests in flight. With the shared
+# harness's sizes (nginx 256, pingap 128 per addr) both proxies close and
+# reopen upstream connections under h2 load, the TIME_WAITs fill the
+# ephemeral port range and pingap answers 502s (see docs/tls-performance.md).
+# --pingap-max-idle overrides pingap's max_idle_conns alone.
 # Before each run it waits up to --wait-quiet s (total --noise-budget s) for
 # the machine to be idle; a run disturbed anyway is repeated --retries times,
 # then kept and flagged (other% column).
@@ -47,7 +52,8 @@ BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
 
 DURATION=8; ROUNDS=2; CONNS=64; HS_CONNS=32; H2_CONNS=64; H2_STREAMS=10; WARMUP=2
 BASE_PORT=19440; OUT=""; PINGAP_BIN=""; BODY_SIZE=512; NOISE_LIMIT=10; RETRIES=1
-WAIT_QUIET=30; NOISE_BUDGET=400; PINGAP_MAX_IDLE=""
+WAIT_QUIET=30; NOISE_BUDGET=400; POOL=1024; PINGAP_MAX_IDLE=""
+SCENARIOS=(handshake h1 h2)
 while [ $# -gt 0 ]; do
   case "$1" in
     --duration) DURATION="$2"; shift 2;;
@@ -62,10 +68,12 @@ while [ $# -gt 0 ]; do
     --pingap) PINGAP_BIN="$2"; shift 2;;
     --retries) RETRIES="$2"; shift 2;;
     --pingap-max-idle) PINGAP_MAX_IDLE="$2"; shift 2;;
+    --pool) POOL="$2"; shift 2;;
+    --scenarios) IFS=, read -r -a SCENARIOS <<<"$2"; shift 2;;
     --wait-quiet) WAIT_QUIET="$2"; shift 2;;
     --noise-budget) NOISE_BUDGET="$2"; shift 2;;
     --quick) DURATION=3; ROUNDS=1; WARMUP=1; shift;;
-    -h|--help) sed -n '2,42p' "$0"; exit 0;;
+    -h|--help) sed -n '2,47p' "$0"; exit 0;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -85,7 +93,6 @@ declare -A TPORT PID NEG
 TPORT[nginx]=$((BASE_PORT + 10)); TPORT[pingap]=$((BASE_PORT + 11))
 PROBE_PORT=$((BASE_PORT + 12))
 TARGETS=(nginx pingap)
-SCENARIOS=(handshake h1 h2)
 
 for p in "$ORIGIN1_PORT" "$ORIGIN2_PORT" "${TPORT[nginx]}" "${TPORT[pingap]}" "$PROBE_PORT"; do
   [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ] || die "port $p busy (use --base-port)"
@@ -247,7 +254,7 @@ http {
     upstream origin {
         server 127.0.0.1:$ORIGIN1_PORT;
         server 127.0.0.1:$ORIGIN2_PORT;
-        keepalive 256;
+        keepalive $POOL;
         keepalive_requests 10000000;
         keepalive_timeout 300s;
     }
@@ -339,6 +346,7 @@ log "probe: $PROBE_FULL full handshakes, $PROBE_RESUMED resumed (must be 0)"
   printf '"nginx":"%s","openssl":"%s","wrk":"%s","h2load":"%s","go":"%s","kernel":"%s",' \
     "$(nginx -v 2>&1 | sed 's/.*\///')" "$(openssl version | awk '{print $2}')" "$(wrk -v 2>&1 | head -1 | awk '{print $2}')" \
     "$(h2load --version | awk '{print $2}')" "$("$GO" version | awk '{print $3}')" "$(uname -r)"
+  printf '"pool":%s,"pingap_max_idle_conns":%s,' "$POOL" "${PINGAP_MAX_IDLE:-$((POOL / 2))}"
   printf '"pingap_commit":"%s","negotiated_nginx":"%s","negotiated_pingap":"%s","probe_full":%s,"probe_resumed":%s}\n' \
     "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" diff --quiet 2>/dev/null || echo -dirty)" \
     "${NEG[nginx]}" "${NEG[pingap]}" "$PROBE_FULL" "$PROBE_RESUMED"
@@ -425,7 +433,7 @@ rotate() { local r=$1; shift; local n=$# i; local -a a=("$@"); for ((i = 0; i < 
 
 if [ "$WARMUP" -gt 0 ]; then
   for t in "${TARGETS[@]}"; do
-    for s in handshake h1 h2; do
+    for s in "${SCENARIOS[@]}"; do
       log "warm-up $t $s ${WARMUP}s"
       load_cmd "$s" "$t" "$WARMUP"; "${LOADCMD[@]}" >/dev/null 2>&1
     done
@@ -488,7 +496,7 @@ sed -n 's/^tsv\t//p' "$OUT/tmp/tsv" >"$OUT/results.tsv"
   echo "proxy% = proxy CPU over the run (100% = its core saturated); accepts = TCP accepts per request (1.00 = new connection each);"
   echo "other% = max over rounds of CPU used by processes outside the benchmark (>10% = disturbed)."
   echo "negotiated: nginx ${NEG[nginx]} | pingap ${NEG[pingap]}"
-  echo "handshake probe: $PROBE_FULL full, $PROBE_RESUMED resumed"
+  echo "handshake probe: $PROBE_FULL full, $PROBE_RESUMED resumed; upstream idle pool: nginx keepalive $POOL, pingap max_idle_conns ${PINGAP_MAX_IDLE:-$((POOL / 2))} per addr"
 } >>"$OUT/report.txt"
 cat "$OUT/report.txt"
 log "results in $OUT"
