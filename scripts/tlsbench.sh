@@ -39,6 +39,10 @@
 # reopen upstream connections under h2 load, the TIME_WAITs fill the
 # ephemeral port range and pingap answers 502s (see docs/tls-performance.md).
 # --pingap-max-idle overrides pingap's max_idle_conns alone.
+# --settle S (default 6) pauses after every load run: when a load generator
+# stops, pingap counts the upstream dials of the abandoned requests as connect
+# failures and marks the addrs down for 5 s (see docs/tls-performance.md); a
+# run started inside that window measures 502s.
 # Before each run it waits up to --wait-quiet s (total --noise-budget s) for
 # the machine to be idle; a run disturbed anyway is repeated --retries times,
 # then kept and flagged (other% column).
@@ -52,7 +56,7 @@ BENCH="${BENCH_DIR:-$ROOT/../shared/bench}"
 
 DURATION=8; ROUNDS=2; CONNS=64; HS_CONNS=32; H2_CONNS=64; H2_STREAMS=10; WARMUP=2
 BASE_PORT=19440; OUT=""; PINGAP_BIN=""; BODY_SIZE=512; NOISE_LIMIT=10; RETRIES=1
-WAIT_QUIET=30; NOISE_BUDGET=400; POOL=1024; PINGAP_MAX_IDLE=""
+WAIT_QUIET=30; NOISE_BUDGET=400; POOL=1024; PINGAP_MAX_IDLE=""; SETTLE=6
 SCENARIOS=(handshake h1 h2)
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -69,11 +73,12 @@ while [ $# -gt 0 ]; do
     --retries) RETRIES="$2"; shift 2;;
     --pingap-max-idle) PINGAP_MAX_IDLE="$2"; shift 2;;
     --pool) POOL="$2"; shift 2;;
+    --settle) SETTLE="$2"; shift 2;;
     --scenarios) IFS=, read -r -a SCENARIOS <<<"$2"; shift 2;;
     --wait-quiet) WAIT_QUIET="$2"; shift 2;;
     --noise-budget) NOISE_BUDGET="$2"; shift 2;;
     --quick) DURATION=3; ROUNDS=1; WARMUP=1; shift;;
-    -h|--help) sed -n '2,47p' "$0"; exit 0;;
+    -h|--help) sed -n '2,51p' "$0"; exit 0;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -425,7 +430,7 @@ measure() {
       return
     fi
     log "  disturbed (other ${other}% of a core); repeating"
-    sleep 1
+    sleep "$SETTLE"
   done
 }
 
@@ -436,6 +441,7 @@ if [ "$WARMUP" -gt 0 ]; then
     for s in "${SCENARIOS[@]}"; do
       log "warm-up $t $s ${WARMUP}s"
       load_cmd "$s" "$t" "$WARMUP"; "${LOADCMD[@]}" >/dev/null 2>&1
+      sleep "$SETTLE"
     done
   done
 fi
@@ -445,6 +451,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     for t in $(rotate "$r" "${TARGETS[@]}"); do
       log "round $r/$ROUNDS $s: $t (${DURATION}s)"
       measure "$s" "$r" "$t"
+      sleep "$SETTLE"
     done
   done
 done
