@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 5s
 
-.PHONY: build run test test-deps unit fuzz bench loadtest vet clean
+.PHONY: build run test test-deps unit fuzz bench loadtest tlsbench vet clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o pingap ./cmd/pingap
@@ -32,6 +32,9 @@ bench:
 
 loadtest: build
 	bash scripts/loadtest.sh
+
+tlsbench:
+	bash scripts/tlsbench.sh
 
 vet:
 	$(GO) vet ./...
