@@ -36,8 +36,8 @@
 # upstream on both proxies (nginx keepalive N; pingap max_idle_conns N/2 per
 # addr), above the h2 scenario's 640 requests in flight. With the shared
 # harness's sizes (nginx 256, pingap 128 per addr) both proxies close and
-# reopen upstream connections under h2 load, the TIME_WAITs fill the
-# ephemeral port range and pingap answers 502s (see docs/tls-performance.md).
+# reopen upstream connections under h2 load: ~25k TIME_WAITs of a 28k-port
+# ephemeral range after 2 x 5 s (see docs/tls-performance.md).
 # --pingap-max-idle overrides pingap's max_idle_conns alone.
 # --settle S (default 6) pauses after every load run: when a load generator
 # stops, pingap counts the upstream dials of the abandoned requests as connect
@@ -78,7 +78,7 @@ while [ $# -gt 0 ]; do
     --wait-quiet) WAIT_QUIET="$2"; shift 2;;
     --noise-budget) NOISE_BUDGET="$2"; shift 2;;
     --quick) DURATION=3; ROUNDS=1; WARMUP=1; shift;;
-    -h|--help) sed -n '2,51p' "$0"; exit 0;;
+    -h|--help) sed -n '2,50p' "$0"; exit 0;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
