@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 5s
 
-.PHONY: build run test test-deps unit fuzz bench profile loadtest vet clean
+.PHONY: build run test test-deps unit fuzz bench profile loadtest tlsbench vet clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o pingap ./cmd/pingap
@@ -39,7 +39,7 @@ bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCHCOUNT) $(PKGS)
 
 # CPU, allocation, block and mutex profiles of the binary under wrk load
-# (scripts/profile.sh; needs wrk and nginx: bash /work/shared/bench/setup.sh).
+# (scripts/profile.sh; needs wrk and nginx: bash ../shared/bench/setup.sh).
 profile:
 	bash scripts/profile.sh
 
@@ -48,6 +48,11 @@ profile:
 # LOADTEST_ARGS='--h2 --candidate-h2'.
 loadtest:
 	bash scripts/loadtest.sh $(LOADTEST_ARGS)
+
+# TLS side by side with nginx: full handshakes, HTTP/1.1 and h2 over TLS
+# (scripts/tlsbench.sh, docs/tls-performance.md).
+tlsbench:
+	bash scripts/tlsbench.sh $(TLSBENCH_ARGS)
 
 vet:
 	$(GO) vet ./...
