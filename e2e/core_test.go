@@ -295,6 +295,11 @@ locations = ["down", "slow"]
 			t.Errorf("%s: body %q is not {\"error\":...}", tt.path, body)
 		}
 	}
+	// The reason is logged for the operator (the access log only says 502).
+	l := p.waitLog("upstream request failed", func(m map[string]any) bool { return m["upstream_addr"] == "127.0.0.1:1" })
+	if !strings.Contains(fmt.Sprint(l["error"]), "dial") {
+		t.Errorf("failure log does not say what failed: %v", l)
+	}
 }
 
 func TestRequestHygiene(t *testing.T) {

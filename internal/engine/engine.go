@@ -134,7 +134,7 @@ func New(opts Options) *Engine {
 	e.metrics = metrics.New(opts.Name)
 	e.registry = upstream.NewRegistry(transport.New, e.log)
 	e.checker = health.New(e.log, e.onHealthChange)
-	e.proxy = proxy.New()
+	e.proxy = proxy.New(e.log)
 	e.certs = certs.NewStore(e.log, func(name string, notAfter time.Time) {
 		if !notAfter.IsZero() {
 			e.metrics.SetCertificateExpiry(name, notAfter)

@@ -9,6 +9,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"sync"
@@ -58,11 +59,18 @@ func (r *Route) Compile() {
 // Proxy forwards requests. It is stateless apart from pooled scratch state.
 type Proxy struct {
 	state sync.Pool
+	log   *slog.Logger
+	// lastLog rate-limits upstream failure logs (unix nanoseconds).
+	lastLog    atomic.Int64
+	suppressed atomic.Int64
 }
 
-// New returns a Proxy.
-func New() *Proxy {
-	p := &Proxy{}
+// New returns a Proxy that logs upstream failures to log (nil: discarded).
+func New(log *slog.Logger) *Proxy {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Proxy{log: log}
 	p.state.New = func() any {
 		s := &attempt{}
 		s.onInfo = s.informational
@@ -196,6 +204,9 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 			return nil
 		}
 		h.Done(true)
+		if a.body.err == nil || a.body.err == io.EOF {
+			p.logFailure(c, h, err)
+		}
 		if a.body.err != nil && a.body.err != io.EOF {
 			// The client's body broke (malformed chunking, too large, the
 			// client went away): the request is the client's fault and was
@@ -233,6 +244,22 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 	}
 	c.Error(502, "upstream unreachable")
 	return nil
+}
+
+// logFailure logs why an upstream attempt failed (the access log only shows
+// the 502/504), at most once a second, with the number of failures not
+// logged since.
+func (p *Proxy) logFailure(c *httpx.Ctx, h *upstream.Host, err error) {
+	now := time.Now().UnixNano()
+	last := p.lastLog.Load()
+	if now-last < int64(time.Second) || !p.lastLog.CompareAndSwap(last, now) {
+		p.suppressed.Add(1)
+		return
+	}
+	p.log.Warn("upstream request failed",
+		slog.String("upstream", h.Upstream), slog.String("upstream_addr", h.Addr),
+		slog.String("location", c.Location), slog.String("error", err.Error()),
+		slog.Int64("suppressed", p.suppressed.Swap(0)))
 }
 
 // buildRequest fills a.out from the client's request.

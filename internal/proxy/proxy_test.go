@@ -212,7 +212,7 @@ func TestClientCancelIsNotAnUpstreamFailure(t *testing.T) {
 	}
 	route := &Route{Pool: pool}
 	route.Compile()
-	p := New()
+	p := New(nil)
 	for i := 0; i < 5; i++ {
 		c := plugintest.NewCtx("GET", "/")
 		ctx, cancel := context.WithCancel(context.Background())
