@@ -259,7 +259,7 @@ func parseHead(head string, req *Request) (RequestHead, error) {
 		return rh, errRequestLine
 	}
 	target, version := line[:sp2], line[sp2+1:]
-	if !validToken(method) {
+	if !wireValidToken(method) {
 		return rh, errMethod
 	}
 	if len(target) == 0 || !validTarget(target) {
@@ -315,7 +315,7 @@ func parseHead(head string, req *Request) (RequestHead, error) {
 		if c := name[len(name)-1]; c == ' ' || c == '\t' {
 			return rh, errFieldNameWS
 		}
-		if !validToken(name) {
+		if !wireValidToken(name) {
 			return rh, errFieldName
 		}
 		value := trimOWS(line[colon+1:])
@@ -592,33 +592,6 @@ func indexCRLF(s string) int {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
-
-// tokenChar marks the tchar bytes of RFC 9110 §5.6.2.
-var tokenChar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-func validToken(s string) bool {
-	if len(s) == 0 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !tokenChar[s[i]] {
-			return false
-		}
-	}
-	return true
-}
 
 // validFieldValue: field-value bytes are VCHAR, obs-text, SP and HTAB
 // (RFC 9110 §5.5).
