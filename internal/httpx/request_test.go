@@ -319,7 +319,7 @@ func FuzzParseRequest(f *testing.F) {
 			if rh.Size > len(in) || rh.Size > 1024+2*maxLeadingCRLF {
 				t.Fatalf("size %d", rh.Size)
 			}
-			if !validToken(req.Method) || (req.Proto != "HTTP/1.1" && req.Proto != "HTTP/1.0") {
+			if !wireValidToken(req.Method) || (req.Proto != "HTTP/1.1" && req.Proto != "HTTP/1.0") {
 				t.Fatalf("method %q proto %q", req.Method, req.Proto)
 			}
 			if req.Path != "*" {
@@ -342,7 +342,7 @@ func FuzzParseRequest(f *testing.F) {
 				t.Fatal("HTTP/1.1 without Host accepted")
 			}
 			for _, fl := range req.Header.Fields() {
-				if !validToken(fl.Name) || strings.ContainsAny(fl.Value, "\r\n\x00") {
+				if !wireValidToken(fl.Name) || strings.ContainsAny(fl.Value, "\r\n\x00") {
 					t.Fatalf("field %q: %q", fl.Name, fl.Value)
 				}
 			}
