@@ -56,7 +56,9 @@ type Options struct {
 
 // Engine runs configurations.
 type Engine struct {
-	snap      atomic.Pointer[Snapshot]
+	snap atomic.Pointer[Snapshot]
+	// copyBufs holds the 32 KB buffers response bodies are copied through.
+	copyBufs  sync.Pool
 	accessLog atomic.Pointer[*logging.AccessLog]
 	tracer    atomic.Pointer[tracing.Tracer]
 
@@ -135,6 +137,7 @@ func New(opts Options) *Engine {
 	e.registry = upstream.NewRegistry(transport.New, e.log)
 	e.checker = health.New(e.log, e.onHealthChange)
 	e.proxy = proxy.New(e.log)
+	e.copyBufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	e.certs = certs.NewStore(e.log, func(name string, notAfter time.Time) {
 		if !notAfter.IsZero() {
 			e.metrics.SetCertificateExpiry(name, notAfter)

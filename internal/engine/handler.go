@@ -6,11 +6,11 @@ import (
 	"net/netip"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/metrics"
 	"github.com/pingap-go/pingap/internal/tracing"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -30,8 +30,6 @@ func newServerHandler(e *Engine, name string) *serverHandler {
 	h.name.Store(&name)
 	return h
 }
-
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // ServeHTTPX runs one request: route, plugins, proxy, response.
 func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
@@ -60,12 +58,15 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 	}()
 	ss := snap.servers[*h.name.Load()]
 	if ss == nil {
+		// The listener's server left the config; it is draining.
 		c.Error(503, "server is being removed")
 		e.write(c)
+		e.finish(c, nil, tr, span)
 		return
 	}
 	if c.Conn.TLS == nil && e.acme != nil && e.acme(c) {
 		e.write(c)
+		e.finish(c, nil, tr, span)
 		return
 	}
 
@@ -166,7 +167,7 @@ func (e *Engine) write(c *httpx.Ctx) {
 		for i := len(filters) - 1; i >= 0; i-- {
 			w = filters[i](w)
 		}
-		if err := copyBody(w, body, cl < 0); err != nil {
+		if err := e.copyBody(w, body, cl < 0); err != nil {
 			// The body broke mid-way (upstream died): the response cannot be
 			// completed, so it is not finished; the server closes the
 			// connection and the client sees a truncated message.
@@ -187,9 +188,9 @@ func (e *Engine) write(c *httpx.Ctx) {
 // copyBody streams src into w. A streamed body (unknown length: chunked,
 // server-sent events, long polling) is flushed after every read so nothing
 // waits in a buffer.
-func copyBody(w httpx.BodyWriter, src io.Reader, stream bool) error {
-	bp := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(bp)
+func (e *Engine) copyBody(w httpx.BodyWriter, src io.Reader, stream bool) error {
+	bp := e.copyBufs.Get().(*[]byte)
+	defer e.copyBufs.Put(bp)
 	buf := *bp
 	for {
 		n, err := src.Read(buf)
@@ -213,7 +214,7 @@ func copyBody(w httpx.BodyWriter, src io.Reader, stream bool) error {
 }
 
 // finish records the request in metrics and the access log.
-func (e *Engine) finish(c *httpx.Ctx, lm locationMetrics, tr *tracing.Tracer, span trace.Span) {
+func (e *Engine) finish(c *httpx.Ctx, lm *metrics.LocationMetrics, tr *tracing.Tracer, span trace.Span) {
 	d := time.Since(c.Start)
 	if lm != nil {
 		lm.Observe(c.Req.Method, c.Resp.Status, d, c.BytesIn, c.BytesOut)
@@ -224,11 +225,6 @@ func (e *Engine) finish(c *httpx.Ctx, lm locationMetrics, tr *tracing.Tracer, sp
 	if al := e.accessLog.Load(); al != nil && *al != nil {
 		(*al).Log(c, tr.AccessTraceID(c, span))
 	}
-}
-
-// locationMetrics is the part of metrics.LocationMetrics the handler uses.
-type locationMetrics interface {
-	Observe(method string, status int, d time.Duration, bytesIn, bytesOut int64)
 }
 
 // clientIP returns the client address: the peer, or, when the peer is a
