@@ -176,6 +176,10 @@ type conn struct {
 	// told about the close with the same hook).
 	onConn func(open bool)
 
+	// watch notices a client disconnect during a slow request without a
+	// body (watch.go); made on the first such request.
+	watch *watch
+
 	// date caches the Date field value for the current second.
 	dateSec int64
 	date    []byte
@@ -473,7 +477,6 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 	x := &c.ctx
 	req := &x.Req
 	x.Conn = httpx.ConnInfo{RemoteAddr: c.remote, LocalAddr: c.local, TLS: c.tlsState, Server: opts.Name}
-	x.Context = context.Background()
 	x.Start = start
 	x.Scheme = "http"
 	if c.tlsState != nil {
@@ -509,7 +512,19 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 
 	c.w.reset(c, req.Proto == "HTTP/1.1", c.head.KeepAlive)
 	x.W = &c.w
+	// Without a body nothing reads the connection while the handler runs:
+	// a slow request is watched for the client going away (watch.go). With
+	// a body the handler's reads see it.
+	watched := req.ContentLength == 0 && !c.head.Chunked && !c.head.Upgrade
+	if watched {
+		x.Context = c.startWatch()
+	} else {
+		x.Context = context.Background()
+	}
 	ok := c.callHandler()
+	if watched {
+		c.stopWatch()
+	}
 	c.inBody = false
 	if !ok {
 		return false

@@ -338,6 +338,7 @@ func (w *h1Writer) Hijack() (net.Conn, *bufio.Reader, error) {
 		return nil, nil, errHijacked
 	}
 	c := w.c
+	c.stopWatch() // the connection is the hijacker's to read
 	if err := c.bw.Flush(); err != nil {
 		return nil, nil, err
 	}

@@ -305,6 +305,12 @@ type errBodySource struct{ err error }
 func (e *errBodySource) Error() string { return "request body: " + e.err.Error() }
 func (e *errBodySource) Unwrap() error { return e.err }
 
+// afterFuncer is a context that runs a function on cancellation itself
+// (the interface context.AfterFunc looks for).
+type afterFuncer interface {
+	AfterFunc(func()) func() bool
+}
+
 // roundTrip sends req on c and reads the response head. retry reports that
 // the connection turned out stale before anything could have been
 // processed, so the caller may try a fresh one. On error c is closed.
@@ -312,11 +318,15 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	// Cancellation interrupts blocked IO through a past deadline. Only
 	// cancellable contexts pay for the registration.
 	var stop func() bool
-	if ctx.Done() != nil {
-		if c.abort == nil {
-			nc := c.nc
-			c.abort = func() { nc.SetDeadline(aLongTimeAgo) }
-		}
+	if c.abort == nil {
+		nc := c.nc
+		c.abort = func() { nc.SetDeadline(aLongTimeAgo) }
+	}
+	if af, ok := ctx.(afterFuncer); ok {
+		// The HTTP/1 server's request context registers without
+		// allocating (context.AfterFunc would allocate several times).
+		stop = af.AfterFunc(c.abort)
+	} else if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, c.abort)
 	}
 	fail := func(e error) (bool, error) {

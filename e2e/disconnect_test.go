@@ -1,0 +1,80 @@
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// dcUpstreamDelay is how long the slow upstream takes to answer: the 499
+// must come well before it.
+const dcUpstreamDelay = 5 * time.Second
+
+// TestDisconnectHTTP1Cancels: an HTTP/1.1 client that goes away while the
+// upstream is still working cancels the upstream attempt: the access log
+// says 499 long before the upstream would have answered, the upstream
+// sees its request cancelled, and the inflight limit slot is free at once.
+func TestDisconnectHTTP1Cancels(t *testing.T) {
+	t.Parallel()
+	upCancelled := make(chan struct{}, 1)
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			select {
+			case <-time.After(dcUpstreamDelay):
+			case <-r.Context().Done():
+				upCancelled <- struct{}{}
+				return
+			}
+		}
+		w.Write([]byte("ok"))
+	}))
+	cfg := writeConfig(t, fmt.Sprintf(`
+[basic]
+access_log = true
+[upstreams.a]
+addrs = ["%s"]
+read_timeout = "30s"
+[plugins.one]
+category = "limit"
+type = "inflight"
+key = "header:X-Client"
+max = 1
+[locations.l]
+upstream = "a"
+plugins = ["one"]
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["l"]
+`, up.Addr))
+	p := start(t, cfg, "main")
+
+	conn, err := net.Dial("tcp", p.waitAddr("main"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	fmt.Fprintf(conn, "GET /slow HTTP/1.1\r\nHost: x\r\nX-Client: c\r\n\r\n")
+	time.Sleep(300 * time.Millisecond)
+	conn.Close()
+
+	l := p.waitLog("access", func(l map[string]any) bool { return l["path"] == "/slow" })
+	took := time.Since(sent)
+	if l["status"] != 499.0 {
+		t.Fatalf("access line for the abandoned request: %v", l)
+	}
+	if took > dcUpstreamDelay/2 {
+		t.Fatalf("the 499 came %v after the request, the upstream answers after %v", took, dcUpstreamDelay)
+	}
+	select {
+	case <-upCancelled:
+	case <-time.After(dcUpstreamDelay / 2):
+		t.Fatal("the upstream request was not cancelled")
+	}
+	// The slot came back with the 499: the next request is admitted now.
+	resp, b := do(t, "GET", p.url("main")+"/fast", nil, "X-Client: c")
+	if resp.StatusCode != 200 || string(b) != "ok" {
+		t.Fatalf("next request: %d %s", resp.StatusCode, b)
+	}
+}

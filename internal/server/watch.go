@@ -1,0 +1,237 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// watchDelay is how long an HTTP/1.1 request without a body may run before
+// the connection is watched for a client disconnect. Fast requests (the
+// common case) finish before it and cost one timer reset and stop; a slow
+// one gets a goroutine blocked in a 1-byte read on the connection, which
+// sees the client's EOF or reset and cancels the request's context (the
+// proxy then answers 499 and releases the upstream attempt, a limit slot,
+// a mock delay...).
+const watchDelay = 100 * time.Millisecond
+
+// aLongTimeAgo is a read deadline in the past: it unblocks the watcher's
+// read at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// watch is the disconnect watcher of one HTTP/1 connection, allocated on
+// its first request without a body and reused for all later ones. It is
+// also the request's context (reqCtx), so that the context the proxy and
+// the plugins hold is the one the watcher cancels.
+type watch struct {
+	c     *conn
+	timer *time.Timer // runs fire after watchDelay; reused (Reset/Stop)
+
+	mu      sync.Mutex
+	active  bool // a request is being handled: fire may start a read
+	reading bool // fire is in its read
+	ended   chan struct{}
+	got     bool    // the read returned a byte (pipelined input)
+	one     [1]byte // that byte
+	ctx     reqCtx
+}
+
+// startWatch arms the watcher for a request whose handler is about to
+// run, and returns the request's context.
+func (c *conn) startWatch() context.Context {
+	w := c.watch
+	if w == nil {
+		w = &watch{c: c, ended: make(chan struct{}, 1)}
+		w.ctx.stop = w.ctx.stopSlot
+		w.timer = time.AfterFunc(watchDelay, w.fire)
+		c.watch = w
+	} else {
+		w.timer.Reset(watchDelay)
+	}
+	w.ctx.reset()
+	w.mu.Lock()
+	w.active = true
+	w.mu.Unlock()
+	return &w.ctx
+}
+
+// fire runs on the timer's goroutine once a request took watchDelay: it
+// reads one byte from the connection until the request ends (stopWatch
+// moves the read deadline into the past). EOF or an error other than that
+// timeout means the client went away: the request's context is cancelled.
+func (w *watch) fire() {
+	w.mu.Lock()
+	if !w.active || w.reading {
+		w.mu.Unlock()
+		return
+	}
+	w.reading = true
+	rwc := w.c.rwc
+	// The head's read deadline must not end the watch early. Cleared under
+	// mu, so that stopWatch's past deadline always comes after it.
+	rwc.SetReadDeadline(time.Time{})
+	w.mu.Unlock()
+	n, err := rwc.Read(w.one[:])
+	w.mu.Lock()
+	stopped := !w.active
+	w.mu.Unlock()
+	switch {
+	case n > 0:
+		w.got = true // the next (pipelined) request: no disconnect
+	case err != nil && !(stopped && isTimeout(err)):
+		w.ctx.cancel()
+	}
+	w.ended <- struct{}{}
+}
+
+// stopWatch ends the watch of the request whose handler returned (or
+// hijacked the connection): it stops the timer, or unblocks and waits for
+// a running read, keeping the byte it read for the next request.
+func (c *conn) stopWatch() {
+	w := c.watch
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	if !w.active {
+		w.mu.Unlock()
+		return
+	}
+	w.active = false
+	reading := w.reading
+	w.reading = false
+	w.mu.Unlock()
+	if !reading {
+		// The timer either did not fire, or fire will see !active.
+		w.timer.Stop()
+		return
+	}
+	c.rwc.SetReadDeadline(aLongTimeAgo)
+	<-w.ended
+	// Every later read sets its own deadline; clear the past one anyway.
+	c.rwc.SetReadDeadline(time.Time{})
+	if w.got {
+		w.got = false
+		c.cr.one[0] = w.one[0]
+		c.cr.pending = true
+	}
+}
+
+// reqCtx is the context of an HTTP/1 request without a body: never done
+// until the watcher sees the client go away. It is reused per connection;
+// its Done channel is made only when asked for and kept until a cancel.
+//
+// It implements AfterFunc (the interface context.AfterFunc and the
+// upstream transport look for), with one slot that allocates nothing, so
+// that registering an abort for the upstream round trip stays free.
+type reqCtx struct {
+	mu   sync.Mutex
+	done chan struct{}
+	err  error
+	f    func()      // the slot's function, run on cancel
+	stop func() bool // stopSlot, made once
+}
+
+func (r *reqCtx) reset() {
+	r.mu.Lock()
+	if r.err != nil {
+		r.err = nil
+		r.done = nil // closed: made anew when asked for
+	}
+	r.f = nil
+	r.mu.Unlock()
+}
+
+func (r *reqCtx) cancel() {
+	r.mu.Lock()
+	if r.err != nil {
+		r.mu.Unlock()
+		return
+	}
+	r.err = context.Canceled
+	if r.done == nil {
+		r.done = make(chan struct{})
+	}
+	close(r.done)
+	f := r.f
+	r.f = nil
+	r.mu.Unlock()
+	if f != nil {
+		go f()
+	}
+}
+
+// Deadline implements context.Context: there is none.
+func (r *reqCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+
+// Done implements context.Context.
+func (r *reqCtx) Done() <-chan struct{} {
+	r.mu.Lock()
+	if r.done == nil {
+		r.done = make(chan struct{})
+	}
+	d := r.done
+	r.mu.Unlock()
+	return d
+}
+
+// Err implements context.Context.
+func (r *reqCtx) Err() error {
+	r.mu.Lock()
+	err := r.err
+	r.mu.Unlock()
+	return err
+}
+
+// Value implements context.Context: it carries none.
+func (r *reqCtx) Value(any) any { return nil }
+
+// AfterFunc arranges for f to run in its own goroutine once the context is
+// cancelled; stop prevents that and reports whether it did (the contract
+// of context.AfterFunc). The first registration uses the allocation-free
+// slot; more at once fall back to a goroutine.
+func (r *reqCtx) AfterFunc(f func()) (stop func() bool) {
+	r.mu.Lock()
+	if r.err != nil {
+		r.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	if r.f == nil {
+		r.f = f
+		r.mu.Unlock()
+		return r.stop
+	}
+	if r.done == nil {
+		r.done = make(chan struct{})
+	}
+	done := r.done
+	r.mu.Unlock()
+	var once sync.Once
+	stopped := make(chan struct{})
+	go func() {
+		select {
+		case <-done:
+			ran := false
+			once.Do(func() { ran = true })
+			if ran {
+				f()
+			}
+		case <-stopped:
+		}
+	}()
+	return func() bool {
+		did := false
+		once.Do(func() { did = true; close(stopped) })
+		return did
+	}
+}
+
+// stopSlot is the slot's stop function.
+func (r *reqCtx) stopSlot() bool {
+	r.mu.Lock()
+	had := r.f != nil
+	r.f = nil
+	r.mu.Unlock()
+	return had
+}

@@ -1,0 +1,228 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingap-go/pingap/internal/httpx"
+)
+
+// slowHandler answers "ok" after the request's context is done or after
+// wait, reporting on done whether it saw the cancellation.
+func slowHandler(wait time.Duration, done chan<- error) HandlerFunc {
+	return func(c *httpx.Ctx) {
+		if c.Req.Path == "/slow" {
+			t := time.NewTimer(wait)
+			select {
+			case <-c.Context.Done():
+				t.Stop()
+				done <- c.Context.Err()
+			case <-t.C:
+				done <- nil
+			}
+		}
+		var h httpx.Header
+		c.W.WriteHeader(200, &h, 2)
+		c.W.Write([]byte("ok"))
+		c.W.Finish(nil)
+	}
+}
+
+// TestDisconnectCancelsContext: a client that closes while a request
+// without a body is handled cancels the request's context.
+func TestDisconnectCancelsContext(t *testing.T) {
+	done := make(chan error, 1)
+	addr, _ := startServer(t, slowHandler(10*time.Second, done), Options{Name: "web"})
+	cl := dialRaw(t, addr)
+	cl.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(2 * watchDelay) // the watcher is reading
+	cl.conn.Close()
+	select {
+	case err := <-done:
+		if err != context.Canceled {
+			t.Fatalf("handler saw %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler's context was not cancelled after the client closed")
+	}
+}
+
+// TestDisconnectBeforeWatch: a client gone before watchDelay is noticed
+// once the watch starts.
+func TestDisconnectBeforeWatch(t *testing.T) {
+	done := make(chan error, 1)
+	addr, _ := startServer(t, slowHandler(10*time.Second, done), Options{Name: "web"})
+	cl := dialRaw(t, addr)
+	cl.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	cl.conn.Close()
+	select {
+	case err := <-done:
+		if err != context.Canceled {
+			t.Fatalf("handler saw %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler's context was not cancelled")
+	}
+}
+
+// TestPipelinedDuringSlowRequest: a second request sent while the first
+// is watched is kept (the watcher's byte is replayed) and served.
+func TestPipelinedDuringSlowRequest(t *testing.T) {
+	done := make(chan error, 2)
+	addr, _ := startServer(t, slowHandler(3*watchDelay, done), Options{Name: "web"})
+	cl := dialRaw(t, addr)
+	cl.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(2 * watchDelay)
+	cl.send("GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+	for i := range 2 {
+		resp, body := cl.read("GET")
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("response %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the slow request was cancelled: %v", err)
+	}
+	// The connection still works for a third request.
+	cl.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	if resp, body := cl.read("GET"); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("third response: %d %q", resp.StatusCode, body)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the third request was cancelled: %v", err)
+	}
+}
+
+// TestWatchedKeepAlive: slow requests in a row on one connection are
+// answered, and their contexts stay live.
+func TestWatchedKeepAlive(t *testing.T) {
+	done := make(chan error, 1)
+	addr, _ := startServer(t, slowHandler(2*watchDelay, done), Options{Name: "web"})
+	cl := dialRaw(t, addr)
+	for i := range 3 {
+		cl.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+		if resp, body := cl.read("GET"); resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("response %d: %d %q", i, resp.StatusCode, body)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("request %d cancelled: %v", i, err)
+		}
+	}
+}
+
+// TestBodyRequestNotWatched: a request with a body keeps a context that is
+// never cancelled by the server (its handler's body reads see the client).
+func TestBodyRequestNotWatched(t *testing.T) {
+	got := make(chan context.Context, 1)
+	addr, _ := startServer(t, HandlerFunc(func(c *httpx.Ctx) {
+		io.ReadAll(c.Req.Body)
+		got <- c.Context
+		var h httpx.Header
+		c.W.WriteHeader(200, &h, 0)
+		c.W.Finish(nil)
+	}), Options{Name: "web"})
+	cl := dialRaw(t, addr)
+	cl.send("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
+	if resp, _ := cl.read("POST"); resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if ctx := <-got; ctx != context.Background() {
+		t.Fatalf("a request with a body got %T, want context.Background()", ctx)
+	}
+}
+
+// TestWatchNoGoroutineLeak: watched requests, answered or abandoned, leave
+// no goroutine behind.
+func TestWatchNoGoroutineLeak(t *testing.T) {
+	done := make(chan error, 16)
+	addr, _ := startServer(t, slowHandler(2*watchDelay, done), Options{Name: "web"})
+	// Let the listener settle, then take the baseline.
+	time.Sleep(10 * time.Millisecond)
+	base := runtime.NumGoroutine()
+	for i := range 4 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(conn, "GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+		if i%2 == 0 {
+			conn.Close() // abandoned
+		} else {
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			b, _ := io.ReadAll(conn)
+			if !strings.HasPrefix(string(b), "HTTP/1.1 200") {
+				t.Fatalf("response %q", b)
+			}
+			conn.Close()
+		}
+		<-done
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	n := runtime.NumGoroutine()
+	for n > base && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+		n = runtime.NumGoroutine()
+	}
+	if n > base {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines, baseline %d:\n%s", n, base, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestReqCtxAfterFunc: the request context's AfterFunc runs on cancel,
+// and a stopped registration does not.
+func TestReqCtxAfterFunc(t *testing.T) {
+	var r reqCtx
+	r.stop = r.stopSlot
+	ran := make(chan int, 3)
+	stop1 := r.AfterFunc(func() { ran <- 1 }) // the slot
+	stop2 := r.AfterFunc(func() { ran <- 2 }) // the fallback
+	stop3 := r.AfterFunc(func() { ran <- 3 })
+	if !stop3() {
+		t.Fatal("stop of a pending registration reported false")
+	}
+	r.cancel()
+	got := map[int]bool{<-ran: true, <-ran: true}
+	if !got[1] || !got[2] {
+		t.Fatalf("ran %v, want 1 and 2", got)
+	}
+	if stop1() || stop2() {
+		t.Fatal("stop after the function ran reported true")
+	}
+	select {
+	case n := <-ran:
+		t.Fatalf("stopped function %d ran", n)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if r.Err() != context.Canceled {
+		t.Fatalf("Err %v", r.Err())
+	}
+	select {
+	case <-r.Done():
+	default:
+		t.Fatal("Done not closed")
+	}
+	r.reset()
+	if r.Err() != nil {
+		t.Fatal("Err after reset")
+	}
+	select {
+	case <-r.Done():
+		t.Fatal("Done closed after reset")
+	default:
+	}
+	// context.AfterFunc and WithCancel work over it.
+	child, cancel := context.WithCancel(&r)
+	defer cancel()
+	r.cancel()
+	select {
+	case <-child.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("child context not cancelled")
+	}
+}
