@@ -1131,10 +1131,9 @@ locations = ["ok", "down"]
 			}
 		}
 	}
-	// The client goes away while the upstream is still working. The HTTP/1
-	// server does not notice a client that left before its response (no
-	// background read), so the upstream request runs until read_timeout;
-	// the slot must come back then, not leak.
+	// The client goes away while the upstream is still working: the HTTP/1
+	// server notices (internal/server/watch.go) and cancels the upstream
+	// request; either way the slot must come back, not leak.
 	for i := 0; i < 2; i++ {
 		conn, err := net.Dial("tcp", p.waitAddr("main"))
 		if err != nil {
