@@ -137,7 +137,10 @@ func TestHTTPThresholds(t *testing.T) {
 	r := upstream.NewRegistry(nil, nil)
 	p := build(t, r, "api", config.Upstream{Addrs: []string{b.addr()},
 		HealthCheck: "http://api.internal:8080/healthz?full=1", HealthCheckInterval: ms(10),
-		HealthCheckTimeout: ms(500), HealthyThreshold: 2, UnhealthyThreshold: 3})
+		// A generous timeout: the exact-count assertions below need every
+		// probe the backend counted to reach the checker as that result,
+		// not as a client-side timeout on a loaded machine.
+		HealthCheckTimeout: ms(5000), HealthyThreshold: 2, UnhealthyThreshold: 3})
 	r.Commit([]*upstream.Pool{p})
 	c.Sync([]*upstream.Pool{p})
 	h := p.Hosts[0]
