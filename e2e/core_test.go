@@ -191,15 +191,7 @@ func TestStreamingLargeBodyBothWays(t *testing.T) {
 			w.Write(chunk)
 		}
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, up.Addr))
+	cfg := writeConfig(t, oneUpstreamConfig(up.Addr))
 	p := start(t, cfg, "main")
 
 	const size = 64 << 20
@@ -466,15 +458,7 @@ locations = ["all"]
 
 func TestAccessLogLine(t *testing.T) {
 	up := echoBackend(t, "a")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, up.Addr))
+	cfg := writeConfig(t, oneUpstreamConfig(up.Addr))
 	p := start(t, cfg, "main")
 	do(t, "GET", p.url("main")+"/log/me?q=1", nil)
 	l := p.waitLog("access", func(m map[string]any) bool { return m["path"] == "/log/me" })

@@ -333,3 +333,17 @@ func rawRequest(t *testing.T, addr, raw string) string {
 	b, _ := io.ReadAll(conn)
 	return string(b)
 }
+
+// oneUpstreamConfig is the smallest useful config: every path of server
+// "main" (on a free loopback port) goes to the one addr of upstream "u".
+func oneUpstreamConfig(addr string) string {
+	return fmt.Sprintf(`
+[upstreams.u]
+addrs = ["%s"]
+[locations.all]
+upstream = "u"
+[servers.main]
+addr = "127.0.0.1:0"
+locations = ["all"]
+`, addr)
+}

@@ -617,50 +617,8 @@ locations = ["l"]
 	p := start(t, cfg, "main")
 	base := p.url("main")
 	// A transport that does not decode gzip behind our back.
-	raw := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableCompression: true}}
-	fetch := func(t *testing.T, path, ae string) (*http.Response, []byte) {
-		t.Helper()
-		req, _ := http.NewRequest("GET", base+path, nil)
-		if ae != "" {
-			req.Header.Set("Accept-Encoding", ae)
-		}
-		resp, err := raw.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp, b
-	}
-	decode := func(t *testing.T, enc string, b []byte) []byte {
-		t.Helper()
-		var r io.Reader
-		switch enc {
-		case "gzip":
-			zr, err := gzip.NewReader(bytes.NewReader(b))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r = zr
-		case "br":
-			r = brotli.NewReader(bytes.NewReader(b))
-		case "zstd":
-			zr, err := zstd.NewReader(bytes.NewReader(b))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer zr.Close()
-			r = zr
-		}
-		out, err := io.ReadAll(r)
-		if err != nil {
-			t.Fatalf("decoding %s: %v", enc, err)
-		}
-		return out
-	}
+	fetch := func(t *testing.T, path, ae string) (*http.Response, []byte) { return plFetchRaw(t, base+path, ae) }
+	decode := plDecode
 
 	for _, tt := range []struct{ ae, want string }{
 		{"gzip", "gzip"},
@@ -717,7 +675,7 @@ locations = ["l"]
 	t.Run("HEAD", func(t *testing.T) {
 		req, _ := http.NewRequest("HEAD", base+"/big", nil)
 		req.Header.Set("Accept-Encoding", "gzip")
-		resp, err := raw.Do(req)
+		resp, err := plRawClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -862,60 +820,8 @@ locations = ["cache_first", "compress_first"]
 `, up.Addr))
 	p := start(t, cfg, "main")
 	base := p.url("main")
-	raw := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableCompression: true}}
-	fetch := func(t *testing.T, path, ae string) (*http.Response, []byte) {
-		t.Helper()
-		req, _ := http.NewRequest("GET", base+path, nil)
-		if ae != "" {
-			req.Header.Set("Accept-Encoding", ae)
-		}
-		resp, err := raw.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp, b
-	}
-	decode := func(t *testing.T, enc string, b []byte) []byte {
-		t.Helper()
-		switch enc {
-		case "":
-			return b
-		case "gzip":
-			zr, err := gzip.NewReader(bytes.NewReader(b))
-			if err != nil {
-				t.Fatalf("gzip: %v", err)
-			}
-			out, err := io.ReadAll(zr)
-			if err != nil {
-				t.Fatalf("gzip: %v", err)
-			}
-			return out
-		case "br":
-			out, err := io.ReadAll(brotli.NewReader(bytes.NewReader(b)))
-			if err != nil {
-				t.Fatalf("br: %v", err)
-			}
-			return out
-		case "zstd":
-			zr, err := zstd.NewReader(bytes.NewReader(b))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer zr.Close()
-			out, err := io.ReadAll(zr)
-			if err != nil {
-				t.Fatalf("zstd: %v", err)
-			}
-			return out
-		}
-		t.Fatalf("unexpected encoding %q", enc)
-		return nil
-	}
+	fetch := func(t *testing.T, path, ae string) (*http.Response, []byte) { return plFetchRaw(t, base+path, ae) }
+	decode := plDecode
 	for _, tt := range []struct {
 		path     string
 		upstream int64 // upstream requests expected for the whole sequence
@@ -2214,4 +2120,59 @@ locations = ["l"]
 	if n := hits.Load(); n != 3 {
 		t.Errorf("upstream hits %d, want 3 (one per encoding)", n)
 	}
+}
+
+// plRawClient does not decode Content-Encoding behind the test's back.
+var plRawClient = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+
+// plFetchRaw GETs url with Accept-Encoding ae ("" = none) and returns the
+// response with its body as sent.
+func plFetchRaw(t *testing.T, url, ae string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if ae != "" {
+		req.Header.Set("Accept-Encoding", ae)
+	}
+	resp, err := plRawClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// plDecode decodes a body sent with Content-Encoding enc ("" = identity).
+func plDecode(t *testing.T, enc string, b []byte) []byte {
+	t.Helper()
+	var r io.Reader = bytes.NewReader(b)
+	switch enc {
+	case "":
+		return b
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("gzip: %v", err)
+		}
+		r = zr
+	case "br":
+		r = brotli.NewReader(bytes.NewReader(b))
+	case "zstd":
+		zr, err := zstd.NewReader(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		t.Fatalf("unknown encoding %q", enc)
+	}
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("decoding %s: %v", enc, err)
+	}
+	return out
 }

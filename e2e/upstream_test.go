@@ -1234,15 +1234,7 @@ func TestUpStaleKeepAliveConnections(t *testing.T) {
 	be := &upBackend{t: t, name: "a", idle: 30 * time.Millisecond}
 	be.start()
 	t.Cleanup(be.kill)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, be.Addr))
+	cfg := writeConfig(t, oneUpstreamConfig(be.Addr))
 	p := start(t, cfg, "main")
 	url := p.url("main") + "/stale"
 	for i := 0; i < 30; i++ {
@@ -1858,15 +1850,7 @@ func TestUpHTTP1UpstreamAnswersBeforeBodyEnds(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, be.Addr))
+	cfg := writeConfig(t, oneUpstreamConfig(be.Addr))
 	p := start(t, cfg, "main")
 	cl := upClient("")
 	for i := 0; i < 6; i++ {
