@@ -31,8 +31,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingap-go/pingap/internal/testutil/dnsstub"
 	qhttp3 "github.com/quic-go/quic-go/http3"
-	"golang.org/x/net/dns/dnsmessage"
 )
 
 // tlCA is a throwaway certificate authority.
@@ -909,48 +909,6 @@ func (pb *tlPebble) roots(t *testing.T) *x509.CertPool {
 	return pool
 }
 
-// tlStartDNS answers every A query with 127.0.0.1 (and everything else
-// with an empty NOERROR) on a loopback UDP port: Pebble's resolver.
-func tlStartDNS(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, addr, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			var p dnsmessage.Parser
-			h, err := p.Start(buf[:n])
-			if err != nil {
-				continue
-			}
-			q, err := p.Question()
-			if err != nil {
-				continue
-			}
-			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true,
-				RecursionDesired: h.RecursionDesired, RecursionAvailable: true})
-			b.StartQuestions()
-			b.Question(q)
-			b.StartAnswers()
-			if q.Type == dnsmessage.TypeA {
-				b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 5},
-					dnsmessage.AResource{A: [4]byte{127, 0, 0, 1}})
-			}
-			if msg, err := b.Finish(); err == nil {
-				pc.WriteTo(msg, addr)
-			}
-		}
-	}()
-	return pc.LocalAddr().String()
-}
-
 // TestTlACMEWithPebble obtains a certificate through the real binary from
 // a real Pebble: with validation skipped, then with Pebble really fetching
 // the HTTP-01 token from the proxy's plain server and really handshaking
@@ -974,11 +932,11 @@ func tlACME(t *testing.T, mode string) {
 	challenge := "http-01"
 	switch mode {
 	case "http-01":
-		opts.dns = tlStartDNS(t)
+		opts.dns = dnsstub.Start(t)
 		_, port, _ := net.SplitHostPort(httpAddr)
 		opts.httpPort, _ = strconv.Atoi(port)
 	case "tls-alpn-01":
-		opts.dns = tlStartDNS(t)
+		opts.dns = dnsstub.Start(t)
 		_, port, _ := net.SplitHostPort(tlsAddr)
 		opts.tlsPort, _ = strconv.Atoi(port)
 		challenge = "tls-alpn-01"

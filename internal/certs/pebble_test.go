@@ -16,9 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/dns/dnsmessage"
-
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/testutil/dnsstub"
 )
 
 // pebble is a real ACME server (Let's Encrypt's test CA) run by a test on
@@ -388,7 +387,7 @@ func TestACMEHTTP01RealValidation(t *testing.T) {
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { srv.Close() })
 
-	dns := startDNS(t)
+	dns := dnsstub.Start(t)
 	pb := startPebble(t, pebbleOptions{httpPort: ln.Addr().(*net.TCPAddr).Port, dnsServer: dns})
 	cfg := acmeConfig(t, pb, t.TempDir(), "real.pingap.test", "")
 	if err := s.Update(cfg); err != nil {
@@ -413,7 +412,7 @@ func TestACMETLSALPN01RealValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dns := startDNS(t)
+	dns := dnsstub.Start(t)
 	pb := startPebble(t, pebbleOptions{tlsPort: ln.Addr().(*net.TCPAddr).Port, dnsServer: dns})
 	s := NewStore(testLogger(t), nil)
 	s.acmeBackoff = 200 * time.Millisecond
@@ -435,7 +434,7 @@ func TestACMETLSALPN01RealValidation(t *testing.T) {
 // answers HTTP-01) must be retried with growing delays, not in a loop.
 func TestACMEFailureBacksOff(t *testing.T) {
 	t.Parallel()
-	dns := startDNS(t)
+	dns := dnsstub.Start(t)
 	pb := startPebble(t, pebbleOptions{dnsServer: dns}) // nothing serves its httpPort
 	var logs lockedBuffer
 	s := NewStore(slogTo(&logs), nil)
@@ -459,50 +458,6 @@ func TestACMEFailureBacksOff(t *testing.T) {
 	if !strings.Contains(out, "retry_in=300ms") || !strings.Contains(out, "retry_in=600ms") {
 		t.Fatalf("backoff does not double:\n%s", out)
 	}
-}
-
-// startDNS answers every A query with 127.0.0.1 and everything else with an
-// empty NOERROR, on a loopback UDP port.
-func startDNS(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, addr, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			var p dnsmessage.Parser
-			h, err := p.Start(buf[:n])
-			if err != nil {
-				continue
-			}
-			q, err := p.Question()
-			if err != nil {
-				continue
-			}
-			b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true,
-				RecursionDesired: h.RecursionDesired, RecursionAvailable: true})
-			_ = b.StartQuestions()
-			_ = b.Question(q)
-			_ = b.StartAnswers()
-			if q.Type == dnsmessage.TypeA {
-				_ = b.AResource(dnsmessage.ResourceHeader{Name: q.Name, Class: dnsmessage.ClassINET, TTL: 5},
-					dnsmessage.AResource{A: [4]byte{127, 0, 0, 1}})
-			}
-			msg, err := b.Finish()
-			if err != nil {
-				continue
-			}
-			_, _ = pc.WriteTo(msg, addr)
-		}
-	}()
-	return pc.LocalAddr().String()
 }
 
 // challengeGet runs HandleHTTPChallenge for a GET of path.
