@@ -13,13 +13,16 @@ import (
 // runs, fails once and backs off for an hour.
 func unreachableACME(t *testing.T) (*Store, *config.Config) {
 	t.Helper()
+	// The storage dir is made before s.Close is registered: cleanups run
+	// last-in first-out, so the manager stops before its dir is removed.
+	storage := t.TempDir()
 	s := NewStore(testLogger(t), nil)
 	s.acmeBackoff = time.Hour
 	t.Cleanup(s.Close)
 	cfg := &config.Config{
 		Certificates: map[string]config.Certificate{"auto": {Domains: []string{"auto.pingap.test"}, ACME: true}},
 		Servers:      map[string]config.Server{"tls": {Addr: "127.0.0.1:0", Certificates: []string{"auto"}}},
-		ACME:         config.ACME{DirectoryURL: "https://127.0.0.1:1/dir", Storage: t.TempDir()},
+		ACME:         config.ACME{DirectoryURL: "https://127.0.0.1:1/dir", Storage: storage},
 	}
 	if err := s.Update(cfg); err != nil {
 		t.Fatal(err)

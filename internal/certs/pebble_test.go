@@ -361,6 +361,7 @@ func TestACMERenewAt(t *testing.T) {
 // whose only logic is Store.HandleHTTPChallenge.
 func TestACMEHTTP01RealValidation(t *testing.T) {
 	t.Parallel()
+	storage := t.TempDir() // before s.Close: cleanups run last-in first-out
 	s := NewStore(testLogger(t), nil)
 	s.acmeBackoff = 200 * time.Millisecond
 	t.Cleanup(s.Close)
@@ -389,7 +390,7 @@ func TestACMEHTTP01RealValidation(t *testing.T) {
 
 	dns := dnsstub.Start(t)
 	pb := startPebble(t, pebbleOptions{httpPort: ln.Addr().(*net.TCPAddr).Port, dnsServer: dns})
-	cfg := acmeConfig(t, pb, t.TempDir(), "real.pingap.test", "")
+	cfg := acmeConfig(t, pb, storage, "real.pingap.test", "")
 	if err := s.Update(cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -414,10 +415,11 @@ func TestACMETLSALPN01RealValidation(t *testing.T) {
 	}
 	dns := dnsstub.Start(t)
 	pb := startPebble(t, pebbleOptions{tlsPort: ln.Addr().(*net.TCPAddr).Port, dnsServer: dns})
+	storage := t.TempDir() // before s.Close: cleanups run last-in first-out
 	s := NewStore(testLogger(t), nil)
 	s.acmeBackoff = 200 * time.Millisecond
 	t.Cleanup(s.Close)
-	cfg := acmeConfig(t, pb, t.TempDir(), "alpn.pingap.test", "")
+	cfg := acmeConfig(t, pb, storage, "alpn.pingap.test", "")
 	cfg.ACME.Challenge = "tls-alpn-01"
 	if err := s.Update(cfg); err != nil {
 		t.Fatal(err)
@@ -437,10 +439,11 @@ func TestACMEFailureBacksOff(t *testing.T) {
 	dns := dnsstub.Start(t)
 	pb := startPebble(t, pebbleOptions{dnsServer: dns}) // nothing serves its httpPort
 	var logs lockedBuffer
+	storage := t.TempDir() // before s.Close: cleanups run last-in first-out
 	s := NewStore(slogTo(&logs), nil)
 	s.acmeBackoff = 300 * time.Millisecond
 	t.Cleanup(s.Close)
-	cfg := acmeConfig(t, pb, t.TempDir(), "fail.pingap.test", "")
+	cfg := acmeConfig(t, pb, storage, "fail.pingap.test", "")
 	if err := s.Update(cfg); err != nil {
 		t.Fatal(err)
 	}
