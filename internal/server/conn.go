@@ -261,7 +261,7 @@ func (c *conn) serve() {
 		}
 		if st.NegotiatedProtocol == "h2" {
 			tc.SetDeadline(time.Time{})
-			c.serveH2(tc, nil, nil)
+			c.serveH2(nil)
 			return
 		}
 	}
@@ -319,7 +319,7 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 		if !c.served && opts.H2C && c.tlsState == nil && c.sniffH2Preface() {
 			c.state.Store(stateActive)
 			c.rwc.SetDeadline(time.Time{})
-			c.serveH2(&bufferedConn{Conn: c.rwc, br: c.br}, nil, nil)
+			c.serveH2(nil)
 			return false
 		}
 		c.served = true

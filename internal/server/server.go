@@ -1,8 +1,10 @@
 // Package server is pingap-go's own HTTP server engine: an HTTP/1.1 codec
 // on one goroutine per connection (strict RFC 9112 parsing by
 // httpx.ReadRequest, a reused httpx.Ctx per connection, pooled buffers),
-// HTTP/2 over TLS (ALPN "h2") and cleartext h2c through
-// golang.org/x/net/http2, both feeding the same Handler.
+// and its own HTTP/2 engine for TLS (ALPN "h2") and cleartext h2c
+// (h2conn.go: golang.org/x/net/http2's Framer and hpack for the wire, one
+// reader goroutine per connection, a goroutine per active stream, pooled
+// per-stream state, coalesced writes), both feeding the same Handler.
 //
 // It exists instead of net/http because the contract demands strict request
 // hygiene (raw client bytes are never relayed) and because net/http's
@@ -16,13 +18,11 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/pingap-go/pingap/internal/httpx"
-	"golang.org/x/net/http2"
 )
 
 // Handler answers requests. The Ctx (and every string in it) belongs to the
@@ -110,17 +110,14 @@ type Server struct {
 	handler Handler
 	opts    atomic.Pointer[Options]
 
-	// h2 serves HTTP/2 connections; h2base carries settings to it
-	// (MaxHeaderBytes) and its Shutdown sends GOAWAY to every h2 conn.
-	h2        *http2.Server
-	h2base    *http.Server
-	h2handler http.Handler
-
 	pools bufPools
+	// h2streams pools HTTP/2 stream state (h2stream) across connections.
+	h2streams sync.Pool
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	h2conns   map[*h2conn]struct{} // HTTP/2 connections, for GOAWAY
 	closing   atomic.Bool
 	gone      chan struct{} // closed once closing and the last conn is gone
 	goneOnce  sync.Once
@@ -132,26 +129,17 @@ func New(handler Handler, opts Options) *Server {
 		handler:   handler,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
+		h2conns:   map[*h2conn]struct{}{},
 		gone:      make(chan struct{}),
 	}
-	o := opts.withDefaults()
-	s.opts.Store(o)
-	s.h2 = &http2.Server{IdleTimeout: o.IdleTimeout, WriteByteTimeout: sendTimeout}
-	s.h2base = &http.Server{MaxHeaderBytes: o.MaxHeaderBytes, ErrorLog: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug)}
-	if err := http2.ConfigureServer(s.h2base, s.h2); err != nil {
-		// ConfigureServer only fails on a TLS config we did not give it.
-		panic(err)
-	}
-	a := HTTPHandler(handler, "").(*httpAdapter)
-	a.srv = s
-	s.h2handler = a
+	s.opts.Store(opts.withDefaults())
 	return s
 }
 
 // SetOptions replaces the options atomically. New connections and the next
 // request of existing ones use them; no listener or connection is closed
-// (hot reload keeps unchanged listeners). HTTP/2 settings taken at New
-// (idle timeout, header list size) do not change.
+// (hot reload keeps unchanged listeners). An HTTP/2 connection keeps the
+// options it started with.
 func (s *Server) SetOptions(opts Options) {
 	s.opts.Store(opts.withDefaults())
 }
@@ -243,13 +231,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if len(s.conns) == 0 {
 		s.goneOnce.Do(func() { close(s.gone) })
 	}
+	h2s := make([]*h2conn, 0, len(s.h2conns))
+	for h := range s.h2conns {
+		h2s = append(h2s, h)
+	}
 	s.mu.Unlock()
 
-	// GOAWAY to HTTP/2 connections (h2base.Shutdown runs the hook
-	// http2.ConfigureServer registered and returns: it tracks no conns).
-	sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	s.h2base.Shutdown(sctx)
-	cancel()
+	// GOAWAY to HTTP/2 connections: they close once their streams are
+	// done (a connection that turns HTTP/2 later sees closing itself).
+	for _, h := range h2s {
+		h.startGoAway()
+	}
 
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -298,5 +290,4 @@ func (s *Server) Close() {
 	}
 	s.mu.Unlock()
 	s.closeAll()
-	s.h2base.Close()
 }
