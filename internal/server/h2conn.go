@@ -287,10 +287,10 @@ func (h *h2conn) setReadDeadlineLocked() {
 	case h.blk.active:
 		dl = h.blockStart.Add(h.opts.ReadHeaderTimeout)
 	case h.active == 0:
-		if h.readDL.IsZero() || h.readDL == aLongTimeAgo {
+		// streamDone set the idle deadline when the last stream ended.
+		dl = h.readDL
+		if dl.IsZero() || dl.Equal(aLongTimeAgo) {
 			dl = time.Now().Add(h.opts.IdleTimeout)
-		} else {
-			dl = h.readDL
 		}
 	}
 	if !dl.Equal(h.readDL) || dl.IsZero() != h.readDL.IsZero() {
@@ -387,31 +387,30 @@ func (h *h2conn) pokeReaderLocked() {
 	h.c.rwc.SetReadDeadline(aLongTimeAgo)
 }
 
-// finish ends the connection: writes what is queued (GOAWAY), stops the
-// streams and waits for their goroutines.
+// finish ends the connection: writes what is queued (a GOAWAY), stops the
+// streams and waits for their goroutines. After a GOAWAY on a healthy
+// connection it lingers (half-close, discard input for a while) so that a
+// client still sending does not turn our close into a reset that destroys
+// the GOAWAY.
 func (h *h2conn) finish(err error) {
 	c := h.c
 	h.mu.Lock()
-	graceful := err == nil
+	linger := false
 	if !h.closed {
-		if len(h.wbuf) > 0 {
-			if h.flushing {
-				// Wait for the running flusher to take our bytes.
-				for h.flushing && !h.closed {
-					h.sendWaiters++
-					h.sendCond.Wait()
-					h.sendWaiters--
-				}
-			}
-			h.flushLocked(false)
+		for h.flushing && !h.closed {
+			h.sendWaiters++
+			h.sendCond.Wait()
+			h.sendWaiters--
 		}
+		h.flushLocked(false)
+		linger = h.goAway && !h.closed
 		if err == nil {
 			err = errH2ConnClosed
 		}
 		h.failLocked(err)
 	}
 	h.mu.Unlock()
-	if graceful {
+	if linger {
 		c.linger()
 	}
 	c.nc.Close()
@@ -432,8 +431,6 @@ func (h *h2conn) failLocked(err error) {
 		st.rcond.Broadcast()
 	}
 	h.sendCond.Broadcast()
-	// Unblock the reader and any flusher.
-	h.c.nc.SetDeadline(aLongTimeAgo)
 }
 
 // asyncFlush is the flusher the reader starts for the frames it queued.
@@ -488,6 +485,8 @@ func (h *h2conn) writeLoopLocked() {
 		}
 		if err != nil {
 			h.failLocked(err)
+			// The reader may be blocked in a read: wake it.
+			h.c.nc.SetReadDeadline(aLongTimeAgo)
 		}
 		if h.sendWaiters > 0 {
 			h.sendCond.Broadcast()
@@ -906,10 +905,11 @@ func (h *h2conn) endRequest(st *h2stream) error {
 	if b.bad != "" {
 		// Malformed (RFC 9113 §8.1.1): a stream error, no handler.
 		h.logDebug("malformed HTTP/2 request", "err", b.bad)
+		id := st.id
 		h.releaseStream(st)
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		h.fr.WriteRSTStream(st.id, http2.ErrCodeProtocol)
+		h.fr.WriteRSTStream(id, http2.ErrCodeProtocol)
 		return h.queueControlLocked()
 	}
 	h.finishRequest(st)

@@ -237,8 +237,14 @@ func (h *h2conn) streamDone(st *h2stream) {
 	}
 	delete(h.streams, st.id)
 	h.active--
-	if h.goAway && h.active == 0 {
-		h.pokeReaderLocked()
+	if h.active == 0 {
+		if h.goAway {
+			h.pokeReaderLocked()
+		} else {
+			// Idle from now: the reader may be blocked without a deadline.
+			h.readDL = time.Now().Add(h.opts.IdleTimeout)
+			h.c.rwc.SetReadDeadline(h.readDL)
+		}
 	}
 	h.flushLocked(false)
 	h.mu.Unlock()
@@ -458,8 +464,12 @@ func (st *h2stream) Write(p []byte) (int, error) {
 		avail := min(st.sendWindow, h.sendWindow, int64(h.peerMaxFrame))
 		if avail <= 0 {
 			// Out of window: what is queued must reach the client for it
-			// to send WINDOW_UPDATE.
-			h.flushLocked(false)
+			// to send WINDOW_UPDATE. flushLocked lets go of the mutex, so
+			// the windows are looked at again after it.
+			if len(h.wbuf) > 0 && !h.flushing {
+				h.flushLocked(false)
+				continue
+			}
 			if err := st.waitSendLocked(&deadline); err != nil {
 				st.written += int64(n)
 				return n, err
