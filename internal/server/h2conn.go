@@ -49,6 +49,8 @@ const (
 	// wait for the flusher (backpressure).
 	h2FlushAt     = 32 << 10
 	h2MaxBuffered = 128 << 10
+	// h2KeepBuf is the largest output buffer kept for reuse.
+	h2KeepBuf = 64 << 10
 	// h2MaxQueuedControl bounds the control frames (acks, resets) queued
 	// while the client does not read: ping and settings floods.
 	h2MaxQueuedControl = 1000
@@ -250,14 +252,13 @@ func (h *h2conn) readLoop() error {
 			h.mu.Unlock()
 			return err
 		}
-		if len(h.wbuf) > 0 && !h.flushing && c.br.Buffered() == 0 {
-			h.flushing = true
-			h.wg.Add(1)
-			go h.asyncFlush()
+		// Frames the reader queued go out once it has handled what was
+		// buffered (one write for a burst of acks), or earlier when many
+		// pile up.
+		if len(h.wbuf) > 0 && (c.br.Buffered() == 0 || h.ctrlQueued >= 64) {
+			h.kickLocked()
 		}
-		if c.br.Buffered() < 9 {
-			h.setReadDeadlineLocked()
-		}
+		h.setReadDeadlineLocked()
 		h.mu.Unlock()
 
 		f, err := h.fr.ReadFrame()
@@ -300,7 +301,8 @@ func (h *h2conn) setReadDeadlineLocked() {
 }
 
 // readError handles a ReadFrame error. It reports whether the loop ends,
-// and with what.
+// and with what. Only stream errors let it go on: the Framer read the
+// whole frame then.
 func (h *h2conn) readError(err error) (bool, error) {
 	var se http2.StreamError
 	if errors.As(err, &se) {
@@ -330,10 +332,10 @@ func (h *h2conn) readError(err error) (bool, error) {
 			h.goAwayLocked(http2.ErrCodeNo)
 			return true, nil
 		}
-		// A poke (startGoAway) or a stale deadline: go on.
-		h.readDL = time.Time{}
-		h.c.rwc.SetReadDeadline(time.Time{})
-		return false, nil
+		// With streams active no deadline is set for the reader; a
+		// timeout then may have cut a frame in half: the connection
+		// cannot go on.
+		return true, err
 	}
 	return true, err
 }
@@ -397,6 +399,11 @@ func (h *h2conn) finish(err error) {
 	h.mu.Lock()
 	linger := false
 	if !h.closed {
+		if h.flushing {
+			// A client that does not read must not hold the end for the
+			// whole send timeout.
+			c.nc.SetWriteDeadline(time.Now().Add(lingerTimeout))
+		}
 		for h.flushing && !h.closed {
 			h.sendWaiters++
 			h.sendCond.Wait()
@@ -478,7 +485,7 @@ func (h *h2conn) writeLoopLocked() {
 		h.mu.Unlock()
 		_, err := h.c.cw.Write(buf)
 		h.mu.Lock()
-		if cap(buf) <= 4*h2MaxBuffered {
+		if cap(buf) <= h2KeepBuf {
 			h.wspare = buf[:0]
 		} else {
 			h.wspare = nil
