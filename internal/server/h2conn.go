@@ -53,7 +53,7 @@ const (
 	h2KeepBuf = 64 << 10
 	// h2MaxQueuedControl bounds the control frames (acks, resets) queued
 	// while the client does not read: ping and settings floods.
-	h2MaxQueuedControl = 1000
+	h2MaxQueuedControl = 10000
 	// Rapid reset (CVE-2023-44487): streams the client resets (or that we
 	// refuse) spend tokens; h2ResetBurst of them at once, refilled at
 	// h2ResetRate per second. An empty bucket ends the connection with

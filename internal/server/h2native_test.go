@@ -685,3 +685,52 @@ func TestH2NativeShutdownWithStreams(t *testing.T) {
 		t.Fatal("Shutdown did not return")
 	}
 }
+
+// TestH2NativeZeroWindowTimeout: a client that never opens its window
+// cannot hold a handler past the send timeout: the stream is reset.
+func TestH2NativeZeroWindowTimeout(t *testing.T) {
+	addr, _ := startServer(t, h2Handler(nil), Options{H2C: true, sendTimeout: 200 * time.Millisecond})
+	c := dialH2(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	c.get(1, "/big", true)
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok {
+			if rst.StreamID != 1 || rst.ErrCode != http2.ErrCodeCancel {
+				t.Fatalf("rst %v", rst)
+			}
+			return
+		}
+		if d, ok := f.(*http2.DataFrame); ok && len(d.Data()) > 0 {
+			t.Fatalf("DATA beyond a zero window: %d bytes", len(d.Data()))
+		}
+	}
+}
+
+// TestH2NativePingFlood: a client that sends PINGs without reading the
+// acks gets its connection closed once the queued acks pass the bound,
+// instead of making the server buffer them without limit.
+func TestH2NativePingFlood(t *testing.T) {
+	addr, _ := startServer(t, h2Handler(nil), Options{H2C: true})
+	c := dialH2(t, addr)
+	var burst bytes.Buffer
+	fr := http2.NewFramer(&burst, nil)
+	for range 1000 {
+		fr.WritePing(false, [8]byte{9})
+	}
+	c.conn.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	for i := 0; ; i++ {
+		if i == 2000 {
+			t.Fatal("2M unread PING acks and the connection is still open")
+		}
+		if _, err := c.conn.Write(burst.Bytes()); err != nil {
+			if isTimeout(err) {
+				t.Fatalf("server stopped reading instead of closing: %v", err)
+			}
+			t.Logf("closed after %d000 PINGs", i)
+			return
+		}
+	}
+}
