@@ -261,7 +261,16 @@ func (h *h2conn) readLoop() error {
 		h.setReadDeadlineLocked()
 		h.mu.Unlock()
 
-		f, err := h.fr.ReadFrame()
+		fh, err := h.fr.ReadFrameHeader()
+		var f http2.Frame
+		if err == nil {
+			f, err = h.fr.ReadFrameForHeader(fh)
+			if err != nil && fh.Type == http2.FrameHeaders {
+				// A HEADERS frame the Framer refused never reached the
+				// HPACK decoder: the connection's header state is lost.
+				err = http2.ConnectionError(http2.ErrCodeProtocol)
+			}
+		}
 		if err != nil {
 			if done, rerr := h.readError(err); done {
 				return rerr
@@ -816,8 +825,11 @@ func (h *h2conn) onHeaders(f *http2.HeadersFrame) error {
 			h.blk.begin(nil, id, true, true)
 		}
 	case id <= h.lastID:
+		// A stream that is gone (we answered and reset it, or refused
+		// it): frames in flight are ignored (RFC 9113 §5.1), but the
+		// block is decoded for the HPACK state.
 		h.mu.Unlock()
-		return http2.ConnectionError(http2.ErrCodeProtocol)
+		h.blk.begin(nil, id, false, false)
 	default:
 		h.lastID = id
 		switch {

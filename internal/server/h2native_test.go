@@ -594,6 +594,23 @@ func TestH2NativeFrames(t *testing.T) {
 			t.Fatalf("err %v resp %+v", err, rs[1])
 		}
 	})
+	t.Run("frames after an early answer are ignored", func(t *testing.T) {
+		c := dialH2(t, addr)
+		kv := []string{":method", "POST", ":scheme", "http", ":authority", "h", ":path", "/early"}
+		c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.block(kv...), EndHeaders: true})
+		rs, _, err := c.until(func(rs map[uint32]*h2resp, _ *http2.GoAwayFrame) bool { return rs[1] != nil && rs[1].gotRST })
+		if err != nil || !rs[1].ended || rs[1].rst != http2.ErrCodeNo || string(rs[1].body) != "ok" {
+			t.Fatalf("err %v resp %+v", err, rs[1])
+		}
+		// Still in flight from the client's side: DATA and trailers.
+		c.fr.WriteData(1, false, []byte("late"))
+		c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: c.block("x-late", "1"), EndStream: true, EndHeaders: true})
+		c.get(3, "/ok", true)
+		rs, ga, err := c.until(streamDone(3))
+		if err != nil || ga != nil || rs[3].status != "200" {
+			t.Fatalf("err %v goaway %v resp %+v", err, ga, rs[3])
+		}
+	})
 	t.Run("request trailers", func(t *testing.T) {
 		c := dialH2(t, addr)
 		kv := []string{":method", "POST", ":scheme", "http", ":authority", "h", ":path", "/t"}
