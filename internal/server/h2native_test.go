@@ -751,3 +751,46 @@ func TestH2NativePingFlood(t *testing.T) {
 		}
 	}
 }
+
+// TestH2NativeHeadTimeout: a header block left unfinished (HEADERS without
+// END_HEADERS, then nothing) ends the connection after the read-header
+// timeout, as does a client that never sends its SETTINGS.
+func TestH2NativeHeadTimeout(t *testing.T) {
+	addr, _ := startServer(t, h2Handler(nil), Options{H2C: true, ReadHeaderTimeout: 100 * time.Millisecond})
+	t.Run("unfinished header block", func(t *testing.T) {
+		c := dialH2(t, addr)
+		blk := c.block(":method", "GET", ":scheme", "http", ":authority", "h", ":path", "/")
+		c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndHeaders: false})
+		_, ga, err := c.until(gotGoAway)
+		if err != nil || ga.ErrCode != http2.ErrCodeProtocol {
+			t.Fatalf("err %v goaway %v", err, ga)
+		}
+	})
+	t.Run("no settings", func(t *testing.T) {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(conn, h2Preface)
+		b, err := io.ReadAll(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fr := http2.NewFramer(nil, bytes.NewReader(b))
+		var ga *http2.GoAwayFrame
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				break
+			}
+			if g, ok := f.(*http2.GoAwayFrame); ok {
+				ga = g
+			}
+		}
+		if ga == nil || ga.ErrCode != http2.ErrCodeProtocol {
+			t.Fatalf("goaway %v in %q", ga, b)
+		}
+	})
+}
