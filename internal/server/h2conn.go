@@ -545,7 +545,6 @@ func (h *h2conn) resetStreamLocked(id uint32, code http2.ErrCode) {
 	h.fr.WriteRSTStream(id, code)
 	h.ctrlQueued++
 	if st := h.streams[id]; st != nil {
-		st.sentRST = true
 		st.rstRecv = true // no more frames from us either
 		h.closeRemoteLocked(st)
 		st.rctx.cancel()
@@ -705,12 +704,11 @@ func (h *h2conn) onRSTStream(f *http2.RSTStreamFrame) error {
 	return nil
 }
 
-// closeRemoteLocked records that the client sends nothing more on st: its
-// unread buffered bytes return to the connection window.
+// closeRemoteLocked records that the client sends nothing more on st
+// (END_STREAM, or a reset either way). Unread buffered bytes go back to the
+// connection window when the stream ends (streamDone).
 func (h *h2conn) closeRemoteLocked(st *h2stream) {
-	if !st.remoteDone {
-		st.remoteDone = true
-	}
+	st.remoteDone = true
 }
 
 func (h *h2conn) onData(f *http2.DataFrame) error {

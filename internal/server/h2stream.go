@@ -67,7 +67,6 @@ type h2stream struct {
 	sendWindow  int64
 	remoteDone  bool // END_STREAM (or reset) from the client
 	rstRecv     bool // reset (either side) or the connection died
-	sentRST     bool
 	sentHeaders bool
 	sentEnd     bool
 	sent100     bool
@@ -128,7 +127,7 @@ func (h *h2conn) releaseStream(st *h2stream) {
 	st.status, st.cl, st.written = 0, -1, 0
 	st.declared, st.received, st.bodyErr = -1, 0, nil
 	st.recvWindow, st.recvCredit, st.sendWindow = 0, 0, 0
-	st.remoteDone, st.rstRecv, st.sentRST, st.sentHeaders = false, false, false, false
+	st.remoteDone, st.rstRecv, st.sentHeaders = false, false, false
 	st.sentEnd, st.sent100, st.handlerDone = false, false, false
 	st.rctx.mu.Lock()
 	st.rctx.f = nil
