@@ -54,11 +54,28 @@ const (
 	lingerTimeout = 500 * time.Millisecond
 )
 
-// bufPools holds a Server's idle read and write buffers. They carry no
-// state between uses (Reset on get).
+// bufPools holds a Server's idle read and write buffers and request
+// states. They carry no state between uses (Reset on get or put).
 type bufPools struct {
-	r sync.Pool
-	w sync.Pool
+	r   sync.Pool
+	w   sync.Pool
+	req sync.Pool
+}
+
+func (p *bufPools) getReq() *reqState {
+	if v := p.req.Get(); v != nil {
+		return v.(*reqState)
+	}
+	return new(reqState)
+}
+
+func (p *bufPools) putReq(rs *reqState) {
+	rs.ctx.Reset()
+	rs.w = h1Writer{}
+	rs.body.ResetNone()
+	rs.head = httpx.RequestHead{}
+	rs.errHdr.Reset()
+	p.req.Put(rs) // the Date cache stays: it is per second, not per connection
 }
 
 func (p *bufPools) getReader(r io.Reader) *bufio.Reader {
@@ -157,20 +174,21 @@ type conn struct {
 	// inBody is set while the handler may read the request body.
 	inBody bool
 	// served is set once a request was read on the connection. (conn is
-	// kept within the 1280-byte size class: 10K idle connections.)
+	// kept within the 320-byte size class: 10K idle connections.)
 	served bool
 
 	remote, local netip.AddrPort
 	tlsState      *tls.ConnectionState
 
-	cr   connReader
-	cw   connWriter
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	ctx  httpx.Ctx
-	w    h1Writer
-	body httpx.Body
-	head httpx.RequestHead
+	cr connReader
+	cw connWriter
+	br *bufio.Reader
+	bw *bufio.Writer
+	// reqState (the request context, writer, body reader) is held like
+	// the buffers: taken with them when a request comes, back to the pool
+	// when the connection parks. Its fields are promoted (c.ctx, c.w,
+	// c.body, c.head, c.errHdr).
+	*reqState
 
 	// onConn is the OnConn hook the connection was opened with (it is
 	// told about the close with the same hook).
@@ -180,10 +198,27 @@ type conn struct {
 	// body (watch.go); made on the first such request.
 	watch *watch
 
+	// pk is the state of a connection parked in the server's epoll set
+	// (park_linux.go); unused elsewhere.
+	pk parkState
+}
+
+// reqState is the part of a connection only needed while it serves a
+// request: about 1 KB that 10K idle keep-alive connections would otherwise
+// hold each. It is pooled per server (bufPools) and held from the first
+// byte of a request until the connection parks or closes. Nothing may keep
+// a pointer into it after the handler returned (the Handler contract: the
+// Ctx is reused).
+type reqState struct {
+	ctx    httpx.Ctx
+	w      h1Writer
+	body   httpx.Body
+	head   httpx.RequestHead
+	errHdr httpx.Header
+
 	// date caches the Date field value for the current second.
 	dateSec int64
 	date    []byte
-	errHdr  httpx.Header
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -199,6 +234,9 @@ func addrPort(a net.Addr) netip.AddrPort {
 }
 
 func (c *conn) acquireBuffers() {
+	if c.reqState == nil {
+		c.reqState = c.srv.pools.getReq()
+	}
 	if c.br == nil {
 		c.br = c.srv.pools.getReader(&c.cr)
 	}
@@ -216,11 +254,14 @@ func (c *conn) releaseBuffers() {
 		c.srv.pools.putWriter(c.bw)
 		c.bw = nil
 	}
+	if c.reqState != nil {
+		c.srv.pools.putReq(c.reqState)
+		c.reqState = nil
+	}
 }
 
-func (c *conn) serve() {
-	s := c.srv
-	opts := s.opts.Load()
+// setup prepares a new connection (and tells the OnConn hook).
+func (c *conn) setup(opts *Options) {
 	if hook := opts.OnConn; hook != nil {
 		c.onConn = hook
 		hook(true)
@@ -228,15 +269,27 @@ func (c *conn) serve() {
 	c.rwc = c.nc
 	c.cr.c = c
 	c.cw.c = c
+	c.opts = opts
+	c.remote = addrPort(c.nc.RemoteAddr())
+	c.local = addrPort(c.nc.LocalAddr())
+}
+
+// serveSetUp serves a plain connection that setup prepared.
+func (c *conn) serveSetUp() {
+	if !c.serveH1(time.Now().Add(c.opts.ReadHeaderTimeout), false) {
+		c.finish()
+	}
+}
+
+func (c *conn) serve() {
+	opts := c.srv.opts.Load()
+	c.setup(opts)
 	parked := false
 	defer func() {
 		if !parked {
 			c.finish()
 		}
 	}()
-	c.opts = opts
-	c.remote = addrPort(c.nc.RemoteAddr())
-	c.local = addrPort(c.nc.LocalAddr())
 	first := time.Now().Add(opts.ReadHeaderTimeout)
 
 	if opts.TLSConfig != nil {
@@ -275,6 +328,8 @@ func (c *conn) finish() {
 		c.rwc.Close()
 		c.releaseBuffers()
 	}
+	c.stopParkTimer()
+	c.releaseSlot()
 	c.srv.removeConn(c)
 	if c.onConn != nil {
 		c.onConn(false)
@@ -308,7 +363,7 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 			case waitClosed:
 				return false
 			case waitParked:
-				go c.resume(deadline)
+				c.park(deadline)
 				return true
 			}
 		}
