@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -13,12 +14,19 @@ import (
 // parkState is a connection's epoll parking state (see park.go).
 type parkState struct {
 	parkCommon
-	slot  uint32 // 1 + the connection's index in poller.slots; 0: none yet
-	added bool   // the fd is in the epoll set (later parks use MOD)
+	slot  uint32      // 1 + the connection's index in poller.slots; 0: none yet
+	added atomic.Bool // the fd is in the epoll set (later parks use MOD)
+	gone  bool        // what peek found; owner only
 	ev    syscall.EpollEvent
 	rc    syscall.RawConn  // the socket's, for epoll_ctl under its fd lock
 	ctl   func(fd uintptr) // c.epollCtl, made once
+	peek  func(fd uintptr) // c.peekFd, made once
 }
+
+// The Control callbacks run while the connection may already belong to
+// another goroutine (the poller resumes it as soon as epoll_ctl
+// succeeded): epollCtl reads only fields written once before the first
+// park (ev, srv.poll) or atomics (added, deadline, state).
 
 // poller is a server's epoll set of parked connections and the goroutine
 // that resumes them. The epoll fd is itself registered in Go's network
@@ -93,7 +101,7 @@ func (p *poller) run(rc syscall.RawConn) {
 				return false // drained: wait in the network poller
 			}
 			for i := range events[:n] {
-				p.wake(uint32(events[i].Fd), uint32(events[i].Pad))
+				p.wake(uint32(events[i].Fd), uint32(events[i].Pad), events[i].Events)
 			}
 		}
 	}
@@ -105,18 +113,40 @@ func (p *poller) run(rc syscall.RawConn) {
 }
 
 // wake resumes the connection of an event, unless the event is stale or
-// the connection was claimed already (idle timeout, Shutdown).
-func (p *poller) wake(slot, gen uint32) {
+// the connection was claimed already (idle timeout, Shutdown). A client
+// that closed while parked is finished right here: no goroutine and no
+// buffers just to read its EOF (10K clients leaving at once would
+// otherwise take 10K goroutines and 90 MB for a moment).
+func (p *poller) wake(slot, gen, events uint32) {
 	var c *conn
 	p.mu.Lock()
 	if int(slot) < len(p.slots) && p.slots[slot].gen == gen {
 		c = p.slots[slot].c
 	}
 	p.mu.Unlock()
-	if c != nil && c.unpark() {
-		c.pk.timer.Stop()
-		go c.resumeParked()
+	if c == nil || !c.unpark() {
+		return
 	}
+	c.pk.timer.Stop()
+	if events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 && c.peerGone() {
+		c.finish()
+		return
+	}
+	go c.resumeParked()
+}
+
+// peerGone reports whether a connection its caller owns has nothing left
+// to read: EOF or an error, without a request byte before it (a client may
+// half-close after its request). It peeks without blocking.
+func (c *conn) peerGone() bool {
+	err := c.pk.rc.Control(c.pk.peek)
+	return err != nil || c.pk.gone
+}
+
+// peekFd is peerGone's look at the socket.
+func (c *conn) peekFd(fd uintptr) {
+	n, _, err := syscall.Recvfrom(int(fd), c.cr.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	c.pk.gone = err == nil && n == 0 || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
 }
 
 // assign gives c a slot (for life) and returns the event data naming it.
@@ -181,6 +211,7 @@ func (c *conn) parkEpoll(deadline time.Time) bool {
 		}
 		c.pk.rc = rc
 		c.pk.ctl = c.epollCtl
+		c.pk.peek = c.peekFd
 		c.pk.ev.Events = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 		p.assign(c)
 	}
@@ -204,16 +235,19 @@ func (c *conn) parkEpoll(deadline time.Time) bool {
 func (c *conn) epollCtl(fd uintptr) {
 	p := c.srv.poll
 	op := syscall.EPOLL_CTL_MOD
-	if !c.pk.added {
+	if !c.pk.added.Swap(true) {
 		op = syscall.EPOLL_CTL_ADD
 	}
-	c.pk.added = true
 	ev := c.pk.ev // a copy: the kernel writes nothing, but c is shared from here on
 	err := syscall.EpollCtl(p.epfd, op, int(fd), &ev)
-	if err == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD {
+	switch {
+	case err == syscall.ENOENT && op == syscall.EPOLL_CTL_MOD:
 		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	case err == syscall.EEXIST && op == syscall.EPOLL_CTL_ADD:
+		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
 	}
 	if err != nil && c.unpark() {
+		c.pk.added.Store(false)
 		c.pk.timer.Stop()
 		go c.resume(c.srv.epoch.Add(time.Duration(c.pk.deadline.Load())))
 	}

@@ -257,3 +257,27 @@ func readResp(br *bufio.Reader) (*http.Response, error) {
 	_, err = io.Copy(io.Discard, resp.Body)
 	return resp, err
 }
+
+// TestEpollParkHalfClose: a client that sends its request and half-closes
+// while the connection is parked still gets its answer; then the server
+// closes too.
+func TestEpollParkHalfClose(t *testing.T) {
+	addr, s := startServer(t, HandlerFunc(echo), Options{idleRelease: 10 * time.Millisecond})
+	for _, served := range []bool{false, true} {
+		c := dialRaw(t, addr)
+		if served {
+			c.send("GET /first HTTP/1.1\r\nHost: h\r\n\r\n")
+			c.read("GET")
+		}
+		waitConns(t, s, 1, wantParked(1))
+		c.send("GET /last HTTP/1.1\r\nHost: h\r\n\r\n")
+		if err := c.conn.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := c.read("GET"); resp.Header.Get("X-Path") != "/last" {
+			t.Fatalf("X-Path %q", resp.Header.Get("X-Path"))
+		}
+		c.expectClosed()
+		waitConns(t, s, 0, 0)
+	}
+}
