@@ -1,6 +1,7 @@
 // Package server is pingap-go's own HTTP server engine: an HTTP/1.1 codec
-// on one goroutine per connection (strict RFC 9112 parsing by
-// httpx.ReadRequest, a reused httpx.Ctx per connection, pooled buffers),
+// on one goroutine per busy connection (strict RFC 9112 parsing by
+// httpx.ReadRequest, a reused httpx.Ctx, pooled buffers; idle connections
+// park without buffers, and on Linux without a goroutine: park.go),
 // HTTP/2 over TLS (ALPN "h2") and cleartext h2c through
 // golang.org/x/net/http2, both feeding the same Handler.
 //
