@@ -639,6 +639,10 @@ func (c *conn) callHandler() (ok bool) {
 // per second.
 func (c *conn) appendDate(dst []byte) []byte {
 	now := time.Now()
+	if c.reqState == nil {
+		// Not serving an HTTP/1 request (the cache lives in reqState).
+		return now.UTC().AppendFormat(dst, "Mon, 02 Jan 2006 15:04:05 GMT")
+	}
 	if sec := now.Unix(); sec != c.dateSec || c.date == nil {
 		c.dateSec = sec
 		c.date = now.UTC().AppendFormat(c.date[:0], "Mon, 02 Jan 2006 15:04:05 GMT")
