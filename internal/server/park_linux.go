@@ -4,6 +4,7 @@ package server
 
 import (
 	"errors"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -201,8 +202,15 @@ func (c *conn) parkEpoll(deadline time.Time) bool {
 		return false
 	}
 	if c.pk.rc == nil {
-		sc, ok := c.nc.(syscall.Conn)
-		if !ok {
+		// Only the net package's own sockets: a wrapper could hold bytes
+		// it read ahead, which epoll would never report.
+		var sc syscall.Conn
+		switch nc := c.nc.(type) {
+		case *net.TCPConn:
+			sc = nc
+		case *net.UnixConn:
+			sc = nc
+		default:
 			return false
 		}
 		rc, err := sc.SyscallConn()
