@@ -9,17 +9,11 @@
 package pebble
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -27,6 +21,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pingap-go/pingap/internal/testutil/testca"
 )
 
 // Options says how Pebble validates challenges.
@@ -61,7 +57,9 @@ func Start(t testing.TB, o Options) *Server {
 		t.Fatalf("pebble (Let's Encrypt's test ACME server) is not installed: run scripts/install-test-deps.sh (Debian package \"pebble\"): %v", err)
 	}
 	dir := t.TempDir()
-	certFile, keyFile, caRoot, pool := listenerCert(t, dir)
+	ca := testca.New(t, "pebble listener CA")
+	certFile, keyFile := ca.WriteFiles(t, dir, "pebble", x509.ExtKeyUsageServerAuth)
+	caRoot, pool := ca.WriteCA(t, dir, "listener-ca.pem"), ca.Pool()
 	if o.HTTPPort == 0 {
 		o.HTTPPort = freePort(t)
 	}
@@ -180,58 +178,6 @@ func (s *Server) roots() (*x509.CertPool, error) {
 		return nil, fmt.Errorf("pebble /roots/0: no PEM: %q", b)
 	}
 	return pool, nil
-}
-
-// listenerCert makes a CA and a certificate for localhost/127.0.0.1 signed
-// by it, writes them to dir, and returns the file names and a pool
-// trusting the CA.
-func listenerCert(t testing.TB, dir string) (certFile, keyFile, caFile string, pool *x509.CertPool) {
-	t.Helper()
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pebble listener CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile, caFile = filepath.Join(dir, "pebble.crt"), filepath.Join(dir, "pebble.key"), filepath.Join(dir, "listener-ca.pem")
-	for _, f := range []struct {
-		name, typ string
-		der       []byte
-	}{{certFile, "CERTIFICATE", leafDER}, {keyFile, "EC PRIVATE KEY", keyDER}, {caFile, "CERTIFICATE", caDER}} {
-		if err := os.WriteFile(f.name, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pool = x509.NewCertPool()
-	pool.AddCert(ca)
-	return certFile, keyFile, caFile, pool
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
