@@ -22,8 +22,8 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// h2peer is a raw HTTP/2 client connection.
-type h2peer struct {
+// confPeer is a raw HTTP/2 client connection.
+type confPeer struct {
 	t        *testing.T
 	nc       net.Conn
 	fr       *http2.Framer
@@ -32,16 +32,16 @@ type h2peer struct {
 	settings map[http2.SettingID]uint32 // the server's
 }
 
-// dialH2 connects with prior knowledge, sends the preface and settings,
+// confDial connects with prior knowledge, sends the preface and settings,
 // and reads the server's SETTINGS (acknowledging them).
-func dialH2(t *testing.T, addr string, settings ...http2.Setting) *h2peer {
+func confDial(t *testing.T, addr string, settings ...http2.Setting) *confPeer {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	p := &h2peer{t: t, nc: nc, fr: http2.NewFramer(nc, nc), settings: map[http2.SettingID]uint32{}}
+	p := &confPeer{t: t, nc: nc, fr: http2.NewFramer(nc, nc), settings: map[http2.SettingID]uint32{}}
 	p.fr.ReadMetaHeaders = hpack.NewDecoder(65536, nil)
 	p.fr.MaxHeaderListSize = 1 << 20
 	p.enc = hpack.NewEncoder(&p.hbuf)
@@ -64,7 +64,7 @@ func dialH2(t *testing.T, addr string, settings ...http2.Setting) *h2peer {
 }
 
 // read returns the next frame (fatal after 5s or on a read error).
-func (p *h2peer) read() http2.Frame {
+func (p *confPeer) read() http2.Frame {
 	p.t.Helper()
 	f, err := p.next(5 * time.Second)
 	if err != nil {
@@ -73,13 +73,13 @@ func (p *h2peer) read() http2.Frame {
 	return f
 }
 
-func (p *h2peer) next(d time.Duration) (http2.Frame, error) {
+func (p *confPeer) next(d time.Duration) (http2.Frame, error) {
 	p.nc.SetReadDeadline(time.Now().Add(d))
 	return p.fr.ReadFrame()
 }
 
 // block encodes header fields given as name, value pairs.
-func (p *h2peer) block(kv ...string) []byte {
+func (p *confPeer) block(kv ...string) []byte {
 	p.hbuf.Reset()
 	for i := 0; i+1 < len(kv); i += 2 {
 		p.enc.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
@@ -88,11 +88,11 @@ func (p *h2peer) block(kv ...string) []byte {
 }
 
 // get is a well-formed request head for path.
-func get(path string, extra ...string) []string {
+func confGet(path string, extra ...string) []string {
 	return append([]string{":method", "GET", ":scheme", "http", ":authority", "h2.test", ":path", path}, extra...)
 }
 
-func (p *h2peer) headers(id uint32, endStream bool, kv ...string) {
+func (p *confPeer) headers(id uint32, endStream bool, kv ...string) {
 	p.t.Helper()
 	if err := p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: p.block(kv...), EndStream: endStream, EndHeaders: true}); err != nil {
 		p.t.Fatal(err)
@@ -101,7 +101,7 @@ func (p *h2peer) headers(id uint32, endStream bool, kv ...string) {
 
 // response collects stream id's response: status, header fields, body and
 // trailers, answering nothing else. Fatal on a reset or GOAWAY.
-type h2response struct {
+type confResponse struct {
 	status   string
 	header   map[string]string
 	body     []byte
@@ -109,9 +109,9 @@ type h2response struct {
 	dataSeen int // DATA frames
 }
 
-func (p *h2peer) response(id uint32) h2response {
+func (p *confPeer) response(id uint32) confResponse {
 	p.t.Helper()
-	var r h2response
+	var r confResponse
 	for {
 		switch f := p.read().(type) {
 		case *http2.MetaHeadersFrame:
@@ -160,7 +160,7 @@ func (p *h2peer) response(id uint32) h2response {
 // expectError waits for a RST_STREAM carrying code on stream (accepted only
 // when streamOK) or a GOAWAY carrying code. A connection closed without a
 // GOAWAY fails: the RFC asks for one.
-func (p *h2peer) expectError(stream uint32, code http2.ErrCode, streamOK bool) {
+func (p *confPeer) expectError(stream uint32, code http2.ErrCode, streamOK bool) {
 	p.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -192,7 +192,7 @@ func (p *h2peer) expectError(stream uint32, code http2.ErrCode, streamOK bool) {
 	p.t.Fatalf("no %v within 5s", code)
 }
 
-func startH2C(t *testing.T, h Handler, opts Options) string {
+func confStartH2C(t *testing.T, h Handler, opts Options) string {
 	t.Helper()
 	opts.H2C = true
 	addr, _ := startServer(t, h, opts)
@@ -200,11 +200,11 @@ func startH2C(t *testing.T, h Handler, opts Options) string {
 }
 
 func TestH2ConformRequests(t *testing.T) {
-	addr := startH2C(t, HandlerFunc(echo), Options{})
-	p := dialH2(t, addr)
+	addr := confStartH2C(t, HandlerFunc(echo), Options{})
+	p := confDial(t, addr)
 
 	// A GET, then a POST whose body arrives in three DATA frames.
-	p.headers(1, true, get("/a/../b?q=1")...)
+	p.headers(1, true, confGet("/a/../b?q=1")...)
 	if r := p.response(1); r.status != "200" || r.header["x-method"] != "GET" || r.header["x-path"] != "/b" || r.header["x-query"] != "q=1" || r.header["x-host"] != "h2.test" {
 		t.Fatalf("GET: %s %v", r.status, r.header)
 	}
@@ -232,7 +232,7 @@ func TestH2ConformRequests(t *testing.T) {
 	// The HPACK dynamic table carries over between requests (the encoder
 	// indexes repeated fields): many requests on one connection.
 	for id := uint32(9); id < 9+2*20; id += 2 {
-		p.headers(id, true, get("/again", "x-custom", "same value each time")...)
+		p.headers(id, true, confGet("/again", "x-custom", "same value each time")...)
 		if r := p.response(id); r.status != "200" {
 			t.Fatalf("request on stream %d: %s", id, r.status)
 		}
@@ -240,8 +240,8 @@ func TestH2ConformRequests(t *testing.T) {
 }
 
 func TestH2ConformControlFrames(t *testing.T) {
-	addr := startH2C(t, HandlerFunc(echo), Options{})
-	p := dialH2(t, addr)
+	addr := confStartH2C(t, HandlerFunc(echo), Options{})
+	p := confDial(t, addr)
 	// Our SETTINGS are acknowledged; a PING is answered with its data.
 	ping := [8]byte{'p', 'i', 'n', 'g', 'a', 'p', '-', '1'}
 	if err := p.fr.WritePing(false, ping); err != nil {
@@ -264,7 +264,7 @@ func TestH2ConformControlFrames(t *testing.T) {
 	// Unknown frame types are ignored, on the connection and on a stream
 	// (RFC 9113 §4.1); the connection keeps working.
 	p.fr.WriteRawFrame(0xfa, 0, 0, []byte("ignored"))
-	p.headers(1, false, get("/u")...)
+	p.headers(1, false, confGet("/u")...)
 	p.fr.WriteRawFrame(0xfb, 0, 1, []byte("ignored too"))
 	p.fr.WriteData(1, true, nil)
 	if r := p.response(1); r.status != "200" {
@@ -272,70 +272,70 @@ func TestH2ConformControlFrames(t *testing.T) {
 	}
 	// PRIORITY frames are accepted and ignored.
 	p.fr.WritePriority(3, http2.PriorityParam{StreamDep: 0, Weight: 10})
-	p.headers(5, true, get("/p")...)
+	p.headers(5, true, confGet("/p")...)
 	if r := p.response(5); r.status != "200" {
 		t.Fatalf("after PRIORITY: %s", r.status)
 	}
 }
 
 func TestH2ConformErrors(t *testing.T) {
-	addr := startH2C(t, HandlerFunc(echo), Options{})
+	addr := confStartH2C(t, HandlerFunc(echo), Options{})
 	tests := []struct {
 		name     string
-		send     func(p *h2peer)
+		send     func(p *confPeer)
 		stream   uint32
 		code     http2.ErrCode
 		streamOK bool // a stream error is allowed (else it must be the connection's)
 	}{
-		{"uppercase header name", func(p *h2peer) { p.headers(1, true, get("/", "X-Upper", "v")...) }, 1, http2.ErrCodeProtocol, true},
-		{"connection-specific header", func(p *h2peer) { p.headers(1, true, get("/", "connection", "keep-alive")...) }, 1, http2.ErrCodeProtocol, true},
-		{"te other than trailers", func(p *h2peer) { p.headers(1, true, get("/", "te", "gzip")...) }, 1, http2.ErrCodeProtocol, true},
-		{"missing :path", func(p *h2peer) {
+		{"uppercase header name", func(p *confPeer) { p.headers(1, true, confGet("/", "X-Upper", "v")...) }, 1, http2.ErrCodeProtocol, true},
+		{"connection-specific header", func(p *confPeer) { p.headers(1, true, confGet("/", "connection", "keep-alive")...) }, 1, http2.ErrCodeProtocol, true},
+		{"te other than trailers", func(p *confPeer) { p.headers(1, true, confGet("/", "te", "gzip")...) }, 1, http2.ErrCodeProtocol, true},
+		{"missing :path", func(p *confPeer) {
 			p.headers(1, true, ":method", "GET", ":scheme", "http", ":authority", "h2.test")
 		}, 1, http2.ErrCodeProtocol, true},
-		{"pseudo-header after a regular one", func(p *h2peer) {
+		{"pseudo-header after a regular one", func(p *confPeer) {
 			p.headers(1, true, ":method", "GET", ":scheme", "http", "x-a", "1", ":path", "/", ":authority", "h2.test")
 		}, 1, http2.ErrCodeProtocol, true},
-		{"unknown pseudo-header", func(p *h2peer) { p.headers(1, true, get("/", ":foo", "bar")...) }, 1, http2.ErrCodeProtocol, true},
-		{"content-length larger than the body", func(p *h2peer) {
+		{"unknown pseudo-header", func(p *confPeer) { p.headers(1, true, confGet("/", ":foo", "bar")...) }, 1, http2.ErrCodeProtocol, true},
+		{"content-length larger than the body", func(p *confPeer) {
 			p.headers(1, false, ":method", "POST", ":scheme", "http", ":authority", "h2.test", ":path", "/", "content-length", "10")
 			p.fr.WriteData(1, true, []byte("abc"))
 		}, 1, http2.ErrCodeProtocol, true},
-		{"content-length smaller than the body", func(p *h2peer) {
+		{"content-length smaller than the body", func(p *confPeer) {
 			p.headers(1, false, ":method", "POST", ":scheme", "http", ":authority", "h2.test", ":path", "/", "content-length", "2")
 			p.fr.WriteData(1, true, []byte("abcdef"))
 		}, 1, http2.ErrCodeProtocol, true},
-		{"DATA on stream 0", func(p *h2peer) { p.fr.WriteRawFrame(http2.FrameData, 0, 0, []byte("x")) }, 0, http2.ErrCodeProtocol, false},
-		{"HEADERS on an even stream", func(p *h2peer) { p.headers(2, true, get("/")...) }, 2, http2.ErrCodeProtocol, false},
-		{"stream ids going down", func(p *h2peer) {
-			p.headers(5, true, get("/")...)
-			p.headers(3, true, get("/")...)
+		{"DATA on stream 0", func(p *confPeer) { p.fr.WriteRawFrame(http2.FrameData, 0, 0, []byte("x")) }, 0, http2.ErrCodeProtocol, false},
+		{"HEADERS on an even stream", func(p *confPeer) { p.headers(2, true, confGet("/")...) }, 2, http2.ErrCodeProtocol, false},
+		{"stream ids going down", func(p *confPeer) {
+			p.headers(5, true, confGet("/")...)
+			p.headers(3, true, confGet("/")...)
 		}, 3, http2.ErrCodeProtocol, false},
-		{"zero WINDOW_UPDATE on the connection", func(p *h2peer) {
+		{"zero WINDOW_UPDATE on the connection", func(p *confPeer) {
 			p.fr.WriteRawFrame(http2.FrameWindowUpdate, 0, 0, []byte{0, 0, 0, 0})
 		}, 0, http2.ErrCodeProtocol, false},
-		{"connection window overflow", func(p *h2peer) { p.fr.WriteWindowUpdate(0, 1<<31-1) }, 0, http2.ErrCodeFlowControl, false},
-		{"initial window size too large", func(p *h2peer) {
+		{"connection window overflow", func(p *confPeer) { p.fr.WriteWindowUpdate(0, 1<<31-1) }, 0, http2.ErrCodeFlowControl, false},
+		{"initial window size too large", func(p *confPeer) {
 			var b [6]byte
 			binary.BigEndian.PutUint16(b[:2], uint16(http2.SettingInitialWindowSize))
 			binary.BigEndian.PutUint32(b[2:], 1<<31)
 			p.fr.WriteRawFrame(http2.FrameSettings, 0, 0, b[:])
 		}, 0, http2.ErrCodeFlowControl, false},
-		{"max frame size too small", func(p *h2peer) {
+		{"max frame size too small", func(p *confPeer) {
 			var b [6]byte
 			binary.BigEndian.PutUint16(b[:2], uint16(http2.SettingMaxFrameSize))
 			binary.BigEndian.PutUint32(b[2:], 1000)
 			p.fr.WriteRawFrame(http2.FrameSettings, 0, 0, b[:])
 		}, 0, http2.ErrCodeProtocol, false},
-		{"SETTINGS length not a multiple of 6", func(p *h2peer) {
+		{"SETTINGS length not a multiple of 6", func(p *confPeer) {
 			p.fr.WriteRawFrame(http2.FrameSettings, 0, 0, []byte{0, 1, 0, 0, 0})
 		}, 0, http2.ErrCodeFrameSize, false},
-		{"PING of 7 bytes", func(p *h2peer) { p.fr.WriteRawFrame(http2.FramePing, 0, 0, make([]byte, 7)) }, 0, http2.ErrCodeFrameSize, false},
-		{"HEADERS without END_HEADERS then another frame", func(p *h2peer) {
-			p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: p.block(get("/")...), EndStream: true})
+		{"PING of 7 bytes", func(p *confPeer) { p.fr.WriteRawFrame(http2.FramePing, 0, 0, make([]byte, 7)) }, 0, http2.ErrCodeFrameSize, false},
+		{"HEADERS without END_HEADERS then another frame", func(p *confPeer) {
+			p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: p.block(confGet("/")...), EndStream: true})
 			p.fr.WritePing(false, [8]byte{})
 		}, 0, http2.ErrCodeProtocol, false},
-		{"DATA after END_STREAM", func(p *h2peer) {
+		{"DATA after END_STREAM", func(p *confPeer) {
 			p.headers(1, false, ":method", "POST", ":scheme", "http", ":authority", "h2.test", ":path", "/slow-read")
 			p.fr.WriteData(1, true, []byte("a"))
 			p.fr.WriteData(1, false, []byte("b"))
@@ -343,14 +343,14 @@ func TestH2ConformErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := dialH2(t, addr)
+			p := confDial(t, addr)
 			tt.send(p)
 			p.expectError(tt.stream, tt.code, tt.streamOK)
 		})
 	}
 	// The server survived all of it.
-	p := dialH2(t, addr)
-	p.headers(1, true, get("/still")...)
+	p := confDial(t, addr)
+	p.headers(1, true, confGet("/still")...)
 	if r := p.response(1); r.status != "200" {
 		t.Fatalf("after the errors: %s", r.status)
 	}
@@ -361,15 +361,15 @@ func TestH2ConformErrors(t *testing.T) {
 func TestH2ConformFlowControl(t *testing.T) {
 	const size = 5000
 	big := bytes.Repeat([]byte("0123456789"), size/10)
-	addr := startH2C(t, HandlerFunc(func(c *httpx.Ctx) {
+	addr := confStartH2C(t, HandlerFunc(func(c *httpx.Ctx) {
 		var h httpx.Header
 		h.Add("Content-Type", "text/plain")
 		c.W.WriteHeader(200, &h, size)
 		c.W.Write(big)
 		c.W.Finish(nil)
 	}), Options{})
-	p := dialH2(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000})
-	p.headers(1, true, get("/big")...)
+	p := confDial(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1000})
+	p.headers(1, true, confGet("/big")...)
 	got := 0
 	for got < 1000 {
 		switch f := p.read().(type) {
@@ -416,7 +416,7 @@ func TestH2ConformFlowControl(t *testing.T) {
 // handler's context; the connection keeps serving.
 func TestH2ConformResetCancelsHandler(t *testing.T) {
 	entered, cancelled := make(chan struct{}), make(chan struct{})
-	addr := startH2C(t, HandlerFunc(func(c *httpx.Ctx) {
+	addr := confStartH2C(t, HandlerFunc(func(c *httpx.Ctx) {
 		if c.Req.Path == "/wait" {
 			close(entered)
 			select {
@@ -428,8 +428,8 @@ func TestH2ConformResetCancelsHandler(t *testing.T) {
 		}
 		echo(c)
 	}), Options{})
-	p := dialH2(t, addr)
-	p.headers(1, true, get("/wait")...)
+	p := confDial(t, addr)
+	p.headers(1, true, confGet("/wait")...)
 	<-entered
 	p.fr.WriteRSTStream(1, http2.ErrCodeCancel)
 	select {
@@ -437,7 +437,7 @@ func TestH2ConformResetCancelsHandler(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("handler context not cancelled by RST_STREAM")
 	}
-	p.headers(3, true, get("/next")...)
+	p.headers(3, true, confGet("/next")...)
 	if r := p.response(3); r.status != "200" {
 		t.Fatalf("after a reset: %s", r.status)
 	}
@@ -449,18 +449,18 @@ func TestH2ConformResetCancelsHandler(t *testing.T) {
 func TestH2ConformConcurrentStreamLimit(t *testing.T) {
 	release := make(chan struct{})
 	var running atomic.Int32
-	addr := startH2C(t, HandlerFunc(func(c *httpx.Ctx) {
+	addr := confStartH2C(t, HandlerFunc(func(c *httpx.Ctx) {
 		running.Add(1)
 		<-release
 		echo(c)
 	}), Options{})
-	p := dialH2(t, addr)
+	p := confDial(t, addr)
 	limit, ok := p.settings[http2.SettingMaxConcurrentStreams]
 	if !ok || limit == 0 || limit > 1000 {
 		t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS = %d (set %v): want a bound", limit, ok)
 	}
 	for i := uint32(0); i <= limit; i++ {
-		p.headers(1+2*i, true, get("/hold")...)
+		p.headers(1+2*i, true, confGet("/hold")...)
 	}
 	extra := 1 + 2*limit
 	deadline := time.Now().Add(5 * time.Second)
@@ -511,9 +511,9 @@ func TestH2ConformConcurrentStreamLimit(t *testing.T) {
 // TestH2ConformContinuationFlood: a header block that never ends is cut
 // off at the header size limit, not buffered without bound.
 func TestH2ConformContinuationFlood(t *testing.T) {
-	addr := startH2C(t, HandlerFunc(echo), Options{MaxHeaderBytes: 16 << 10})
-	p := dialH2(t, addr)
-	p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: p.block(get("/")...)})
+	addr := confStartH2C(t, HandlerFunc(echo), Options{MaxHeaderBytes: 16 << 10})
+	p := confDial(t, addr)
+	p.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: p.block(confGet("/")...)})
 	// Literal fields of 1 KB each, never indexed, in CONTINUATION frames.
 	var frag bytes.Buffer
 	enc := hpack.NewEncoder(&frag)
