@@ -400,6 +400,8 @@ tls_key = %q
 		if _, err := (&http.Client{Transport: bad, Timeout: 5 * time.Second}).Get("https://" + addr + "/"); err == nil {
 			t.Fatal("h3 without a matching certificate succeeded")
 		}
+		// The QUIC handshake counts like a TCP one (the failed one does not).
+		obWaitMetrics(t, maddr, map[string]float64{obSeries("tls_handshakes_total", "server", "tls"): 11}, nil)
 	})
 
 	t.Run("request metrics and access lines of every protocol", func(t *testing.T) {

@@ -423,6 +423,7 @@ func (e *Engine) startH3(l *listener, sc config.Server, tc *tls.Config) {
 		IdleTimeout:    sc.IdleTimeout.D(),
 		MaxHeaderBytes: int(sc.MaxHeaderBytes),
 		Logger:         e.log,
+		OnTLSHandshake: func() { e.metrics.TLSHandshake(l.name) },
 	})
 	if err != nil {
 		e.log.Error("http3", slog.String("server", l.name), slog.String("error", err.Error()))
