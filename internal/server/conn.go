@@ -48,10 +48,14 @@ const (
 	maxDrain = 256 << 10
 	// sendTimeout bounds each write to a client (see connWriter).
 	sendTimeout = 60 * time.Second
-	// lingerTimeout bounds the wait for the client to close after we
-	// half-closed a connection with unread input (so that our error
-	// response is not destroyed by a TCP reset).
+	// After an answer that leaves request input unread, the connection is
+	// half-closed and input is discarded (so that the answer is not
+	// destroyed by a TCP reset) until the client closes, or stays silent
+	// for lingerTimeout, or lingerTime or maxLinger bytes are used up
+	// (nginx: lingering_timeout 5s, lingering_time 30s, no byte bound).
 	lingerTimeout = 500 * time.Millisecond
+	lingerTime    = 5 * time.Second
+	maxLinger     = 8 << 20
 )
 
 // bufPools holds a Server's idle read and write buffers and request
@@ -522,8 +526,21 @@ func (c *conn) linger() {
 	if !ok || cw.CloseWrite() != nil {
 		return
 	}
-	c.rwc.SetReadDeadline(time.Now().Add(lingerTimeout))
-	io.CopyN(io.Discard, c.rwc, maxDrain)
+	// Like nginx's lingering close: read until the client closes, stays
+	// silent for lingerTimeout, or lingerTime or maxLinger runs out.
+	end := time.Now().Add(lingerTime)
+	for left := int64(maxLinger); left > 0; {
+		d := time.Now().Add(lingerTimeout)
+		if d.After(end) {
+			d = end
+		}
+		c.rwc.SetReadDeadline(d)
+		n, err := io.CopyN(io.Discard, c.rwc, min(left, 64<<10))
+		left -= n
+		if err != nil {
+			return
+		}
+	}
 }
 
 // serveRequest runs the handler for the parsed request and reports whether
@@ -602,12 +619,16 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
 		if c.body.ContinuePending() || !c.body.Drain(maxDrain) {
 			keep = false
-			c.bw.Flush()
-			c.linger()
 		}
 	}
 	if !keep {
 		c.bw.Flush()
+		if c.w.err == nil && !c.body.Done() {
+			// An answer before the whole upload (an early 413, 401, ...):
+			// close gracefully, or the reset a close with unread input
+			// causes may destroy the answer before the client reads it.
+			c.linger()
+		}
 	}
 	return keep
 }
