@@ -477,3 +477,50 @@ func TestAdminPutPersistsToEtcd(t *testing.T) {
 		t.Errorf("an invalid PUT changed etcd:\n%s", out2)
 	}
 }
+
+// TestAdminPutTogglesAutoReload: auto_reload follows the running config
+// whatever applied it: a PUT that turns it on makes the next edit of the
+// file apply by itself, and a PUT that turns it off stops that.
+func TestAdminPutTogglesAutoReload(t *testing.T) {
+	a, b := echoBackend(t, "a"), echoBackend(t, "b")
+	dead, maddr := freeAddr(t), freeAddr(t)
+	render := func(target string, autoReload bool) string {
+		return strings.Replace(adConfig(maddr, target, a.Addr, b.Addr, dead), "[basic]\n",
+			fmt.Sprintf("[basic]\nauto_reload = %v\n", autoReload), 1)
+	}
+	path := writeConfig(t, render("a", false))
+	p, admin := adStart(t, path, "main")
+	url := p.url("main") + "/x"
+
+	if resp, body := adDo(t, "PUT", admin+"/api/config", render("a", true)); resp.StatusCode != 200 {
+		t.Fatalf("PUT auto_reload = true: %d %s", resp.StatusCode, body)
+	}
+	if err := os.WriteFile(path, []byte(render("b", true)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the edited file applied by the watcher a PUT turned on", func() bool { return backendName(t, url) == "b" })
+
+	if resp, body := adDo(t, "PUT", admin+"/api/config", render("a", false)); resp.StatusCode != 200 {
+		t.Fatalf("PUT auto_reload = false: %d %s", resp.StatusCode, body)
+	}
+	if got := backendName(t, url); got != "a" {
+		t.Fatalf("after the PUT: backend %q", got)
+	}
+	// Let anything the PUT's own file write may have started settle, then
+	// edit the file: with the watcher off nothing may apply it.
+	time.Sleep(time.Second)
+	reloads := metricValue(t, maddr, `config_reloads_total{result="success"}`)
+	if err := os.WriteFile(path, []byte(render("b", false)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond) // five debounce windows: a negative check, not a timing
+	if got := backendName(t, url); got != "a" {
+		t.Fatalf("an edit applied with auto_reload turned off: backend %q", got)
+	}
+	if now := metricValue(t, maddr, `config_reloads_total{result="success"}`); now != reloads {
+		t.Fatalf("reloads went from %s to %s with auto_reload off", reloads, now)
+	}
+	// SIGHUP still applies it.
+	p.signal(syscall.SIGHUP)
+	eventually(t, "SIGHUP applying the edit", func() bool { return backendName(t, url) == "b" })
+}

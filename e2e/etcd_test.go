@@ -162,6 +162,22 @@ func TestEtcdTwoInstancesShareAPrefix(t *testing.T) {
 	})
 }
 
+// TestEtcdOverTLS: the binary pushes, runs from and follows an etcd that
+// requires TLS client certificates (?ca=&cert=&key= on the URL).
+func TestEtcdOverTLS(t *testing.T) {
+	srv := etcdtest.StartTLS(t)
+	url := srv.Endpoint("tls")
+	a, b := echoBackend(t, "a"), echoBackend(t, "b")
+	etPush(t, url, etConfig("", "a", a.Addr, b.Addr))
+	p := start(t, url, "main")
+	route := p.url("main") + "/x"
+	if got := backendName(t, route); got != "a" {
+		t.Fatalf("routed per etcd over TLS: backend %q, want a", got)
+	}
+	etPush(t, url, etConfig("", "b", a.Addr, b.Addr))
+	eventually(t, "reroute after a push over TLS", func() bool { return backendName(t, route) == "b" })
+}
+
 func TestEtcdPullPrintsTOMLThatParsesBack(t *testing.T) {
 	srv := etcdtest.Start(t)
 	url := srv.Endpoint("pull")

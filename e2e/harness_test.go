@@ -204,7 +204,7 @@ func (p *proc) wait(timeout time.Duration) int {
 	select {
 	case <-p.exited:
 	case <-time.After(timeout):
-		p.t.Fatalf("pingap did not exit within %v:\n%s", timeout, p.logs())
+		p.t.Fatalf("pingap did not exit within %v:\n%s", timeout, p.dump())
 	}
 	err := p.exitErr
 	if err == nil {
@@ -217,6 +217,17 @@ func (p *proc) wait(timeout time.Duration) int {
 	return -1
 }
 
+// dump asks a stuck process for its goroutine stacks (SIGQUIT makes the Go
+// runtime print them to stderr and exit) and returns everything it logged.
+func (p *proc) dump() string {
+	p.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+	return p.logs()
+}
+
 func (p *proc) stop() {
 	select {
 	case <-p.exited:
@@ -225,6 +236,7 @@ func (p *proc) stop() {
 		select {
 		case <-p.exited:
 		case <-time.After(10 * time.Second):
+			p.t.Errorf("pingap did not stop within 10s of SIGTERM:\n%s", p.dump())
 			p.cmd.Process.Kill()
 			<-p.exited
 		}

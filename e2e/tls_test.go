@@ -13,7 +13,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -22,7 +21,6 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,6 +30,7 @@ import (
 	"time"
 
 	"github.com/pingap-go/pingap/internal/testutil/dnsstub"
+	"github.com/pingap-go/pingap/internal/testutil/pebble"
 	qhttp3 "github.com/quic-go/quic-go/http3"
 )
 
@@ -401,6 +400,8 @@ tls_key = %q
 		if _, err := (&http.Client{Transport: bad, Timeout: 5 * time.Second}).Get("https://" + addr + "/"); err == nil {
 			t.Fatal("h3 without a matching certificate succeeded")
 		}
+		// The QUIC handshake counts like a TCP one (the failed one does not).
+		obWaitMetrics(t, maddr, map[string]float64{obSeries("tls_handshakes_total", "server", "tls"): 11}, nil)
 	})
 
 	t.Run("request metrics and access lines of every protocol", func(t *testing.T) {
@@ -770,145 +771,6 @@ locations = ["with", "with2", "without"]
 	}
 }
 
-// tlPebble is a real ACME server (Let's Encrypt's test CA) on loopback,
-// like internal/certs' test helper: its HTTPS listener uses a certificate
-// of our CA (given to pingap as [acme] ca_root); it validates every
-// challenge (PEBBLE_VA_ALWAYS_VALID) and issues certificates chaining to a
-// root fetched from its management port.
-type tlPebble struct {
-	dir, mgmt string
-	caRoot    string
-	listenCA  *tlCA
-}
-
-// tlPebbleOptions: alwaysValid skips validation; otherwise Pebble resolves
-// names with dns and validates HTTP-01 on httpPort, TLS-ALPN-01 on tlsPort.
-type tlPebbleOptions struct {
-	alwaysValid       bool
-	httpPort, tlsPort int
-	dns               string
-}
-
-func tlStartPebble(t *testing.T, o tlPebbleOptions) *tlPebble {
-	t.Helper()
-	bin, err := exec.LookPath("pebble")
-	if err != nil {
-		t.Fatalf("pebble (Let's Encrypt's test ACME server) is not installed: run scripts/install-test-deps.sh: %v", err)
-	}
-	dir := t.TempDir()
-	ca := tlNewCA(t, "pebble listener CA")
-	certFile, keyFile, _ := ca.writePair(t, dir, "pebble", "localhost")
-	caRoot := filepath.Join(dir, "listener-ca.pem")
-	tlWriteAtomic(t, caRoot, ca.pem)
-	port := func() int {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		return ln.Addr().(*net.TCPAddr).Port
-	}
-	if o.httpPort == 0 {
-		o.httpPort = port()
-	}
-	if o.tlsPort == 0 {
-		o.tlsPort = port()
-	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ { // free ports can be taken meanwhile
-		acmePort, mgmtPort := port(), port()
-		conf, _ := json.Marshal(map[string]any{"pebble": map[string]any{
-			"listenAddress":                  fmt.Sprintf("127.0.0.1:%d", acmePort),
-			"managementListenAddress":        fmt.Sprintf("127.0.0.1:%d", mgmtPort),
-			"certificate":                    certFile,
-			"privateKey":                     keyFile,
-			"httpPort":                       o.httpPort,
-			"tlsPort":                        o.tlsPort,
-			"ocspResponderURL":               "",
-			"externalAccountBindingRequired": false,
-		}})
-		cfgFile := filepath.Join(dir, "pebble-config.json")
-		tlWriteAtomic(t, cfgFile, conf)
-		args := []string{"-config", cfgFile}
-		if o.dns != "" {
-			args = append(args, "-dnsserver", o.dns)
-		}
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
-		if o.alwaysValid {
-			cmd.Env = append(cmd.Env, "PEBBLE_VA_ALWAYS_VALID=1")
-		}
-		logFile, _ := os.Create(filepath.Join(dir, fmt.Sprintf("pebble-%d.log", attempt)))
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start pebble: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		stop := func() { cmd.Process.Kill(); <-exited; logFile.Close() }
-		pb := &tlPebble{
-			dir:      fmt.Sprintf("https://127.0.0.1:%d/dir", acmePort),
-			mgmt:     fmt.Sprintf("https://127.0.0.1:%d", mgmtPort),
-			caRoot:   caRoot,
-			listenCA: ca,
-		}
-		if lastErr = pb.waitReady(exited); lastErr != nil {
-			stop()
-			log, _ := os.ReadFile(logFile.Name())
-			lastErr = fmt.Errorf("%w; pebble log:\n%s", lastErr, log)
-			continue
-		}
-		t.Cleanup(func() {
-			stop()
-			if t.Failed() {
-				log, _ := os.ReadFile(logFile.Name())
-				t.Logf("pebble log:\n%s", log)
-			}
-		})
-		return pb
-	}
-	t.Fatalf("pebble did not start: %v", lastErr)
-	return nil
-}
-
-func (pb *tlPebble) client() *http.Client {
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pb.listenCA.pool()}}}
-}
-
-func (pb *tlPebble) waitReady(exited chan struct{}) error {
-	c := pb.client()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		select {
-		case <-exited:
-			return fmt.Errorf("pebble exited")
-		default:
-		}
-		if resp, err := c.Get(pb.dir); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("pebble not ready at %s", pb.dir)
-}
-
-// roots returns Pebble's issuing root (management endpoint /roots/0).
-func (pb *tlPebble) roots(t *testing.T) *x509.CertPool {
-	t.Helper()
-	resp, err := pb.client().Get(pb.mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		t.Fatalf("pebble /roots/0: no PEM: %q", b)
-	}
-	return pool
-}
-
 // TestTlACMEWithPebble obtains a certificate through the real binary from
 // a real Pebble: with validation skipped, then with Pebble really fetching
 // the HTTP-01 token from the proxy's plain server and really handshaking
@@ -928,20 +790,20 @@ func tlACME(t *testing.T, mode string) {
 	domain := mode + ".pingap.test"
 	maddr := freeAddr(t)
 	httpAddr, tlsAddr := freeAddr(t), freeAddr(t)
-	opts := tlPebbleOptions{alwaysValid: mode == "always-valid"}
+	opts := pebble.Options{AlwaysValid: mode == "always-valid"}
 	challenge := "http-01"
 	switch mode {
 	case "http-01":
-		opts.dns = dnsstub.Start(t)
+		opts.DNSServer = dnsstub.Start(t)
 		_, port, _ := net.SplitHostPort(httpAddr)
-		opts.httpPort, _ = strconv.Atoi(port)
+		opts.HTTPPort, _ = strconv.Atoi(port)
 	case "tls-alpn-01":
-		opts.dns = dnsstub.Start(t)
+		opts.DNSServer = dnsstub.Start(t)
 		_, port, _ := net.SplitHostPort(tlsAddr)
-		opts.tlsPort, _ = strconv.Atoi(port)
+		opts.TLSPort, _ = strconv.Atoi(port)
 		challenge = "tls-alpn-01"
 	}
-	pb := tlStartPebble(t, opts)
+	pb := pebble.Start(t, opts)
 	cfg := writeConfig(t, fmt.Sprintf(`
 [basic]
 metrics_addr = "%s"
@@ -965,10 +827,10 @@ certificates = ["auto"]
 [servers.http]
 addr = "%s"
 locations = ["all"]
-`, maddr, pb.dir, pb.caRoot, storage, challenge, domain, up.Addr, tlsAddr, httpAddr))
+`, maddr, pb.Dir, pb.CARoot, storage, challenge, domain, up.Addr, tlsAddr, httpAddr))
 	p := start(t, cfg, "tls", "http")
 	addr := p.waitAddr("tls")
-	roots := pb.roots(t)
+	roots := pb.IssuerCAs
 	// The certificate is ordered in the background: handshake until the
 	// proxy serves one for the domain chaining to Pebble's root (bounded).
 	conf := &tls.Config{ServerName: domain, RootCAs: roots}

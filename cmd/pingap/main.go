@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -122,8 +123,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if etcdSrc != nil {
 		persist = etcdSrc.Persist
 	}
+	// The auto_reload watcher follows the running config: every applied
+	// reload (SIGHUP, the watcher itself, admin, etcd) turns it on or off.
+	watch := &watcher{path: *cfgPath, log: logger}
 	e := engine.New(engine.Options{Name: cfg.Basic.Name, Logger: logger, LogLevel: level, Load: load, Listen: inherited.Listen,
-		Admin: admin.ForEngine(admin.Options{Logger: logger, Persist: persist})})
+		Admin:   admin.ForEngine(admin.Options{Logger: logger, Persist: persist}),
+		Applied: func(c *config.Config) { watch.set(c.Basic.AutoReload) }})
 	if err := e.Start(cfg); err != nil {
 		logger.Error("start failed", slog.String("error", err.Error()))
 		return 1
@@ -132,7 +137,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	reload := func() {
 		e.Reload()
 	}
-	watch := &watcher{path: *cfgPath, log: logger, reload: reload}
+	watch.reload = reload
 	watch.set(cfg.Basic.AutoReload)
 	defer watch.set(false)
 	stopEtcd := watchEtcd(etcdSrc, logger, reload)
@@ -158,7 +163,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case syscall.SIGHUP:
 			logger.Info("SIGHUP: reloading configuration")
 			reload()
-			watch.set(e.Snapshot().Config().Basic.AutoReload)
 		case syscall.SIGUSR1:
 			e.ReopenAccessLog()
 		case syscall.SIGUSR2:
@@ -177,15 +181,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// watcher runs the auto_reload file watcher while it is enabled.
+// watcher runs the auto_reload file watcher while it is enabled. set is
+// called from the signal loop and from reloads on other goroutines (the
+// watcher's own included: cancelling its context there is fine, the watch
+// ends after the callback returns).
 type watcher struct {
 	path   string
 	log    *slog.Logger
 	reload func()
+
+	mu     sync.Mutex
 	cancel context.CancelFunc
 }
 
 func (w *watcher) set(on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if on == (w.cancel != nil) {
 		return
 	}

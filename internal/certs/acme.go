@@ -103,6 +103,9 @@ type acmeManager struct {
 	dir     string      // storage folder of this CA
 	http    *http.Client
 	backoff time.Duration
+	// recheck and lockPoll: see acme_shared.go (tests shorten them).
+	recheck  time.Duration
+	lockPoll time.Duration
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -127,7 +130,7 @@ type managed struct {
 	done    chan struct{}
 }
 
-func newACMEManager(logger *slog.Logger, report func(string, *tls.Certificate), a config.ACME, backoff time.Duration) (*acmeManager, error) {
+func newACMEManager(logger *slog.Logger, report func(string, *tls.Certificate), a config.ACME, backoff, recheck time.Duration) (*acmeManager, error) {
 	a = normalizeACME(a)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if a.CARoot != "" {
@@ -151,6 +154,9 @@ func newACMEManager(logger *slog.Logger, report func(string, *tls.Certificate), 
 	if backoff <= 0 {
 		backoff = defaultBackoff
 	}
+	if recheck <= 0 {
+		recheck = storageRecheck
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &acmeManager{
 		logger:  logger.With("component", "acme", "directory", a.DirectoryURL),
@@ -159,6 +165,7 @@ func newACMEManager(logger *slog.Logger, report func(string, *tls.Certificate), 
 		dir:     dir,
 		http:    &http.Client{Transport: tr, Timeout: 60 * time.Second},
 		backoff: backoff,
+		recheck: recheck, lockPoll: lockPoll,
 		ctx:     ctx,
 		cancel:  cancel,
 		managed: map[string]*managed{},
@@ -219,7 +226,7 @@ func (s *Store) syncACME(cfg *config.Config, holders map[string]*holder) error {
 	}
 	m := s.acme
 	if m == nil || m.cfg != normalizeACME(cfg.ACME) {
-		nm, err := newACMEManager(s.logger, s.report, cfg.ACME, s.acmeBackoff)
+		nm, err := newACMEManager(s.logger, s.report, cfg.ACME, s.acmeBackoff, s.acmeRecheck)
 		if err != nil {
 			return err
 		}
@@ -290,6 +297,7 @@ func (m *acmeManager) run(ctx context.Context, mc *managed) {
 	var issued time.Time // last successful order
 	for {
 		var wait time.Duration
+		recheck := false // the wait is only a look at the storage folder
 		if failures > 0 {
 			wait = m.backoff << min(failures-1, 20)
 			wait = min(wait, maxBackoff)
@@ -299,6 +307,9 @@ func (m *acmeManager) run(ctx context.Context, mc *managed) {
 			// (zero lifetime, clock skew) must not cause an order loop.
 			if !issued.IsZero() {
 				wait = max(wait, time.Until(issued.Add(m.backoff)))
+			}
+			if wait > m.recheck {
+				wait, recheck = m.recheck, true
 			}
 		}
 		if wait > 0 {
@@ -313,9 +324,35 @@ func (m *acmeManager) run(ctx context.Context, mc *managed) {
 		if ctx.Err() != nil {
 			return
 		}
+		// Another instance sharing the folder may have obtained one.
+		if c := m.newerStored(mc); c != nil {
+			failures = 0
+			m.adopt(mc, c, log)
+			continue
+		}
+		if recheck {
+			continue
+		}
+		unlock, err := m.lockOrder(ctx, mc)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			log.Error("acme order lock failed", "error", err, "failures", failures)
+			continue
+		}
+		// ... or while this one waited for the lock.
+		if c := m.newerStored(mc); c != nil {
+			unlock()
+			failures = 0
+			m.adopt(mc, c, log)
+			continue
+		}
 		renewal := mc.h.cert.Load() != nil
 		c, err := m.obtain(ctx, mc)
 		if err != nil {
+			unlock()
 			if ctx.Err() != nil {
 				return
 			}
@@ -330,6 +367,7 @@ func (m *acmeManager) run(ctx context.Context, mc *managed) {
 		if err := m.save(mc, c); err != nil {
 			log.Error("acme certificate not persisted", "error", err)
 		}
+		unlock()
 		mc.h.cert.Store(c)
 		m.report(mc.name, c)
 		msg := "acme certificate obtained"
@@ -341,10 +379,15 @@ func (m *acmeManager) run(ctx context.Context, mc *managed) {
 	}
 }
 
-// renewAt is when a certificate is renewed: at 2/3 of its lifetime or
-// renew_before before expiry, whichever is earlier; but never before a third
-// of its lifetime has passed, so a renew_before longer than the CA's
-// lifetime cannot turn into a renewal loop against the CA's rate limits.
+// adopt serves a certificate another instance stored.
+func (m *acmeManager) adopt(mc *managed, c *tls.Certificate, log *slog.Logger) {
+	mc.h.cert.Store(c)
+	m.report(mc.name, c)
+	log.Info("acme certificate loaded from storage (obtained by another instance)",
+		"not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339),
+		"renew_at", m.renewAt(c.Leaf).UTC().Format(time.RFC3339))
+}
+
 func (m *acmeManager) renewAt(leaf *x509.Certificate) time.Time {
 	lifetime := leaf.NotAfter.Sub(leaf.NotBefore)
 	window := max(lifetime/3, time.Duration(m.cfg.RenewBefore))
@@ -466,14 +509,7 @@ func (m *acmeManager) solve(ctx context.Context, client *acme.Client, z *acme.Au
 		if err != nil {
 			return err
 		}
-		m.chMu.Lock()
-		m.tokens[chal.Token] = []byte(ka)
-		m.chMu.Unlock()
-		defer func() {
-			m.chMu.Lock()
-			delete(m.tokens, chal.Token)
-			m.chMu.Unlock()
-		}()
+		defer m.putToken(chal.Token, []byte(ka))()
 	case "tls-alpn-01":
 		c, err := client.TLSALPN01ChallengeCert(chal.Token, domain)
 		if err != nil {
@@ -503,14 +539,6 @@ func (m *acmeManager) alpnCert(name string) *tls.Certificate {
 	m.chMu.RLock()
 	defer m.chMu.RUnlock()
 	return m.alpn[name]
-}
-
-// keyAuth returns the pending HTTP-01 key authorization for token.
-func (m *acmeManager) keyAuth(token string) ([]byte, bool) {
-	m.chMu.RLock()
-	defer m.chMu.RUnlock()
-	ka, ok := m.tokens[token]
-	return ka, ok
 }
 
 // HandleHTTPChallenge answers ACME HTTP-01 validation requests (GET or HEAD

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"github.com/pingap-go/pingap/internal/config"
 	"io"
 	"log/slog"
 	"math/big"
@@ -20,6 +19,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pingap-go/pingap/internal/config"
+	"github.com/pingap-go/pingap/internal/testutil/pebble"
 )
 
 // testCA is a throwaway certificate authority for tests.
@@ -187,7 +189,7 @@ func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, n
 func configDuration(d time.Duration) config.Duration { return config.Duration(d) }
 
 // acmeConfig: one TLS server "tls" serving the acme certificate "auto".
-func acmeConfig(t testing.TB, pb *pebble, storage, domain, renewBefore string) *config.Config {
+func acmeConfig(t testing.TB, pb *pebble.Server, storage, domain, renewBefore string) *config.Config {
 	t.Helper()
 	var rb time.Duration
 	if renewBefore != "" {
@@ -206,8 +208,8 @@ func acmeConfig(t testing.TB, pb *pebble, storage, domain, renewBefore string) *
 		},
 		ACME: config.ACME{
 			Email:        "ops@pingap.test",
-			DirectoryURL: pb.dir,
-			CARoot:       pb.caRoot,
+			DirectoryURL: pb.Dir,
+			CARoot:       pb.CARoot,
 			Storage:      storage,
 			Challenge:    "http-01",
 			RenewBefore:  config.Duration(rb),

@@ -3,13 +3,11 @@ package certs
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -18,175 +16,8 @@ import (
 
 	"github.com/pingap-go/pingap/internal/httpx"
 	"github.com/pingap-go/pingap/internal/testutil/dnsstub"
+	"github.com/pingap-go/pingap/internal/testutil/pebble"
 )
-
-// pebble is a real ACME server (Let's Encrypt's test CA) run by a test on
-// loopback with its own config. Its HTTPS listener uses a certificate from
-// listenCA (our test CA, handed to the Store as [acme].ca_root); the
-// certificates it issues chain to a root regenerated at every start,
-// fetched from its management endpoint (/roots/0).
-type pebble struct {
-	dir       string // directory URL
-	mgmt      string // management base URL
-	caRoot    string // PEM file of the CA of Pebble's HTTPS listener
-	listenCA  *testCA
-	issuerCAs *x509.CertPool
-}
-
-type pebbleOptions struct {
-	alwaysValid bool
-	httpPort    int    // where Pebble's VA sends HTTP-01 validations
-	tlsPort     int    // where Pebble's VA sends TLS-ALPN-01 validations
-	dnsServer   string // -dnsserver
-	validity    int    // certificateValidityPeriod in seconds; 0 = Pebble's default
-}
-
-// requirePebble fails (never skips) the test when Pebble is missing.
-func requirePebble(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("pebble")
-	if err != nil {
-		t.Fatalf("pebble (Let's Encrypt's test ACME server) is not installed: run scripts/install-test-deps.sh (Debian package \"pebble\"): %v", err)
-	}
-	return p
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-func startPebble(t *testing.T, o pebbleOptions) *pebble {
-	t.Helper()
-	bin := requirePebble(t)
-	dir := t.TempDir()
-	ca := newCA(t, "pebble listener CA")
-	certFile, keyFile := ca.writePair(t, dir, "pebble", "localhost")
-	caRoot := filepath.Join(dir, "listener-ca.pem")
-	writeFile(t, caRoot, ca.pem)
-
-	if o.httpPort == 0 {
-		o.httpPort = freePort(t)
-	}
-	if o.tlsPort == 0 {
-		o.tlsPort = freePort(t)
-	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ { // free ports can be taken meanwhile
-		acmePort, mgmtPort := freePort(t), freePort(t)
-		conf := map[string]any{"pebble": map[string]any{
-			"listenAddress":                  fmt.Sprintf("127.0.0.1:%d", acmePort),
-			"managementListenAddress":        fmt.Sprintf("127.0.0.1:%d", mgmtPort),
-			"certificate":                    certFile,
-			"privateKey":                     keyFile,
-			"httpPort":                       o.httpPort,
-			"tlsPort":                        o.tlsPort,
-			"ocspResponderURL":               "",
-			"externalAccountBindingRequired": false,
-		}}
-		if o.validity > 0 {
-			conf["pebble"].(map[string]any)["certificateValidityPeriod"] = o.validity
-		}
-		b, _ := json.Marshal(conf)
-		cfgFile := filepath.Join(dir, "pebble-config.json")
-		writeFile(t, cfgFile, b)
-		args := []string{"-config", cfgFile}
-		if o.dnsServer != "" {
-			args = append(args, "-dnsserver", o.dnsServer)
-		}
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(os.Environ(), "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0")
-		if o.alwaysValid {
-			cmd.Env = append(cmd.Env, "PEBBLE_VA_ALWAYS_VALID=1")
-		}
-		logFile, _ := os.Create(filepath.Join(dir, fmt.Sprintf("pebble-%d.log", attempt)))
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start pebble: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = cmd.Process.Kill()
-			<-exited
-			logFile.Close()
-		}
-		p := &pebble{
-			dir:      fmt.Sprintf("https://127.0.0.1:%d/dir", acmePort),
-			mgmt:     fmt.Sprintf("https://127.0.0.1:%d", mgmtPort),
-			caRoot:   caRoot,
-			listenCA: ca,
-		}
-		lastErr = p.waitReady(exited)
-		if lastErr != nil {
-			stop()
-			log, _ := os.ReadFile(logFile.Name())
-			lastErr = fmt.Errorf("%w; pebble log:\n%s", lastErr, log)
-			continue
-		}
-		t.Cleanup(func() {
-			stop()
-			if t.Failed() {
-				log, _ := os.ReadFile(logFile.Name())
-				t.Logf("pebble log:\n%s", log)
-			}
-		})
-		p.issuerCAs = p.roots(t)
-		return p
-	}
-	t.Fatalf("pebble did not start: %v", lastErr)
-	return nil
-}
-
-func (p *pebble) client() *http.Client {
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: p.listenCA.pool()},
-	}}
-}
-
-// waitReady polls the directory until Pebble answers (bounded).
-func (p *pebble) waitReady(exited chan struct{}) error {
-	c := p.client()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("pebble exited")
-		default:
-		}
-		resp, err := c.Get(p.dir)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("pebble not ready at %s", p.dir)
-}
-
-// roots fetches Pebble's issuing root from the management endpoint.
-func (p *pebble) roots(t *testing.T) *x509.CertPool {
-	t.Helper()
-	resp, err := p.client().Get(p.mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		t.Fatalf("pebble /roots/0: no PEM: %q", b)
-	}
-	return pool
-}
 
 // acmeFixture is a Store whose config has one TLS server "tls" with one
 // acme certificate "auto" for domain, plus the server serving it.
@@ -194,10 +25,10 @@ type acmeFixture struct {
 	store  *Store
 	addr   string
 	domain string
-	pb     *pebble
+	pb     *pebble.Server
 }
 
-func newACMEFixture(t *testing.T, pb *pebble, storage, domain, renewBefore string) *acmeFixture {
+func newACMEFixture(t *testing.T, pb *pebble.Server, storage, domain, renewBefore string) *acmeFixture {
 	t.Helper()
 	cfg := acmeConfig(t, pb, storage, domain, renewBefore)
 	s := NewStore(testLogger(t), nil)
@@ -220,7 +51,7 @@ func (f *acmeFixture) servedCert(t *testing.T, not *x509.Certificate, within tim
 	deadline := time.Now().Add(within)
 	var lastErr error
 	for time.Now().Before(deadline) {
-		c, err := dial(f.addr, &tls.Config{ServerName: f.domain, RootCAs: f.pb.issuerCAs})
+		c, err := dial(f.addr, &tls.Config{ServerName: f.domain, RootCAs: f.pb.IssuerCAs})
 		if err == nil {
 			leaf := c.ConnectionState().PeerCertificates[0]
 			roundTrip(t, c, "acme")
@@ -240,7 +71,7 @@ func (f *acmeFixture) servedCert(t *testing.T, not *x509.Certificate, within tim
 
 func TestACMEIssuanceAndRestart(t *testing.T) {
 	t.Parallel()
-	pb := startPebble(t, pebbleOptions{alwaysValid: true})
+	pb := pebble.Start(t, pebble.Options{AlwaysValid: true})
 	storage := t.TempDir()
 	f := newACMEFixture(t, pb, storage, "issue.pingap.test", "")
 	leaf := f.servedCert(t, nil, 30*time.Second)
@@ -248,7 +79,7 @@ func TestACMEIssuanceAndRestart(t *testing.T) {
 		t.Fatalf("names %v", leaf.DNSNames)
 	}
 	// Persisted: account key and certificate.
-	key := storageKey(pb.dir)
+	key := storageKey(pb.Dir)
 	for _, p := range []string{"account.key", "certificates/auto/cert.pem", "certificates/auto/key.pem"} {
 		if _, err := os.Stat(filepath.Join(storage, key, p)); err != nil {
 			t.Fatalf("not persisted: %v", err)
@@ -291,7 +122,7 @@ func TestACMERenewal(t *testing.T) {
 	t.Parallel()
 	// Pebble issues 8-second certificates; renew_before "5s" makes the
 	// renewal due ~3s after issuance.
-	pb := startPebble(t, pebbleOptions{alwaysValid: true, validity: 8})
+	pb := pebble.Start(t, pebble.Options{AlwaysValid: true, Validity: 8})
 	var reports atomic.Int32
 	cfg := acmeConfig(t, pb, t.TempDir(), "renew.pingap.test", "5s")
 	s := NewStore(testLogger(t), func(name string, _ time.Time) {
@@ -314,7 +145,7 @@ func TestACMERenewal(t *testing.T) {
 		t.Fatalf("pebble ignored certificateValidityPeriod: lifetime %v", life)
 	}
 	// An open connection survives the renewal.
-	old, err := dial(f.addr, &tls.Config{ServerName: f.domain, RootCAs: pb.issuerCAs})
+	old, err := dial(f.addr, &tls.Config{ServerName: f.domain, RootCAs: pb.IssuerCAs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +220,7 @@ func TestACMEHTTP01RealValidation(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 
 	dns := dnsstub.Start(t)
-	pb := startPebble(t, pebbleOptions{httpPort: ln.Addr().(*net.TCPAddr).Port, dnsServer: dns})
+	pb := pebble.Start(t, pebble.Options{HTTPPort: ln.Addr().(*net.TCPAddr).Port, DNSServer: dns})
 	cfg := acmeConfig(t, pb, storage, "real.pingap.test", "")
 	if err := s.Update(cfg); err != nil {
 		t.Fatal(err)
@@ -414,7 +245,7 @@ func TestACMETLSALPN01RealValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	dns := dnsstub.Start(t)
-	pb := startPebble(t, pebbleOptions{tlsPort: ln.Addr().(*net.TCPAddr).Port, dnsServer: dns})
+	pb := pebble.Start(t, pebble.Options{TLSPort: ln.Addr().(*net.TCPAddr).Port, DNSServer: dns})
 	storage := t.TempDir() // before s.Close: cleanups run last-in first-out
 	s := NewStore(testLogger(t), nil)
 	s.acmeBackoff = 200 * time.Millisecond
@@ -437,7 +268,7 @@ func TestACMETLSALPN01RealValidation(t *testing.T) {
 func TestACMEFailureBacksOff(t *testing.T) {
 	t.Parallel()
 	dns := dnsstub.Start(t)
-	pb := startPebble(t, pebbleOptions{dnsServer: dns}) // nothing serves its httpPort
+	pb := pebble.Start(t, pebble.Options{DNSServer: dns}) // nothing serves its httpPort
 	var logs lockedBuffer
 	storage := t.TempDir() // before s.Close: cleanups run last-in first-out
 	s := NewStore(slogTo(&logs), nil)

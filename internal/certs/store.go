@@ -80,6 +80,9 @@ type Store struct {
 	// acmeBackoff is the first retry delay after a failed order (tests
 	// shorten it); 0 means defaultBackoff.
 	acmeBackoff time.Duration
+	// acmeRecheck is how often a certificate waiting for its renewal looks
+	// for a newer one in the storage folder (tests shorten it).
+	acmeRecheck time.Duration
 	// watchCancel stops the auto_reload file watcher (nil: not running);
 	// watchInterval is its period (tests shorten it).
 	watchCancel   context.CancelFunc

@@ -52,6 +52,12 @@ type Options struct {
 	// server, like metrics, so admin requests never reach the proxy's
 	// request metrics. Nil: no admin server even when admin_addr is set.
 	Admin func(*Engine) http.Handler
+	// Applied, when set, is called after every successful Apply (a reload
+	// from any source: SIGHUP, auto_reload, the admin API, etcd) with the
+	// configuration now running, in the order they were applied. It must
+	// not call back into the Engine. The command uses it to turn the
+	// auto_reload watcher on or off as the running config says.
+	Applied func(*config.Config)
 }
 
 // Engine runs configurations.
@@ -213,6 +219,9 @@ func (e *Engine) Apply(cfg *config.Config) error {
 	}
 	e.metrics.ConfigReload(true)
 	e.log.Info("configuration reloaded", slog.String("source", cfg.Source))
+	if e.opts.Applied != nil {
+		e.opts.Applied(cfg)
+	}
 	return nil
 }
 
@@ -414,6 +423,7 @@ func (e *Engine) startH3(l *listener, sc config.Server, tc *tls.Config) {
 		IdleTimeout:    sc.IdleTimeout.D(),
 		MaxHeaderBytes: int(sc.MaxHeaderBytes),
 		Logger:         e.log,
+		OnTLSHandshake: func() { e.metrics.TLSHandshake(l.name) },
 	})
 	if err != nil {
 		e.log.Error("http3", slog.String("server", l.name), slog.String("error", err.Error()))

@@ -48,17 +48,38 @@ const (
 	maxDrain = 256 << 10
 	// sendTimeout bounds each write to a client (see connWriter).
 	sendTimeout = 60 * time.Second
-	// lingerTimeout bounds the wait for the client to close after we
-	// half-closed a connection with unread input (so that our error
-	// response is not destroyed by a TCP reset).
+	// After an answer that leaves request input unread, the connection is
+	// half-closed and input is discarded (so that the answer is not
+	// destroyed by a TCP reset) until the client closes, or stays silent
+	// for lingerTimeout, or lingerTime or maxLinger bytes are used up
+	// (nginx: lingering_timeout 5s, lingering_time 30s, no byte bound).
 	lingerTimeout = 500 * time.Millisecond
+	lingerTime    = 5 * time.Second
+	maxLinger     = 8 << 20
 )
 
-// bufPools holds a Server's idle read and write buffers. They carry no
-// state between uses (Reset on get).
+// bufPools holds a Server's idle read and write buffers and request
+// states. They carry no state between uses (Reset on get or put).
 type bufPools struct {
-	r sync.Pool
-	w sync.Pool
+	r   sync.Pool
+	w   sync.Pool
+	req sync.Pool
+}
+
+func (p *bufPools) getReq() *reqState {
+	if v := p.req.Get(); v != nil {
+		return v.(*reqState)
+	}
+	return new(reqState)
+}
+
+func (p *bufPools) putReq(rs *reqState) {
+	rs.ctx.Reset()
+	rs.w = h1Writer{}
+	rs.body.ResetNone()
+	rs.head = httpx.RequestHead{}
+	rs.errHdr.Reset()
+	p.req.Put(rs) // the Date cache stays: it is per second, not per connection
 }
 
 func (p *bufPools) getReader(r io.Reader) *bufio.Reader {
@@ -157,20 +178,21 @@ type conn struct {
 	// inBody is set while the handler may read the request body.
 	inBody bool
 	// served is set once a request was read on the connection. (conn is
-	// kept within the 1280-byte size class: 10K idle connections.)
+	// kept within the 320-byte size class: 10K idle connections.)
 	served bool
 
 	remote, local netip.AddrPort
 	tlsState      *tls.ConnectionState
 
-	cr   connReader
-	cw   connWriter
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	ctx  httpx.Ctx
-	w    h1Writer
-	body httpx.Body
-	head httpx.RequestHead
+	cr connReader
+	cw connWriter
+	br *bufio.Reader
+	bw *bufio.Writer
+	// reqState (the request context, writer, body reader) is held like
+	// the buffers: taken with them when a request comes, back to the pool
+	// when the connection parks. Its fields are promoted (c.ctx, c.w,
+	// c.body, c.head, c.errHdr).
+	*reqState
 
 	// onConn is the OnConn hook the connection was opened with (it is
 	// told about the close with the same hook).
@@ -180,10 +202,27 @@ type conn struct {
 	// body (watch.go); made on the first such request.
 	watch *watch
 
+	// pk is the state of a connection parked in the server's epoll set
+	// (park_linux.go); unused elsewhere.
+	pk parkState
+}
+
+// reqState is the part of a connection only needed while it serves a
+// request: about 1 KB that 10K idle keep-alive connections would otherwise
+// hold each. It is pooled per server (bufPools) and held from the first
+// byte of a request until the connection parks or closes. Nothing may keep
+// a pointer into it after the handler returned (the Handler contract: the
+// Ctx is reused).
+type reqState struct {
+	ctx    httpx.Ctx
+	w      h1Writer
+	body   httpx.Body
+	head   httpx.RequestHead
+	errHdr httpx.Header
+
 	// date caches the Date field value for the current second.
 	dateSec int64
 	date    []byte
-	errHdr  httpx.Header
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -199,6 +238,9 @@ func addrPort(a net.Addr) netip.AddrPort {
 }
 
 func (c *conn) acquireBuffers() {
+	if c.reqState == nil {
+		c.reqState = c.srv.pools.getReq()
+	}
 	if c.br == nil {
 		c.br = c.srv.pools.getReader(&c.cr)
 	}
@@ -216,11 +258,14 @@ func (c *conn) releaseBuffers() {
 		c.srv.pools.putWriter(c.bw)
 		c.bw = nil
 	}
+	if c.reqState != nil {
+		c.srv.pools.putReq(c.reqState)
+		c.reqState = nil
+	}
 }
 
-func (c *conn) serve() {
-	s := c.srv
-	opts := s.opts.Load()
+// setup prepares a new connection (and tells the OnConn hook).
+func (c *conn) setup(opts *Options) {
 	if hook := opts.OnConn; hook != nil {
 		c.onConn = hook
 		hook(true)
@@ -228,15 +273,27 @@ func (c *conn) serve() {
 	c.rwc = c.nc
 	c.cr.c = c
 	c.cw.c = c
+	c.opts = opts
+	c.remote = addrPort(c.nc.RemoteAddr())
+	c.local = addrPort(c.nc.LocalAddr())
+}
+
+// serveSetUp serves a plain connection that setup prepared.
+func (c *conn) serveSetUp() {
+	if !c.serveH1(time.Now().Add(c.opts.ReadHeaderTimeout), false) {
+		c.finish()
+	}
+}
+
+func (c *conn) serve() {
+	opts := c.srv.opts.Load()
+	c.setup(opts)
 	parked := false
 	defer func() {
 		if !parked {
 			c.finish()
 		}
 	}()
-	c.opts = opts
-	c.remote = addrPort(c.nc.RemoteAddr())
-	c.local = addrPort(c.nc.LocalAddr())
 	first := time.Now().Add(opts.ReadHeaderTimeout)
 
 	if opts.TLSConfig != nil {
@@ -275,6 +332,8 @@ func (c *conn) finish() {
 		c.rwc.Close()
 		c.releaseBuffers()
 	}
+	c.stopParkTimer()
+	c.releaseSlot()
 	c.srv.removeConn(c)
 	if c.onConn != nil {
 		c.onConn(false)
@@ -308,7 +367,7 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 			case waitClosed:
 				return false
 			case waitParked:
-				go c.resume(deadline)
+				c.park(deadline)
 				return true
 			}
 		}
@@ -467,8 +526,21 @@ func (c *conn) linger() {
 	if !ok || cw.CloseWrite() != nil {
 		return
 	}
-	c.rwc.SetReadDeadline(time.Now().Add(lingerTimeout))
-	io.CopyN(io.Discard, c.rwc, maxDrain)
+	// Like nginx's lingering close: read until the client closes, stays
+	// silent for lingerTimeout, or lingerTime or maxLinger runs out.
+	end := time.Now().Add(lingerTime)
+	for left := int64(maxLinger); left > 0; {
+		d := time.Now().Add(lingerTimeout)
+		if d.After(end) {
+			d = end
+		}
+		c.rwc.SetReadDeadline(d)
+		n, err := io.CopyN(io.Discard, c.rwc, min(left, 64<<10))
+		left -= n
+		if err != nil {
+			return
+		}
+	}
 }
 
 // serveRequest runs the handler for the parsed request and reports whether
@@ -547,12 +619,16 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
 		if c.body.ContinuePending() || !c.body.Drain(maxDrain) {
 			keep = false
-			c.bw.Flush()
-			c.linger()
 		}
 	}
 	if !keep {
 		c.bw.Flush()
+		if c.w.err == nil && !c.body.Done() {
+			// An answer before the whole upload (an early 413, 401, ...):
+			// close gracefully, or the reset a close with unread input
+			// causes may destroy the answer before the client reads it.
+			c.linger()
+		}
 	}
 	return keep
 }
@@ -584,6 +660,10 @@ func (c *conn) callHandler() (ok bool) {
 // per second.
 func (c *conn) appendDate(dst []byte) []byte {
 	now := time.Now()
+	if c.reqState == nil {
+		// Not serving an HTTP/1 request (the cache lives in reqState).
+		return now.UTC().AppendFormat(dst, "Mon, 02 Jan 2006 15:04:05 GMT")
+	}
 	if sec := now.Unix(); sec != c.dateSec || c.date == nil {
 		c.dateSec = sec
 		c.date = now.UTC().AppendFormat(c.date[:0], "Mon, 02 Jan 2006 15:04:05 GMT")

@@ -102,6 +102,9 @@ type h2conn struct {
 	streams  map[uint32]*h2stream
 	active   int    // streams counted against the concurrency limit
 	lastID   uint32 // highest client stream id seen
+	// recentRST holds the last streams we reset (see writeRSTLocked).
+	recentRST  [32]uint32
+	recentNext int
 	goAway   bool   // GOAWAY sent: no new streams
 	closed   bool   // the connection is dead: no more frames queue
 	werr     error  // why
@@ -143,11 +146,19 @@ func (w h2buf) Write(p []byte) (int, error) {
 // (upgrade). The caller finishes the connection.
 func (c *conn) serveH2(up *h2Upgrade) {
 	c.state.Store(stateActive)
-	c.acquireBuffers()
+	if c.br == nil {
+		c.br = c.srv.pools.getReader(&c.cr)
+	}
 	if c.bw != nil {
 		// HTTP/2 has its own output buffers.
 		c.srv.pools.putWriter(c.bw)
 		c.bw = nil
+	}
+	if up == nil && c.reqState != nil {
+		// Nor does it use the HTTP/1 request state (an upgrade still
+		// reads its request from it).
+		c.srv.pools.putReq(c.reqState)
+		c.reqState = nil
 	}
 	s := c.srv
 	h := &h2conn{
@@ -537,12 +548,30 @@ func (h *h2conn) spendResetToken() bool {
 	return true
 }
 
+// writeRSTLocked queues RST_STREAM and remembers the stream: frames the
+// client sent before it saw the reset are then ignored, not taken for a
+// protocol error.
+func (h *h2conn) writeRSTLocked(id uint32, code http2.ErrCode) {
+	h.fr.WriteRSTStream(id, code)
+	h.recentRST[h.recentNext] = id
+	h.recentNext = (h.recentNext + 1) % len(h.recentRST)
+}
+
+func (h *h2conn) resetRecentlyLocked(id uint32) bool {
+	for _, r := range h.recentRST {
+		if r == id {
+			return true
+		}
+	}
+	return false
+}
+
 // resetStreamLocked sends RST_STREAM for id and stops its handler.
 func (h *h2conn) resetStreamLocked(id uint32, code http2.ErrCode) {
 	if h.closed || id == 0 {
 		return
 	}
-	h.fr.WriteRSTStream(id, code)
+	h.writeRSTLocked(id, code)
 	h.ctrlQueued++
 	if st := h.streams[id]; st != nil {
 		st.rstRecv = true // no more frames from us either
@@ -823,9 +852,14 @@ func (h *h2conn) onHeaders(f *http2.HeadersFrame) error {
 			h.blk.begin(nil, id, true, true)
 		}
 	case id <= h.lastID:
-		// A stream that is gone (we answered and reset it, or refused
-		// it): frames in flight are ignored (RFC 9113 §5.1), but the
-		// block is decoded for the HPACK state.
+		if !h.resetRecentlyLocked(id) {
+			// Stream ids going down (RFC 9113 §5.1.1).
+			h.mu.Unlock()
+			return http2.ConnectionError(http2.ErrCodeProtocol)
+		}
+		// A stream we reset (an early answer, a refusal): frames still
+		// in flight are ignored (RFC 9113 §5.1), but the block is
+		// decoded for the HPACK state.
 		h.mu.Unlock()
 		h.blk.begin(nil, id, false, false)
 	default:
@@ -837,7 +871,7 @@ func (h *h2conn) onHeaders(f *http2.HeadersFrame) error {
 			h.mu.Unlock()
 			h.blk.begin(nil, id, false, false)
 		case h.active >= h2MaxConcurrentStreams:
-			h.fr.WriteRSTStream(id, http2.ErrCodeRefusedStream)
+			h.writeRSTLocked(id, http2.ErrCodeRefusedStream)
 			err := h.queueControlLocked()
 			ok := h.spendResetToken()
 			h.mu.Unlock()
@@ -919,6 +953,9 @@ func (h *h2conn) endTrailers(id uint32) error {
 // endRequest completes a new stream's request and starts its handler.
 func (h *h2conn) endRequest(st *h2stream) error {
 	b := &h.blk
+	if b.bad == "" {
+		h.finishRequest(st)
+	}
 	if b.bad != "" {
 		// Malformed (RFC 9113 §8.1.1): a stream error, no handler.
 		h.logDebug("malformed HTTP/2 request", "err", b.bad)
@@ -926,10 +963,9 @@ func (h *h2conn) endRequest(st *h2stream) error {
 		h.releaseStream(st)
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		h.fr.WriteRSTStream(id, http2.ErrCodeProtocol)
+		h.writeRSTLocked(id, http2.ErrCodeProtocol)
 		return h.queueControlLocked()
 	}
-	h.finishRequest(st)
 	h.mu.Lock()
 	h.streams[st.id] = st
 	h.active++

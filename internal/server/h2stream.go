@@ -226,9 +226,9 @@ func (h *h2conn) streamDone(st *h2stream) {
 	if !h.closed && !st.rstRecv {
 		switch {
 		case !st.sentEnd || st.abort:
-			h.fr.WriteRSTStream(st.id, http2.ErrCodeInternal)
+			h.writeRSTLocked(st.id, http2.ErrCodeInternal)
 		case !st.remoteDone:
-			h.fr.WriteRSTStream(st.id, http2.ErrCodeNo)
+			h.writeRSTLocked(st.id, http2.ErrCodeNo)
 		}
 	}
 	if unread := len(st.rbuf) - st.rpos; unread > 0 {

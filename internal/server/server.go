@@ -1,9 +1,10 @@
 // Package server is pingap-go's own HTTP server engine: an HTTP/1.1 codec
-// on one goroutine per connection (strict RFC 9112 parsing by
-// httpx.ReadRequest, a reused httpx.Ctx per connection, pooled buffers),
-// and its own HTTP/2 engine for TLS (ALPN "h2") and cleartext h2c
-// (h2conn.go: golang.org/x/net/http2's Framer and hpack for the wire, one
-// reader goroutine per connection, a goroutine per active stream, pooled
+// on one goroutine per busy connection (strict RFC 9112 parsing by
+// httpx.ReadRequest, a reused httpx.Ctx, pooled buffers; idle connections
+// park without buffers, and on Linux without a goroutine: park.go), and
+// its own HTTP/2 engine for TLS (ALPN "h2") and cleartext h2c (h2conn.go:
+// golang.org/x/net/http2's Framer and hpack for the wire, one reader
+// goroutine per connection, a goroutine per active stream, pooled
 // per-stream state, coalesced writes), both feeding the same Handler.
 //
 // It exists instead of net/http because the contract demands strict request
@@ -71,6 +72,9 @@ type Options struct {
 	// sendTimeout bounds each write to and each body read from a client.
 	idleRelease time.Duration
 	sendTimeout time.Duration
+	// noEpoll parks idle connections on goroutines even where the epoll
+	// set is available (tests of that fallback).
+	noEpoll bool
 }
 
 // Defaults from the contract's [servers.NAME] table.
@@ -121,6 +125,15 @@ type Server struct {
 	closing   atomic.Bool
 	gone      chan struct{} // closed once closing and the last conn is gone
 	goneOnce  sync.Once
+
+	// Idle connections parked without a goroutine (park.go): the epoll
+	// set, made at the first park (nil where unavailable) and closed with
+	// the last connection after Shutdown; parked counts the connections
+	// in it; epoch is the base of their monotonic deadlines.
+	pollOnce sync.Once
+	poll     *poller
+	parked   atomic.Int64
+	epoch    time.Time
 }
 
 // New returns a server that answers with handler.
@@ -131,6 +144,7 @@ func New(handler Handler, opts Options) *Server {
 		conns:     map[*conn]struct{}{},
 		h2conns:   map[*h2conn]struct{}{},
 		gone:      make(chan struct{}),
+		epoch:     time.Now(),
 	}
 	s.opts.Store(opts.withDefaults())
 	return s
@@ -146,6 +160,45 @@ func (s *Server) SetOptions(opts Options) {
 
 // Options returns the current options.
 func (s *Server) Options() Options { return *s.opts.Load() }
+
+// poller returns the server's epoll set of parked connections, made on
+// first use; nil where there is none (then connections park on
+// goroutines).
+func (s *Server) poller() *poller {
+	s.pollOnce.Do(func() {
+		p, err := newPoller()
+		if err != nil {
+			s.opts.Load().Logger.Debug("idle connections park on goroutines", "err", err)
+			return
+		}
+		s.poll = p
+	})
+	return s.poll
+}
+
+// mono is the monotonic time since s.epoch, in the unit of park deadlines.
+func (s *Server) mono() int64 { return int64(time.Since(s.epoch)) }
+
+// Conns reports the open client connections and how many of them are
+// parked without a goroutine (metrics, tests).
+func (s *Server) Conns() (open, parked int) {
+	s.mu.Lock()
+	open = len(s.conns)
+	s.mu.Unlock()
+	return open, int(s.parked.Load())
+}
+
+// markGone is called, under mu, once closing and the last connection is
+// gone: Shutdown returns, the epoll set closes (no connection is left to
+// park in it).
+func (s *Server) markGone() {
+	s.goneOnce.Do(func() {
+		close(s.gone)
+		if s.poll != nil {
+			s.poll.close()
+		}
+	})
+}
 
 // Serve accepts connections on ln until Shutdown or Close (it then returns
 // ErrServerClosed) or until ln fails. It may be called for several
@@ -189,6 +242,17 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			return ErrServerClosed
 		}
+		if opts := s.opts.Load(); opts.TLSConfig == nil && !opts.noEpoll {
+			// Plain TCP: the connection waits for its first byte parked,
+			// without a goroutine (a burst of idle connections costs no
+			// stacks).
+			c.setup(opts)
+			if c.parkEpoll(time.Now().Add(opts.ReadHeaderTimeout)) {
+				continue
+			}
+			go c.serveSetUp()
+			continue
+		}
 		go c.serve()
 	}
 }
@@ -213,7 +277,7 @@ func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	if s.closing.Load() && len(s.conns) == 0 {
-		s.goneOnce.Do(func() { close(s.gone) })
+		s.markGone()
 	}
 	s.mu.Unlock()
 }
@@ -229,7 +293,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	if len(s.conns) == 0 {
-		s.goneOnce.Do(func() { close(s.gone) })
+		s.markGone()
 	}
 	h2s := make([]*h2conn, 0, len(s.h2conns))
 	for h := range s.h2conns {
@@ -263,21 +327,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // then the connection closes) or loses (it is closed unanswered, which
 // clients retry on a reused connection, RFC 9112 §9.3.1).
 func (s *Server) closeIdle() {
+	var parked []*conn
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for c := range s.conns {
 		if c.state.CompareAndSwap(stateIdle, stateClosed) {
 			c.nc.Close()
+			// A parked connection has no goroutine to see the close.
+			if c.unpark() {
+				parked = append(parked, c)
+			}
 		}
+	}
+	s.mu.Unlock()
+	for _, c := range parked {
+		c.finish()
 	}
 }
 
 func (s *Server) closeAll() {
+	var parked []*conn
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for c := range s.conns {
 		c.state.Store(stateClosed)
 		c.nc.Close()
+		if c.unpark() {
+			parked = append(parked, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range parked {
+		c.finish()
 	}
 }
 

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -545,6 +546,52 @@ func TestLargeUnreadBodyCloses(t *testing.T) {
 	}
 }
 
+// TestEarlyAnswerSurvivesUpload: an answer given before a large upload
+// was read (an early 413) reaches a client that keeps sending, whole: the
+// server half-closes and discards input instead of closing with unread
+// input, which would reset the connection and drop what is still queued
+// for the client.
+func TestEarlyAnswerSurvivesUpload(t *testing.T) {
+	answer := bytes.Repeat([]byte("413 "), 256<<10) // 1 MB: more than socket buffers take at once
+	addr, _ := startServer(t, HandlerFunc(func(c *httpx.Ctx) {
+		var h httpx.Header
+		h.Add("Content-Type", "text/plain")
+		c.W.WriteHeader(413, &h, int64(len(answer)))
+		c.W.Write(answer)
+		c.W.Finish(nil)
+	}), Options{})
+	for i := range 3 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		const size = 8 << 20
+		fmt.Fprintf(conn, "POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n", size)
+		go func() { // keeps sending while the answer comes back
+			chunk := bytes.Repeat([]byte("x"), 64<<10)
+			for sent := 0; sent < size; sent += len(chunk) {
+				if _, err := conn.Write(chunk); err != nil {
+					return
+				}
+			}
+		}()
+		// Read only once the server is done writing what its buffers take
+		// and has finished with the request (the bad case: it closes).
+		time.Sleep(200 * time.Millisecond)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			conn.Close()
+			t.Fatalf("attempt %d: the early answer was lost: %v", i, err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		conn.Close()
+		if resp.StatusCode != 413 || err != nil || len(body) != len(answer) || !resp.Close {
+			t.Fatalf("attempt %d: %d close=%v, %d of %d bytes, %v", i, resp.StatusCode, resp.Close, len(body), len(answer), err)
+		}
+	}
+}
+
 func TestBodyLimit(t *testing.T) {
 	addr, _ := startServer(t, HandlerFunc(func(c *httpx.Ctx) {
 		httpx.SetBodyLimit(&c.Req, 4)
@@ -856,10 +903,10 @@ func TestParkedConnection(t *testing.T) {
 }
 
 // TestConnSize keeps the per-connection state within the allocator's
-// 1280-byte size class: every keep-alive connection holds one, and the next
-// class up costs 128 bytes more per connection (1.3 MB at 10K).
+// 320-byte size class: every keep-alive connection holds one, idle or not
+// (the per-request part, reqState, is pooled and held only while serving).
 func TestConnSize(t *testing.T) {
-	if n := unsafe.Sizeof(conn{}); n > 1280 {
-		t.Fatalf("conn is %d bytes, over the 1280-byte size class", n)
+	if n := unsafe.Sizeof(conn{}); n > 320 {
+		t.Fatalf("conn is %d bytes, over the 320-byte size class", n)
 	}
 }

@@ -140,8 +140,14 @@ func TestBodyRequestNotWatched(t *testing.T) {
 // no goroutine behind.
 func TestWatchNoGoroutineLeak(t *testing.T) {
 	done := make(chan error, 16)
-	addr, _ := startServer(t, slowHandler(2*watchDelay, done), Options{Name: "web"})
-	// Let the listener settle, then take the baseline.
+	addr, s := startServer(t, slowHandler(2*watchDelay, done), Options{Name: "web"})
+	// A first connection makes the server's epoll poller (one goroutine
+	// for the server's life, park_linux.go); let it go, then take the
+	// baseline.
+	if conn, err := net.Dial("tcp", addr); err == nil {
+		conn.Close()
+	}
+	waitConns(t, s, 0, 0)
 	time.Sleep(10 * time.Millisecond)
 	base := runtime.NumGoroutine()
 	for i := range 4 {

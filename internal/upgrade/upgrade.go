@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -98,14 +100,107 @@ func (in *Inherited) Ready() {
 }
 
 // tracked remembers the configured address a listener was opened for, so
-// the new process can match inherited sockets to its own configuration.
+// the new process can match inherited sockets to its own configuration,
+// and can pause accepting during a handover (see Spawn).
 type tracked struct {
 	net.Listener
 	addr string
+
+	inAccept atomic.Int32 // goroutines inside Listener.Accept
+	mu       sync.Mutex
+	paused   chan struct{} // non-nil while paused; closed on resume or Close
 }
 
 // ConfiguredAddr returns the address as written in the configuration.
 func (t *tracked) ConfiguredAddr() string { return t.addr }
+
+// Accept waits while the listener is paused, then accepts.
+func (t *tracked) Accept() (net.Conn, error) {
+	for {
+		t.mu.Lock()
+		gate := t.paused
+		t.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
+		t.inAccept.Add(1)
+		c, err := t.Listener.Accept()
+		t.inAccept.Add(-1)
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && t.isPaused() {
+			continue // woken by pause: wait at the gate
+		}
+		return c, err
+	}
+}
+
+func (t *tracked) isPaused() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.paused != nil
+}
+
+// Close closes the socket, then lets paused Accept calls see that.
+func (t *tracked) Close() error {
+	err := t.Listener.Close()
+	t.mu.Lock()
+	if t.paused != nil {
+		close(t.paused)
+		t.paused = nil
+	}
+	t.mu.Unlock()
+	return err
+}
+
+// deadliner is what TCP and Unix listeners have.
+type deadliner interface{ SetDeadline(time.Time) error }
+
+// pause stops accepting and waits (bounded) until no goroutine is inside
+// the socket's accept: a deadline in the past wakes those parked in the
+// poller and keeps new ones out of the system call. Connections keep
+// queueing in the kernel's backlog meanwhile.
+func (t *tracked) pause() {
+	t.mu.Lock()
+	if t.paused == nil {
+		t.paused = make(chan struct{})
+	}
+	t.mu.Unlock()
+	d, ok := t.Listener.(deadliner)
+	if !ok {
+		return
+	}
+	d.SetDeadline(time.Unix(1, 0))
+	for deadline := time.Now().Add(time.Second); t.inAccept.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// resume accepts again after a failed handover.
+func (t *tracked) resume() {
+	if d, ok := t.Listener.(deadliner); ok {
+		d.SetDeadline(time.Time{})
+	}
+	t.mu.Lock()
+	if t.paused != nil {
+		close(t.paused)
+		t.paused = nil
+	}
+	t.mu.Unlock()
+}
+
+// setNonblock puts the socket back into non-blocking mode. Handing a
+// socket to a child process goes through os.File.Fd, which makes the
+// socket (its open file description, shared by both processes) blocking;
+// an accept issued on it then would block in the kernel, where closing
+// the listener cannot interrupt it.
+func (t *tracked) setNonblock() {
+	sc, ok := t.Listener.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if rc, err := sc.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { syscall.SetNonblock(int(fd), true) })
+	}
+}
 
 // File returns a duplicate of the listener's socket.
 func (t *tracked) File() (*os.File, error) {
@@ -118,13 +213,38 @@ func (t *tracked) File() (*os.File, error) {
 
 // Spawn starts a new copy of the running executable with args, passing it
 // the listeners, and waits up to timeout for it to report that it serves.
-// On success the caller should drain and exit; on failure the new process
-// is killed and the caller keeps serving.
-func Spawn(args []string, listeners []net.Listener, timeout time.Duration) (*os.Process, error) {
+// On success the caller should drain and exit (it accepts no more
+// connections: they queue in the shared backlog until the new process
+// accepts them); on failure the new process is killed and the caller keeps
+// serving.
+//
+// This process stops accepting for the handover: passing a socket to a
+// child makes it blocking for a moment (os.File.Fd, here and in the
+// child's net.FileListener), and an accept issued then would block in the
+// kernel until a connection arrives, so that closing the listener for the
+// drain would hang.
+func Spawn(args []string, listeners []net.Listener, timeout time.Duration) (proc *os.Process, err error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
+	var ts []*tracked
+	for _, ln := range listeners {
+		if t, ok := ln.(*tracked); ok {
+			ts = append(ts, t)
+		}
+	}
+	for _, t := range ts {
+		t.pause()
+	}
+	defer func() {
+		for _, t := range ts {
+			t.setNonblock()
+			if err != nil {
+				t.resume()
+			}
+		}
+	}()
 	var files []*os.File
 	var addrs []string
 	defer func() {
@@ -132,11 +252,7 @@ func Spawn(args []string, listeners []net.Listener, timeout time.Duration) (*os.
 			f.Close()
 		}
 	}()
-	for _, ln := range listeners {
-		t, ok := ln.(*tracked)
-		if !ok {
-			continue
-		}
+	for _, t := range ts {
 		f, err := t.File()
 		if err != nil {
 			return nil, fmt.Errorf("listener %s: %w", t.addr, err)

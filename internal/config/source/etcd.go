@@ -3,10 +3,17 @@ package source
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"net/url"
+	"os"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -40,8 +47,9 @@ const etcdTimeout = 10 * time.Second
 //
 // The URL is etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT...]/PREFIX; the
 // key prefix is the URL path without its leading slash (etcd://h:2379/pingap
-// keeps pingap/basic, pingap/upstreams/NAME, ...). Plain-text gRPC only (no
-// TLS to etcd yet).
+// keeps pingap/basic, pingap/upstreams/NAME, ...). Query parameters turn on
+// TLS to etcd: tls=true (system roots), ca=FILE, cert=FILE&key=FILE (client
+// certificate).
 type Etcd struct {
 	// Log receives watch problems (lost connection, compaction). Set it
 	// before Watch; nil discards.
@@ -59,14 +67,19 @@ type Etcd struct {
 // etcd to answer: the first Load does (and fails if etcd is unreachable).
 // Close releases the client.
 func OpenEtcd(rawURL string) (*Etcd, error) {
-	endpoints, user, password, prefix, err := parseEtcdURL(rawURL)
+	u, err := parseEtcdURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
+	tlsConf, err := u.tlsConfig()
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", redact(rawURL), err)
+	}
 	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:            endpoints,
-		Username:             user,
-		Password:             password,
+		Endpoints:            u.endpoints,
+		Username:             u.user,
+		Password:             u.password,
+		TLS:                  tlsConf,
 		DialTimeout:          5 * time.Second,
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
@@ -79,43 +92,118 @@ func OpenEtcd(rawURL string) (*Etcd, error) {
 	}
 	return &Etcd{
 		cli:       cli,
-		source:    EtcdScheme + strings.Join(endpoints, ",") + "/" + prefix,
-		keyPrefix: prefix + "/",
+		source:    EtcdScheme + strings.Join(u.endpoints, ",") + "/" + u.prefix,
+		keyPrefix: u.prefix + "/",
 	}, nil
 }
 
-// parseEtcdURL splits etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT]/PREFIX.
-func parseEtcdURL(raw string) (endpoints []string, user, password, prefix string, err error) {
-	bad := func(why string) error {
-		return fmt.Errorf("config %s: %s (want etcd://HOST:PORT/PREFIX)", redact(raw), why)
+// etcdURL is a parsed -config etcd://... value.
+type etcdURL struct {
+	endpoints      []string
+	user, password string
+	prefix         string
+	// TLS to etcd: tls=true alone trusts the system roots; ca, cert and
+	// key are PEM files (any of them turns TLS on).
+	tls           bool
+	ca, cert, key string
+}
+
+// parseEtcdURL splits
+// etcd://[USER:PASSWORD@]HOST:PORT[,HOST:PORT]/PREFIX[?tls=true&ca=F&cert=F&key=F].
+func parseEtcdURL(raw string) (etcdURL, error) {
+	var u etcdURL
+	bad := func(why string) (etcdURL, error) {
+		return etcdURL{}, fmt.Errorf("config %s: %s (want etcd://HOST:PORT/PREFIX)", redact(raw), why)
 	}
 	rest, ok := strings.CutPrefix(raw, EtcdScheme)
 	if !ok {
-		return nil, "", "", "", bad("not an etcd:// URL")
+		return bad("not an etcd:// URL")
 	}
+	rest, query, hasQuery := strings.Cut(rest, "?")
 	hosts, path, _ := strings.Cut(rest, "/")
 	if at := strings.LastIndexByte(hosts, '@'); at >= 0 {
 		userinfo := hosts[:at]
 		hosts = hosts[at+1:]
-		user, password, _ = strings.Cut(userinfo, ":")
-		if user == "" {
-			return nil, "", "", "", bad("empty user name")
+		u.user, u.password, _ = strings.Cut(userinfo, ":")
+		if u.user == "" {
+			return bad("empty user name")
 		}
 	}
 	for _, h := range strings.Split(hosts, ",") {
 		if h == "" || strings.ContainsAny(h, " \t?#") {
-			return nil, "", "", "", bad(fmt.Sprintf("bad host %q", h))
+			return bad(fmt.Sprintf("bad host %q", h))
 		}
-		endpoints = append(endpoints, h)
+		u.endpoints = append(u.endpoints, h)
 	}
-	prefix = strings.Trim(path, "/")
-	if prefix == "" {
-		return nil, "", "", "", bad("no key prefix")
+	u.prefix = strings.Trim(path, "/")
+	if u.prefix == "" {
+		return bad("no key prefix")
 	}
-	if strings.ContainsAny(prefix, "?#") || strings.Contains(prefix, "//") {
-		return nil, "", "", "", bad(fmt.Sprintf("bad key prefix %q", prefix))
+	if strings.ContainsAny(u.prefix, "?#") || strings.Contains(u.prefix, "//") {
+		return bad(fmt.Sprintf("bad key prefix %q", u.prefix))
 	}
-	return endpoints, user, password, prefix, nil
+	if hasQuery {
+		params, err := url.ParseQuery(query)
+		if err != nil {
+			return bad(fmt.Sprintf("bad query: %v", err))
+		}
+		for _, k := range slices.Sorted(maps.Keys(params)) {
+			v := params[k]
+			if len(v) != 1 || v[0] == "" {
+				return bad(fmt.Sprintf("parameter %q needs one non-empty value", k))
+			}
+			switch k {
+			case "tls":
+				on, err := strconv.ParseBool(v[0])
+				if err != nil {
+					return bad(fmt.Sprintf("tls=%q is not true or false", v[0]))
+				}
+				u.tls = on
+			case "ca":
+				u.ca = v[0]
+			case "cert":
+				u.cert = v[0]
+			case "key":
+				u.key = v[0]
+			default:
+				return bad(fmt.Sprintf("unknown parameter %q (tls, ca, cert, key)", k))
+			}
+		}
+		if (u.cert == "") != (u.key == "") {
+			return bad("cert and key go together")
+		}
+		if u.ca != "" || u.cert != "" {
+			u.tls = true
+		}
+	}
+	return u, nil
+}
+
+// tlsConfig builds the client TLS settings, nil for plain gRPC.
+func (u etcdURL) tlsConfig() (*tls.Config, error) {
+	if !u.tls {
+		return nil, nil
+	}
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if u.ca != "" {
+		pem, err := os.ReadFile(u.ca)
+		if err != nil {
+			return nil, fmt.Errorf("ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca: %s: no PEM certificate found", u.ca)
+		}
+		conf.RootCAs = pool
+	}
+	if u.cert != "" {
+		pair, err := tls.LoadX509KeyPair(u.cert, u.key)
+		if err != nil {
+			return nil, fmt.Errorf("cert/key: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{pair}
+	}
+	return conf, nil
 }
 
 // redact drops a password from an etcd URL for messages.

@@ -127,26 +127,41 @@ func (c *etCalls) wait(t *testing.T, what string) {
 
 func TestParseEtcdURL(t *testing.T) {
 	tests := []struct {
-		in        string
-		endpoints string
-		user, pw  string
-		prefix    string
-		err       string
+		in            string
+		endpoints     string
+		user, pw      string
+		prefix        string
+		tls           bool
+		ca, cert, key string
+		err           string
 	}{
 		{in: "etcd://127.0.0.1:2379/pingap", endpoints: "127.0.0.1:2379", prefix: "pingap"},
 		{in: "etcd://127.0.0.1:2379/pingap/", endpoints: "127.0.0.1:2379", prefix: "pingap"},
 		{in: "etcd://a:1,b:2/team/prod", endpoints: "a:1,b:2", prefix: "team/prod"},
 		{in: "etcd://root:s3cret@127.0.0.1:2379/p", endpoints: "127.0.0.1:2379", user: "root", pw: "s3cret", prefix: "p"},
+		{in: "etcd://h:1/p?tls=true", endpoints: "h:1", prefix: "p", tls: true},
+		{in: "etcd://h:1/p?tls=false", endpoints: "h:1", prefix: "p"},
+		{in: "etcd://h:1/p/?ca=/etc/ca.pem", endpoints: "h:1", prefix: "p", tls: true, ca: "/etc/ca.pem"},
+		{in: "etcd://u:pw@h:1,h:2/p?ca=c.pem&cert=a.crt&key=a.key", endpoints: "h:1,h:2", user: "u", pw: "pw", prefix: "p", tls: true, ca: "c.pem", cert: "a.crt", key: "a.key"},
+		{in: "etcd://h:1/p?cert=a.crt", err: "cert and key go together"},
+		{in: "etcd://h:1/p?key=a.key", err: "cert and key go together"},
+		{in: "etcd://h:1/p?tls=yes", err: `tls="yes" is not true or false`},
+		{in: "etcd://h:1/p?cacert=x", err: `unknown parameter "cacert"`},
+		{in: "etcd://h:1/p?ca=", err: `parameter "ca" needs one non-empty value`},
+		{in: "etcd://h:1/p?ca=a&ca=b", err: `parameter "ca" needs one non-empty value`},
+		{in: "etcd://h:1/p?ca=%zz", err: "bad query"},
+		{in: "etcd://h:1?tls=true", err: "no key prefix"},
 		{in: "etcd://127.0.0.1:2379", err: "no key prefix"},
 		{in: "etcd://127.0.0.1:2379/", err: "no key prefix"},
 		{in: "etcd:///p", err: `bad host ""`},
 		{in: "etcd://a:1,,b:2/p", err: `bad host ""`},
 		{in: "etcd://:pw@h:1/p", err: "empty user name"},
 		{in: "etcd://h:1/a//b", err: "bad key prefix"},
+		{in: "etcd://h:1/a#b", err: "bad key prefix"},
 		{in: "http://h:1/p", err: "not an etcd:// URL"},
 	}
 	for _, tt := range tests {
-		eps, user, pw, prefix, err := parseEtcdURL(tt.in)
+		u, err := parseEtcdURL(tt.in)
 		if tt.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.err) {
 				t.Errorf("%s: err %v, want %q", tt.in, err, tt.err)
@@ -157,15 +172,35 @@ func TestParseEtcdURL(t *testing.T) {
 			t.Errorf("%s: %v", tt.in, err)
 			continue
 		}
-		if strings.Join(eps, ",") != tt.endpoints || user != tt.user || pw != tt.pw || prefix != tt.prefix {
-			t.Errorf("%s: got %v %q %q %q", tt.in, eps, user, pw, prefix)
+		if strings.Join(u.endpoints, ",") != tt.endpoints || u.user != tt.user || u.password != tt.pw || u.prefix != tt.prefix ||
+			u.tls != tt.tls || u.ca != tt.ca || u.cert != tt.cert || u.key != tt.key {
+			t.Errorf("%s: got %+v", tt.in, u)
 		}
 	}
 	if got := redact("etcd://root:s3cret@h:1/p"); got != "etcd://root:***@h:1/p" {
 		t.Errorf("redact = %q", got)
 	}
-	if _, _, _, _, err := parseEtcdURL("etcd://root:s3cret@h:1/"); err == nil || strings.Contains(err.Error(), "s3cret") {
+	if _, err := parseEtcdURL("etcd://root:s3cret@h:1/"); err == nil || strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("error leaks the password or is missing: %v", err)
+	}
+}
+
+// TestOpenEtcdTLSFileErrors: a TLS file that cannot be used fails OpenEtcd
+// with the parameter's name, before any connection.
+func TestOpenEtcdTLSFileErrors(t *testing.T) {
+	dir := t.TempDir()
+	notPEM := filepath.Join(dir, "not.pem")
+	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ url, want string }{
+		{"etcd://127.0.0.1:1/p?ca=" + filepath.Join(dir, "missing.pem"), "ca: open"},
+		{"etcd://127.0.0.1:1/p?ca=" + notPEM, "no PEM certificate found"},
+		{"etcd://127.0.0.1:1/p?cert=" + notPEM + "&key=" + notPEM, "cert/key:"},
+	} {
+		if _, err := OpenEtcd(tt.url); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err %v, want %q", tt.url, err, tt.want)
+		}
 	}
 }
 
@@ -203,6 +238,45 @@ func TestEtcdLoad(t *testing.T) {
 	empty := etOpen(t, srv.Endpoint("nothing/here"))
 	if _, err := empty.Load(context.Background()); err == nil || !strings.Contains(err.Error(), "no configuration under the prefix") {
 		t.Errorf("empty prefix: %v", err)
+	}
+}
+
+// TestEtcdTLS: with ca, cert and key in the URL the source pushes, loads
+// and watches through an etcd that requires TLS client certificates; the
+// source names no file paths; without a client certificate it fails.
+func TestEtcdTLS(t *testing.T) {
+	srv := etcdtest.StartTLS(t)
+	s := etOpen(t, srv.Endpoint("tls"))
+	if want := "etcd://" + srv.Addr + "/tls"; s.Source() != want {
+		t.Errorf("Source = %q, want %q (no TLS parameters)", s.Source(), want)
+	}
+	ctx := context.Background()
+	if err := s.Push(ctx, etParse(t, etcdFileConfig)); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := s.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Basic.Name != "etcd-test" {
+		t.Fatalf("loaded %+v", cfg.Basic)
+	}
+	calls := newEtCalls()
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.Debounce = 50 * time.Millisecond
+	s.Watch(wctx, calls.fn)
+	if err := s.Persist([]byte(strings.Replace(etcdFileConfig, `name = "etcd-test"`, `name = "changed"`, 1))); err != nil {
+		t.Fatal(err)
+	}
+	calls.wait(t, "a persist over TLS")
+
+	// Trusting the CA without a client certificate: etcd refuses.
+	onlyCA := etOpen(t, "etcd://"+srv.Addr+"/tls?ca="+srv.TLS.CA)
+	lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
+	defer lcancel()
+	if _, err := onlyCA.Load(lctx); err == nil {
+		t.Fatal("loaded from a client-cert-auth etcd without a client certificate")
 	}
 }
 

@@ -60,12 +60,14 @@ type user struct {
 type BasicAuth struct {
 	users     []user
 	hasBcrypt bool
+	decoy     int // a bcrypt user whose hash unknown names are checked against
 	hide      bool
 	challenge string // WWW-Authenticate value
 
-	now   func() time.Time
-	mu    sync.Mutex
-	cache map[[sha256.Size]byte]time.Time // credential digest -> expiry
+	now     func() time.Time
+	compare func(hash, password []byte) error // bcrypt.CompareHashAndPassword
+	mu      sync.Mutex
+	cache   map[[sha256.Size]byte]time.Time // credential digest -> expiry
 }
 
 var _ plugin.Plugin = (*BasicAuth)(nil)
@@ -76,7 +78,7 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 	if err := config.DecodeOptions(options, &o); err != nil {
 		return nil, err
 	}
-	p := &BasicAuth{hide: true, now: time.Now, cache: make(map[[sha256.Size]byte]time.Time)}
+	p := &BasicAuth{hide: true, now: time.Now, compare: bcrypt.CompareHashAndPassword, cache: make(map[[sha256.Size]byte]time.Time)}
 	if o.HideCredentials != nil {
 		p.hide = *o.HideCredentials
 	}
@@ -109,6 +111,9 @@ func New(env plugin.Env, options map[string]any) (plugin.Plugin, error) {
 				return nil, fmt.Errorf("users: entry %d (%s): invalid bcrypt hash: %w", i, name, err)
 			}
 			u.hash = []byte(pass)
+			if !p.hasBcrypt {
+				p.decoy = len(p.users)
+			}
 			p.hasBcrypt = true
 		} else {
 			u.plain = sha256.Sum256([]byte(entry))
@@ -185,12 +190,18 @@ func (p *BasicAuth) check(auth string) bool {
 		return true
 	}
 	if match < 0 {
+		if p.hasBcrypt {
+			// An unknown name costs the same bcrypt as a wrong password,
+			// so timing does not tell which names exist; the result is
+			// ignored (the password may well be that user's).
+			_ = p.compare(p.users[p.decoy].hash, cred[colon+1:])
+		}
 		return false
 	}
 	if p.cached(digest) {
 		return true
 	}
-	if bcrypt.CompareHashAndPassword(p.users[match].hash, cred[colon+1:]) != nil {
+	if p.compare(p.users[match].hash, cred[colon+1:]) != nil {
 		return false
 	}
 	p.remember(digest)

@@ -134,3 +134,39 @@ func TestBasicAuthConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestBasicAuthUnknownNameCostsABcrypt: with bcrypt users configured, a
+// name that does not exist runs one bcrypt comparison like a wrong password
+// for an existing name does, so response times do not reveal which names
+// exist. Counted, not timed.
+func TestBasicAuthUnknownNameCostsABcrypt(t *testing.T) {
+	tests := []struct {
+		name        string
+		users       []any
+		user, pass  string
+		wantStatus  int
+		wantBcrypts int
+	}{
+		{"wrong password of a bcrypt user", []any{"alice:plain", "bob:" + bcryptHash(t, "hunter2")}, "bob", "nope", 401, 1},
+		{"unknown name", []any{"alice:plain", "bob:" + bcryptHash(t, "hunter2")}, "mallory", "nope", 401, 1},
+		{"unknown name with a real user's password", []any{"alice:plain", "bob:" + bcryptHash(t, "hunter2")}, "mallory", "hunter2", 401, 1},
+		{"right password of a bcrypt user", []any{"alice:plain", "bob:" + bcryptHash(t, "hunter2")}, "bob", "hunter2", 200, 1},
+		{"plain user", []any{"alice:plain", "bob:" + bcryptHash(t, "hunter2")}, "alice", "plain", 200, 0},
+		{"unknown name, plain users only", []any{"alice:plain"}, "mallory", "nope", 401, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pp, err := New(plugin.Env{}, map[string]any{"users": tt.users})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := pp.(*BasicAuth)
+			calls := 0
+			p.compare = func(hash, pw []byte) error { calls++; return bcrypt.CompareHashAndPassword(hash, pw) }
+			got := plugintest.Run(plugintest.NewCtx("GET", "/", basic(tt.user, tt.pass)), plugintest.Upstream{}, p).Status
+			if got != tt.wantStatus || calls != tt.wantBcrypts {
+				t.Fatalf("status %d with %d bcrypt comparisons, want %d with %d", got, calls, tt.wantStatus, tt.wantBcrypts)
+			}
+		})
+	}
+}

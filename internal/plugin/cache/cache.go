@@ -950,7 +950,7 @@ func (p *Plugin) newEntry(c *httpx.Ctx, st *state, now time.Time) (*entry, []str
 	})
 	e.vary = vary
 	for _, name := range vary {
-		e.varyVals = append(e.varyVals, joinedValue(&c.Req.Header, name))
+		e.varyVals = append(e.varyVals, varyValue(&c.Req.Header, name))
 		e.size += int64(len(name) + len(e.varyVals[len(e.varyVals)-1]))
 	}
 	return e, vary

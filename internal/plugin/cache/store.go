@@ -2,7 +2,6 @@ package cache
 
 import (
 	"hash/maphash"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -335,52 +334,6 @@ func newStore(maxSize, diskSize int64, dir string) *store {
 
 func (s *store) shardFor(key []byte) *shard {
 	return &s.shards[maphash.Bytes(s.seed, key)&(numShards-1)]
-}
-
-// varyMatches compares the request's values of the Vary fields with the
-// stored ones, without allocating.
-func varyMatches(names, vals []string, req *httpx.Header) bool {
-	for i, name := range names {
-		if !headerValueIs(req, name, vals[i]) {
-			return false
-		}
-	}
-	return true
-}
-
-// headerValueIs reports whether the values of name, joined with ", ",
-// equal want.
-func headerValueIs(h *httpx.Header, name, want string) bool {
-	ok, first := true, true
-	h.Values(name, func(v string) bool {
-		if !first {
-			if !strings.HasPrefix(want, ", ") {
-				ok = false
-				return false
-			}
-			want = want[2:]
-		}
-		first = false
-		if !strings.HasPrefix(want, v) {
-			ok = false
-			return false
-		}
-		want = want[len(v):]
-		return true
-	})
-	return ok && want == ""
-}
-
-func joinedValue(h *httpx.Header, name string) string {
-	var b strings.Builder
-	h.Values(name, func(v string) bool {
-		if b.Len() > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(v)
-		return true
-	})
-	return b.String()
 }
 
 // maxPass bounds the hit-for-pass markers per shard.

@@ -47,6 +47,10 @@ type Options struct {
 	MaxHeaderBytes int
 	// Logger receives quic-go's own logs; nil discards them.
 	Logger *slog.Logger
+	// OnTLSHandshake, when set, is called once per accepted QUIC connection
+	// (its TLS 1.3 handshake is complete then: 0-RTT is off), like the
+	// TCP side's OnTLSHandshake (metrics).
+	OnTLSHandshake func()
 }
 
 // Server is one HTTP/3 listener.
@@ -71,7 +75,15 @@ func New(o Options) (*Server, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	var connContext func(context.Context, *quic.Conn) context.Context
+	if hook := o.OnTLSHandshake; hook != nil {
+		connContext = func(ctx context.Context, _ *quic.Conn) context.Context {
+			hook()
+			return ctx
+		}
+	}
 	return &Server{srv: &qhttp3.Server{
+		ConnContext:    connContext,
 		TLSConfig:      o.TLSConfig,
 		Handler:        o.Handler,
 		IdleTimeout:    o.IdleTimeout,

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -39,11 +40,34 @@ type Server struct {
 	cmd    *exec.Cmd
 	exited chan error
 	log    *lockedBuffer
+
+	// TLS (StartTLS): etcd serves HTTPS and requires a client certificate.
+	TLS *TLSFiles
+}
+
+// TLSFiles are the PEM files of a TLS etcd (StartTLS): the CA that signed
+// the server's and the client's certificates, and the client's pair.
+type TLSFiles struct {
+	CA, ClientCert, ClientKey string
+	serverCert, serverKey     string
+	health                    *http.Client
 }
 
 // Start launches etcd and returns it once it answers /health. The server is
 // killed at test cleanup.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, nil)
+}
+
+// StartTLS is Start with client TLS: etcd listens with HTTPS and requires a
+// client certificate signed by the CA in s.TLS (client-cert-auth).
+func StartTLS(t testing.TB) *Server {
+	t.Helper()
+	return start(t, newTLSFiles(t))
+}
+
+func start(t testing.TB, tlsFiles *TLSFiles) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
@@ -63,6 +87,7 @@ func Start(t testing.TB) *Server {
 		s := &Server{
 			Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cport)),
 			t:    t, bin: bin, dir: fmt.Sprintf("%s/data%d", dir, attempt), peerPort: pport,
+			TLS: tlsFiles,
 		}
 		if err := s.run(); err != nil {
 			lastErr = err
@@ -75,9 +100,22 @@ func Start(t testing.TB) *Server {
 	return nil
 }
 
-// Endpoint returns "etcd://ADDR/prefix", the form pingap's -config takes.
+// Endpoint returns "etcd://ADDR/prefix", the form pingap's -config takes
+// (with ?ca=...&cert=...&key=... for a TLS server).
 func (s *Server) Endpoint(prefix string) string {
-	return "etcd://" + s.Addr + "/" + strings.TrimPrefix(prefix, "/")
+	u := "etcd://" + s.Addr + "/" + strings.TrimPrefix(prefix, "/")
+	if s.TLS != nil {
+		u += "?ca=" + url.QueryEscape(s.TLS.CA) + "&cert=" + url.QueryEscape(s.TLS.ClientCert) + "&key=" + url.QueryEscape(s.TLS.ClientKey)
+	}
+	return u
+}
+
+// scheme is the client URL scheme.
+func (s *Server) scheme() string {
+	if s.TLS != nil {
+		return "https://"
+	}
+	return "http://"
 }
 
 // Stop kills the server (its data stays, Restart brings it back). Stopping
@@ -120,16 +158,16 @@ func (s *Server) Logs() string {
 }
 
 func (s *Server) run() error {
-	client := "http://" + s.Addr
+	client := s.scheme() + s.Addr
 	peer := "http://127.0.0.1:" + strconv.Itoa(s.peerPort)
-	cmd := exec.Command(s.bin,
+	args := []string{
 		"--name", "test",
 		"--data-dir", s.dir,
 		"--listen-client-urls", client,
 		"--advertise-client-urls", client,
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "test="+peer,
+		"--initial-cluster", "test=" + peer,
 		"--initial-cluster-state", "new",
 		// A lone member elects itself at once; short timers only make the
 		// first election and a restart faster on loopback.
@@ -138,7 +176,12 @@ func (s *Server) run() error {
 		"--logger", "zap",
 		"--log-outputs", "stderr",
 		"--log-level", "warn",
-	)
+	}
+	if s.TLS != nil {
+		args = append(args, "--cert-file", s.TLS.serverCert, "--key-file", s.TLS.serverKey,
+			"--client-cert-auth", "--trusted-ca-file", s.TLS.CA)
+	}
+	cmd := exec.Command(s.bin, args...)
 	log := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
@@ -153,7 +196,7 @@ func (s *Server) run() error {
 			return fmt.Errorf("etcd exited: %v: %s", err, log.String())
 		default:
 		}
-		if healthy(s.Addr) {
+		if s.healthy() {
 			s.mu.Lock()
 			s.cmd, s.exited, s.log = cmd, exited, log
 			s.mu.Unlock()
@@ -172,8 +215,12 @@ var healthClient = &http.Client{Timeout: time.Second}
 
 // healthy asks the client port's /health endpoint (true once a leader is
 // elected and the member serves).
-func healthy(addr string) bool {
-	resp, err := healthClient.Get("http://" + addr + "/health")
+func (s *Server) healthy() bool {
+	c := healthClient
+	if s.TLS != nil {
+		c = s.TLS.health
+	}
+	resp, err := c.Get(s.scheme() + s.Addr + "/health")
 	if err != nil {
 		return false
 	}

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"fmt"
+	"net/http"
 	"runtime"
 	"strings"
 	"testing"
@@ -12,19 +13,41 @@ func TestStartIsHealthyAndRestarts(t *testing.T) {
 	t0 := time.Now()
 	s := Start(t)
 	t.Logf("etcd started in %v", time.Since(t0))
-	if !healthy(s.Addr) {
+	if !s.healthy() {
 		t.Fatalf("%s not healthy", s.Addr)
 	}
 	if got, want := s.Endpoint("/pingap"), "etcd://"+s.Addr+"/pingap"; got != want {
 		t.Fatalf("Endpoint = %q, want %q", got, want)
 	}
 	s.Stop()
-	if healthy(s.Addr) {
+	if s.healthy() {
 		t.Fatal("healthy after Stop")
 	}
 	s.Restart()
-	if !healthy(s.Addr) {
+	if !s.healthy() {
 		t.Fatal("not healthy after Restart")
+	}
+}
+
+// TestStartTLSNeedsAClientCertificate: the TLS server answers a client with
+// the generated certificate and refuses plain HTTP and a client without one.
+func TestStartTLSNeedsAClientCertificate(t *testing.T) {
+	s := StartTLS(t)
+	if !s.healthy() {
+		t.Fatalf("%s not healthy over TLS", s.Addr)
+	}
+	if healthy := (&Server{Addr: s.Addr}).healthy(); healthy {
+		t.Fatal("plain HTTP answered by the TLS server")
+	}
+	noCert := &Server{Addr: s.Addr, TLS: &TLSFiles{health: &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		TLSClientConfig: s.TLS.health.Transport.(*http.Transport).TLSClientConfig.Clone(),
+	}}}}
+	noCert.TLS.health.Transport.(*http.Transport).TLSClientConfig.Certificates = nil
+	if noCert.healthy() {
+		t.Fatal("a client without a certificate was answered")
+	}
+	if e := s.Endpoint("p"); !strings.HasPrefix(e, "etcd://"+s.Addr+"/p?ca=") || !strings.Contains(e, "&cert=") || !strings.Contains(e, "&key=") {
+		t.Fatalf("Endpoint = %q", e)
 	}
 }
 
