@@ -105,9 +105,9 @@ type h2conn struct {
 	// recentRST holds the last streams we reset (see writeRSTLocked).
 	recentRST  [32]uint32
 	recentNext int
-	goAway   bool   // GOAWAY sent: no new streams
-	closed   bool   // the connection is dead: no more frames queue
-	werr     error  // why
+	goAway     bool  // GOAWAY sent: no new streams
+	closed     bool  // the connection is dead: no more frames queue
+	werr       error // why
 
 	// Output.
 	wbuf, wspare []byte
