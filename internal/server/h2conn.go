@@ -31,9 +31,19 @@ import (
 // moment leave in the same write: HEADERS, DATA and END_STREAM of small
 // responses cost one syscall (and one TLS record) for several streams.
 //
-// The reader never writes to the socket itself (a client that does not read
-// while it writes could deadlock it): frames it queues (SETTINGS and PING
-// acks, RST_STREAM, GOAWAY) are written by a short-lived flusher goroutine.
+// While it serves frames the reader never writes to the socket itself (a
+// client that does not read while it writes could deadlock it): frames it
+// queues (SETTINGS and PING acks, RST_STREAM, GOAWAY) are written by a
+// short-lived flusher goroutine. (It writes only our first SETTINGS, before
+// reading anything, and the last frames when the connection ends.)
+//
+// Defences: streams past h2MaxConcurrentStreams are refused; streams the
+// client resets (or we refuse) spend tokens of a bucket (rapid reset,
+// CVE-2023-44487), an empty bucket is GOAWAY ENHANCE_YOUR_CALM; a header
+// block's wire size is bounded across CONTINUATION frames (CONTINUATION
+// flood); control frames queued while the client does not read are
+// bounded (ping and settings floods); every wait of a handler for the
+// client (window, body) is bounded by the send timeout.
 
 // HTTP/2 limits and defaults. Our receive windows bound what a client may
 // make us buffer: h2StreamWindow per stream, h2ConnWindow in total.
