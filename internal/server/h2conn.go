@@ -115,9 +115,10 @@ type h2conn struct {
 	// recentRST holds the last streams we reset (see writeRSTLocked).
 	recentRST  [32]uint32
 	recentNext int
-	goAway     bool  // GOAWAY sent: no new streams
-	closed     bool  // the connection is dead: no more frames queue
-	werr       error // why
+	goAway     bool   // GOAWAY sent: no new streams
+	goAwayID   uint32 // the last stream id it allowed
+	closed     bool   // the connection is dead: no more frames queue
+	werr       error  // why
 
 	// Output.
 	wbuf, wspare []byte
@@ -393,6 +394,9 @@ func (h *h2conn) goAwayLocked(code http2.ErrCode) {
 	}
 	if !h.goAway || code != http2.ErrCodeNo {
 		h.fr.WriteGoAway(h.lastID, code, nil)
+	}
+	if !h.goAway {
+		h.goAwayID = h.lastID
 	}
 	h.goAway = true
 }
@@ -767,9 +771,16 @@ func (h *h2conn) onData(f *http2.DataFrame) error {
 		// A stream that is gone (or that we reset): the bytes still count
 		// against the connection window; give them back.
 		h.creditLocked(nil, n)
-		if st != nil && st.remoteDone && !st.rstRecv {
+		switch {
+		case st != nil && st.remoteDone && !st.rstRecv:
 			// DATA after END_STREAM (RFC 9113 §5.1: half-closed remote).
 			h.resetStreamLocked(id, http2.ErrCodeStreamClosed)
+			return h.queueControlLocked()
+		case st == nil && !h.resetRecentlyLocked(id) && !(h.goAway && id > h.goAwayID):
+			// A stream closed normally (both sides ended it): a stream
+			// error STREAM_CLOSED (§5.1). Frames on streams we reset are
+			// ignored: the client may have sent them before it knew.
+			h.writeRSTLocked(id, http2.ErrCodeStreamClosed)
 			return h.queueControlLocked()
 		}
 		return nil
