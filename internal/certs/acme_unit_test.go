@@ -7,6 +7,7 @@ import (
 
 	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/testutil/race"
 )
 
 // unreachableACME is a config whose CA refuses connections: the manager
@@ -72,6 +73,15 @@ func TestHandleHTTPChallenge(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHandleHTTPChallengeOtherPathsNoAlloc: with ACME on, the check every
+// plain-HTTP request passes through costs no allocation.
+func TestHandleHTTPChallengeOtherPathsNoAlloc(t *testing.T) {
+	if race.Enabled {
+		t.Skip("allocation counts are checked without -race (make unit)")
+	}
+	s, _ := unreachableACME(t)
 	var c httpx.Ctx
 	c.Req.Method, c.Req.Path = http.MethodGet, "/app/page"
 	if n := testing.AllocsPerRun(100, func() { s.HandleHTTPChallenge(&c) }); n != 0 {

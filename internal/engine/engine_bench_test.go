@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pingap-go/pingap/internal/config"
+	"github.com/pingap-go/pingap/internal/testutil/race"
 )
 
 // The end-to-end proxy benchmarks run the real engine, server and upstream
@@ -235,11 +236,11 @@ const maxProxyAllocs = 2
 // timing. testing.AllocsPerRun counts every allocation in the process, so
 // the client and the backend are written to allocate nothing.
 func TestProxyAllocs(t *testing.T) {
-	if raceEnabled {
+	if race.Enabled {
 		// The race detector drops sync.Pool items at random, so pooled
 		// objects are reallocated: counts are meaningless there. `make
 		// unit` runs this test again without -race.
-		t.Skip("allocation counts are not meaningful under -race (make unit runs it without)")
+		t.Skip("allocation counts are checked without -race (make unit)")
 	}
 	_, addr := startEngine(t, benchConfig(startBackend(t), "", "access_log = false"))
 	c := dialBench(t, addr)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pingap-go/pingap/internal/testutil/race"
 )
 
 // sample finds the series name{labels} (exact label set) and returns its
@@ -325,6 +327,9 @@ func TestHandler(t *testing.T) {
 
 // TestObserveAllocs guards the hot path: no allocation once warm.
 func TestObserveAllocs(t *testing.T) {
+	if race.Enabled {
+		t.Skip("allocation counts are checked without -race (make unit)")
+	}
 	m := New("test")
 	lm := m.Location("web", "api")
 	am := m.UpstreamAddr("b", "10.0.0.1:80")

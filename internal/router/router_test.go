@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/pingap-go/pingap/internal/testutil/race"
 )
 
 // r is shorthand for a route whose Value is its name.
@@ -227,7 +229,7 @@ func TestHostMatching(t *testing.T) {
 
 // TestHostileHost: a huge Host made of dots costs work bounded by the
 // configured wildcard lengths, never allocates, and still matches by tail.
-func TestHostileHost(t *testing.T) {
+func TestHostileHostNoAlloc(t *testing.T) {
 	rt, err := New([]Route[string]{
 		r("wild", "*.example.com", "prefix", "/", 0, ""),
 		r("exact", strings.Repeat("b", 253), "prefix", "/", 0, ""),
@@ -247,7 +249,7 @@ func TestHostileHost(t *testing.T) {
 	} {
 		var m Match[string]
 		allocs := testing.AllocsPerRun(5, func() { m, _ = rt.Match(tc.host, "/") })
-		if m.Name() != tc.want || allocs != 0 {
+		if m.Name() != tc.want || (allocs != 0 && !race.Enabled) {
 			t.Errorf("host of %d bytes: got %s with %v allocs, want %s with 0", len(tc.host), m.Name(), allocs, tc.want)
 		}
 	}
@@ -376,6 +378,9 @@ func TestRewrites(t *testing.T) {
 // for a regex route with a rewrite (not in this table); a regex route
 // without a rewrite does not allocate either.
 func TestRewritePathNoAlloc(t *testing.T) {
+	if race.Enabled {
+		t.Skip("allocation counts are checked without -race (make unit)")
+	}
 	rt, err := New([]Route[string]{
 		r("p", "", "prefix", "/api", 0, "/v2"),
 		r("e", "", "exact", "/old", 0, "/new"),
