@@ -367,12 +367,15 @@ locations = ["rr", "wrr", "lc", "iph"]
 		var wg sync.WaitGroup
 		defer wg.Wait()
 		defer releaseOnce.Do(func() { close(release) })
+		// The held requests must stay held however slow the machine is: no
+		// client timeout (the slow backend lets go by itself after 20s).
+		holder := &http.Client{Transport: upPlain.Transport}
 		for burst := 0; burst < 20 && held.Load() < 3; burst++ {
 			for i := 0; i < 6; i++ {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					upGet(upPlain, base+"/lc")
+					upGet(holder, base+"/lc")
 				}()
 			}
 			upEventually(t, 5*time.Second, "burst settled", func() bool { return held.Load() >= 1 })
@@ -382,7 +385,7 @@ locations = ["rr", "wrr", "lc", "iph"]
 		}
 		// With the slow backend holding >= 3 and fast at most 1 (its
 		// previous request's accounting), every new request goes to fast.
-		c := &http.Client{Timeout: 3 * time.Second, Transport: upPlain.Transport}
+		c := &http.Client{Timeout: 10 * time.Second, Transport: upPlain.Transport}
 		for i := 0; i < 30; i++ {
 			if be := upMustGet(t, c, base+"/lc/fast"); be != "fast" {
 				t.Fatalf("request %d went to %q while slow held %d requests", i, be, held.Load())
