@@ -292,6 +292,7 @@ access_log = false
 [upstreams.origin]
 addrs = ["127.0.0.1:$ORIGIN1_PORT", "127.0.0.1:$ORIGIN2_PORT"]
 algorithm = "round_robin"
+max_idle_conns = ${PINGAP_MAX_IDLE:-$((POOL / 2))}
 
 [locations.all]
 upstream = "origin"
