@@ -292,7 +292,24 @@ func TestUpBalancingPolicies(t *testing.T) {
 		}
 		io.WriteString(w, "slow")
 	}))
-	fast := upNewBackend(t, "fast", nil)
+	// fast holds only the requests of the least_conn set-up (/lc/hold)
+	// until fastGo, then answers everything at once.
+	fastGo := make(chan struct{})
+	var fastHeld atomic.Int64
+	fast := upNewBackend(t, "fast", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/lc/hold" {
+			fastHeld.Add(1)
+			defer fastHeld.Add(-1)
+			select {
+			case <-fastGo:
+			case <-r.Context().Done():
+			case <-time.After(20 * time.Second):
+			}
+		}
+		io.WriteString(w, "fast")
+	}))
+	var fastGoOnce sync.Once
+	t.Cleanup(func() { fastGoOnce.Do(func() { close(fastGo) }) })
 	var releaseOnce sync.Once
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 
@@ -362,29 +379,33 @@ locations = ["rr", "wrr", "lc", "iph"]
 	})
 
 	t.Run("least_conn avoids busy backend", func(t *testing.T) {
-		// Fire concurrent bursts until the slow backend holds >= 3 requests
-		// (least_conn sends it a share only while the counts tie).
+		// Six concurrent requests while both backends hold theirs: least
+		// connections splits them about 3/3. Then fast lets its go: slow
+		// still holds 2 or more, fast none, so every new request goes to
+		// fast (round robin would alternate).
 		var wg sync.WaitGroup
 		defer wg.Wait()
 		defer releaseOnce.Do(func() { close(release) })
 		// The held requests must stay held however slow the machine is: no
-		// client timeout (the slow backend lets go by itself after 20s).
+		// client timeout (the backends let go by themselves after 20s).
 		holder := &http.Client{Transport: upPlain.Transport}
-		for burst := 0; burst < 20 && held.Load() < 3; burst++ {
-			for i := 0; i < 6; i++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					upGet(holder, base+"/lc")
-				}()
-			}
-			upEventually(t, 5*time.Second, "burst settled", func() bool { return held.Load() >= 1 })
+		for i := 0; i < 6; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				upGet(holder, base+"/lc/hold")
+			}()
 		}
-		if n := held.Load(); n < 3 {
-			t.Fatalf("slow backend holds only %d requests after 20 bursts", n)
+		upEventually(t, 10*time.Second, "6 requests held by the two backends", func() bool {
+			return held.Load()+fastHeld.Load() == 6
+		})
+		// 3/3 when the six arrive one after another; concurrent selections
+		// may read the same counts, so allow one off.
+		if s, f := held.Load(), fastHeld.Load(); s < 2 || f < 2 {
+			t.Fatalf("least_conn split 6 concurrent requests %d (slow) / %d (fast), want about 3/3", s, f)
 		}
-		// With the slow backend holding >= 3 and fast at most 1 (its
-		// previous request's accounting), every new request goes to fast.
+		fastGoOnce.Do(func() { close(fastGo) })
+		upEventually(t, 10*time.Second, "fast answered its held requests", func() bool { return fastHeld.Load() == 0 })
 		c := &http.Client{Timeout: 10 * time.Second, Transport: upPlain.Transport}
 		for i := 0; i < 30; i++ {
 			if be := upMustGet(t, c, base+"/lc/fast"); be != "fast" {
