@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -16,11 +17,27 @@ const dcUpstreamDelay = 5 * time.Second
 // upstream is still working cancels the upstream attempt: the access log
 // says 499 long before the upstream would have answered, the upstream
 // sees its request cancelled, and the inflight limit slot is free at once.
+// Without a body, and with one (watched once it was sent upstream).
 func TestDisconnectHTTP1Cancels(t *testing.T) {
 	t.Parallel()
+	for name, req := range map[string]string{
+		"GET":          "GET /slow HTTP/1.1\r\nHost: x\r\nX-Client: c\r\n\r\n",
+		"POST":         "POST /slow HTTP/1.1\r\nHost: x\r\nX-Client: c\r\nContent-Length: 5\r\n\r\nhello",
+		"POST chunked": "POST /slow HTTP/1.1\r\nHost: x\r\nX-Client: c\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dcAbandon(t, req)
+		})
+	}
+}
+
+func dcAbandon(t *testing.T, request string) {
 	upCancelled := make(chan struct{}, 1)
 	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
+			// net/http notices a closed connection only once the body is read.
+			io.ReadAll(r.Body)
 			select {
 			case <-time.After(dcUpstreamDelay):
 			case <-r.Context().Done():
@@ -55,7 +72,7 @@ locations = ["l"]
 		t.Fatal(err)
 	}
 	sent := time.Now()
-	fmt.Fprintf(conn, "GET /slow HTTP/1.1\r\nHost: x\r\nX-Client: c\r\n\r\n")
+	fmt.Fprint(conn, request)
 	time.Sleep(300 * time.Millisecond)
 	conn.Close()
 

@@ -24,8 +24,9 @@ func SetBodyLimit(req *Request, n int64) bool {
 	return false
 }
 
-// BodyEOFHook is told when a stream body returned io.EOF (the HTTP/2 adapter
-// copies trailers into Request.Trailer then).
+// BodyEOFHook is told, once, when a body has been read to its end (the
+// HTTP/2 engine copies trailers into Request.Trailer then; the HTTP/1.1
+// server starts its disconnect watch).
 type BodyEOFHook interface{ BodyEOF() }
 
 type bodyMode uint8
@@ -108,6 +109,11 @@ func (b *Body) CancelContinue() { b.cont = nil }
 // that was never sent (it may not send the body at all).
 func (b *Body) ContinuePending() bool { return b.cont != nil }
 
+// SetEOFHook makes b tell h, once, when the body has been read to its end:
+// at io.EOF, or when the last byte of a fixed-length body is returned (the
+// HTTP/1.1 server starts watching for a client disconnect then: watch.go).
+func (b *Body) SetEOFHook(h BodyEOFHook) { b.hook = h }
+
 // SetCounter makes b add every byte it returns to *c (Ctx.BytesIn).
 func (b *Body) SetCounter(c *int64) { b.counter = c }
 
@@ -184,9 +190,13 @@ func (b *Body) Read(p []byte) (int, error) {
 	}
 	if err != nil {
 		b.err = err
-		if err == io.EOF && b.hook != nil {
-			b.hook.BodyEOF()
-		}
+	}
+	// The hook hears of the end as soon as it is known: a reader that
+	// stops after Content-Length bytes never sees the io.EOF.
+	if b.hook != nil && (err == io.EOF || err == nil && b.mode == bodyFixed && b.remaining == 0) {
+		h := b.hook
+		b.hook = nil
+		h.BodyEOF()
 	}
 	return n, err
 }

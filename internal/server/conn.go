@@ -198,8 +198,8 @@ type conn struct {
 	// told about the close with the same hook).
 	onConn func(open bool)
 
-	// watch notices a client disconnect during a slow request without a
-	// body (watch.go); made on the first such request.
+	// watch notices a client disconnect during a slow request (watch.go);
+	// made on the first request.
 	watch *watch
 
 	// pk is the state of a connection parked in the server's epoll set
@@ -584,12 +584,17 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 
 	c.w.reset(c, req.Proto == "HTTP/1.1", c.head.KeepAlive)
 	x.W = &c.w
-	// Without a body nothing reads the connection while the handler runs:
-	// a slow request is watched for the client going away (watch.go). With
-	// a body the handler's reads see it.
-	watched := req.ContentLength == 0 && !c.head.Chunked && !c.head.Upgrade
+	// A slow request is watched for the client going away (watch.go):
+	// without a body from the start, with one once the handler has read
+	// all of it (until then its reads see the client go). An upgrade
+	// hands the connection over.
+	watched := !c.head.Upgrade
 	if watched {
-		x.Context = c.startWatch()
+		bodied := req.ContentLength != 0 || c.head.Chunked
+		x.Context = c.startWatch(!bodied)
+		if bodied {
+			c.body.SetEOFHook(c.watch)
+		}
 	} else {
 		x.Context = context.Background()
 	}

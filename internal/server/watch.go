@@ -20,7 +20,7 @@ const watchDelay = 100 * time.Millisecond
 var aLongTimeAgo = time.Unix(1, 0)
 
 // watch is the disconnect watcher of one HTTP/1 connection, allocated on
-// its first request without a body and reused for all later ones. It is
+// its first request and reused for all later ones. It is
 // also the request's context (reqCtx), so that the context the proxy and
 // the plugins hold is the one the watcher cancels.
 type watch struct {
@@ -38,22 +38,34 @@ type watch struct {
 
 // startWatch arms the watcher for a request whose handler is about to
 // run, and returns the request's context.
-func (c *conn) startWatch() context.Context {
+//
+// A request without a body is watched from watchDelay on (armed). One with
+// a body is armed by BodyEOF once the handler has read the whole body:
+// until then the handler's own reads see a client that goes away, and the
+// watcher must not read the connection under them.
+func (c *conn) startWatch(armed bool) context.Context {
 	w := c.watch
 	if w == nil {
 		w = &watch{c: c, ended: make(chan struct{}, 1)}
 		w.ctx.stop = w.ctx.stopSlot
-		w.timer = time.AfterFunc(watchDelay, w.fire)
+		w.timer = time.AfterFunc(time.Hour, w.fire)
+		w.timer.Stop()
 		c.watch = w
-	} else {
-		w.timer.Reset(watchDelay)
 	}
 	w.ctx.reset()
 	w.mu.Lock()
 	w.active = true
 	w.mu.Unlock()
+	if armed {
+		w.timer.Reset(watchDelay)
+	}
 	return &w.ctx
 }
+
+// BodyEOF implements httpx.BodyEOFHook: the request's body was read to its
+// end, so nothing reads the connection until the response is done; watch
+// it from watchDelay on, as a request without a body.
+func (w *watch) BodyEOF() { w.timer.Reset(watchDelay) }
 
 // fire runs on the timer's goroutine once a request took watchDelay: it
 // reads one byte from the connection until the request ends (stopWatch

@@ -115,24 +115,60 @@ func TestWatchedKeepAlive(t *testing.T) {
 	}
 }
 
-// TestBodyRequestNotWatched: a request with a body keeps a context that is
-// never cancelled by the server (its handler's body reads see the client).
-func TestBodyRequestNotWatched(t *testing.T) {
-	got := make(chan context.Context, 1)
-	addr, _ := startServer(t, HandlerFunc(func(c *httpx.Ctx) {
+// bodyThenWait reads the whole body, then behaves like slowHandler.
+func bodyThenWait(wait time.Duration, done chan<- error) HandlerFunc {
+	slow := slowHandler(wait, done)
+	return func(c *httpx.Ctx) {
 		io.ReadAll(c.Req.Body)
-		got <- c.Context
-		var h httpx.Header
-		c.W.WriteHeader(200, &h, 0)
-		c.W.Finish(nil)
-	}), Options{Name: "web"})
-	cl := dialRaw(t, addr)
-	cl.send("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
-	if resp, _ := cl.read("POST"); resp.StatusCode != 200 {
-		t.Fatalf("status %d", resp.StatusCode)
+		slow(c)
 	}
-	if ctx := <-got; ctx != context.Background() {
-		t.Fatalf("a request with a body got %T, want context.Background()", ctx)
+}
+
+// TestDisconnectAfterBodyCancelsContext: once a request's body has been
+// read, a client that closes cancels the request's context too (fixed
+// length and chunked bodies).
+func TestDisconnectAfterBodyCancelsContext(t *testing.T) {
+	for _, req := range []string{
+		"POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+		"POST /slow HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	} {
+		done := make(chan error, 1)
+		addr, _ := startServer(t, bodyThenWait(10*time.Second, done), Options{Name: "web"})
+		cl := dialRaw(t, addr)
+		cl.send(req)
+		time.Sleep(2 * watchDelay) // the watcher is reading
+		cl.conn.Close()
+		select {
+		case err := <-done:
+			if err != context.Canceled {
+				t.Fatalf("%q: handler saw %v, want context.Canceled", req, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%q: the handler's context was not cancelled after the client closed", req)
+		}
+	}
+}
+
+// TestBodyNotWatchedWhileRead: while the handler still reads the body, the
+// watcher stays off (a client pausing mid-upload is not a disconnect),
+// and a pipelined request after a watched body is kept and served.
+func TestBodyNotWatchedWhileRead(t *testing.T) {
+	done := make(chan error, 2)
+	addr, _ := startServer(t, bodyThenWait(3*watchDelay, done), Options{Name: "web"})
+	cl := dialRaw(t, addr)
+	cl.send("POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhello")
+	time.Sleep(3 * watchDelay) // longer than watchDelay with the body half sent
+	cl.send("world")
+	time.Sleep(2 * watchDelay) // body read: the watcher is reading now
+	cl.send("GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+	for i, m := range []string{"POST", "GET"} {
+		resp, body := cl.read(m)
+		if resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("response %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the request with a body was cancelled: %v", err)
 	}
 }
 
