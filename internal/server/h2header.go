@@ -399,23 +399,11 @@ func (h *h2conn) writeHeaderBlockLocked(id uint32, block []byte, endStream bool)
 }
 
 // skipH2Field drops connection-specific fields, which HTTP/2 forbids (RFC
-// 9113 §8.2.2), and the framing the stack does itself.
+// 9113 §8.2.2), the framing the stack does itself (the HTTP/1.1 writer's
+// list, Upgrade included: there is no 101 in HTTP/2), and pseudo-header
+// names a handler cannot set.
 func skipH2Field(name string) bool {
-	switch len(name) {
-	case 2:
-		return httpx.EqualFold(name, "TE")
-	case 7:
-		return httpx.EqualFold(name, "Upgrade")
-	case 10:
-		return httpx.EqualFold(name, "Connection") || httpx.EqualFold(name, "Keep-Alive")
-	case 14:
-		return httpx.EqualFold(name, "Content-Length")
-	case 16:
-		return httpx.EqualFold(name, "Proxy-Connection")
-	case 17:
-		return httpx.EqualFold(name, "Transfer-Encoding")
-	}
-	return len(name) > 0 && name[0] == ':'
+	return skipResponseField(name, 0) || len(name) > 0 && name[0] == ':'
 }
 
 // commonLower holds the lower-case forms of common response field names,
