@@ -281,3 +281,41 @@ func TestEpollParkHalfClose(t *testing.T) {
 		waitConns(t, s, 0, 0)
 	}
 }
+
+// TestEpollParkClientCloseDuringClose: a parked client closing while the
+// server closes may make the poller goroutine finish the last connection
+// itself; closing the epoll set then must not wait for that very
+// goroutine (it deadlocked: Close never returned). Repeated, since it is a
+// race between the poller and Close.
+func TestEpollParkClientCloseDuringClose(t *testing.T) {
+	for i := range 30 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := New(HandlerFunc(echo), Options{Logger: quietLogger(), idleRelease: 10 * time.Millisecond})
+		served := make(chan error, 1)
+		go func() { served <- s.Serve(ln) }()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitConns(t, s, 1, wantParked(1))
+		closed := make(chan struct{})
+		go func() {
+			c.Close()
+			s.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Close hung while the parked client closed", i)
+		}
+		select {
+		case <-served:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Serve did not return after Close", i)
+		}
+	}
+}

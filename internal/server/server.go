@@ -195,7 +195,10 @@ func (s *Server) markGone() {
 	s.goneOnce.Do(func() {
 		close(s.gone)
 		if s.poll != nil {
-			s.poll.close()
+			// Not inline: the last connection may be finished by the
+			// poller goroutine itself (a parked client that closed),
+			// and closing the epoll file waits for that goroutine's read.
+			go s.poll.close()
 		}
 	})
 }
