@@ -304,16 +304,7 @@ func TestRequestHygiene(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 		w.Write([]byte("ok"))
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-max_header_bytes = "4KB"
-`, up.Addr))
+	cfg := writeConfig(t, oneUpstreamConfig(up.Addr)+"max_header_bytes = \"4KB\"\n")
 	p := start(t, cfg, "main")
 	addr := p.waitAddr("main")
 	cases := []struct {

@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/httpx"
 	"github.com/pingap-go/pingap/internal/testutil/dnsstub"
 	"github.com/pingap-go/pingap/internal/testutil/pebble"
@@ -29,11 +28,7 @@ import (
 // "auto" uses one storage folder and a CA that refuses connections.
 func sharedStores(t *testing.T, storage string, recheck time.Duration) (a, b *Store) {
 	t.Helper()
-	cfg := &config.Config{
-		Certificates: map[string]config.Certificate{"auto": {Domains: []string{"auto.pingap.test"}, ACME: true}},
-		Servers:      map[string]config.Server{"tls": {Addr: "127.0.0.1:0", Certificates: []string{"auto"}}},
-		ACME:         config.ACME{DirectoryURL: "https://127.0.0.1:1/dir", Storage: storage},
-	}
+	cfg := unreachableACMEConfig(storage)
 	mk := func() *Store {
 		s := NewStore(testLogger(t), nil)
 		s.acmeBackoff = time.Hour
@@ -161,11 +156,7 @@ func TestACMEPicksUpCertificateStoredByAnotherInstance(t *testing.T) {
 	s.acmeBackoff = time.Hour
 	s.acmeRecheck = 50 * time.Millisecond
 	t.Cleanup(s.Close)
-	cfg := &config.Config{
-		Certificates: map[string]config.Certificate{"auto": {Domains: []string{"auto.pingap.test"}, ACME: true}},
-		Servers:      map[string]config.Server{"tls": {Addr: "127.0.0.1:0", Certificates: []string{"auto"}}},
-		ACME:         config.ACME{DirectoryURL: "https://127.0.0.1:1/dir", Storage: storage},
-	}
+	cfg := unreachableACMEConfig(storage)
 	if err := s.Update(cfg); err != nil {
 		t.Fatal(err)
 	}

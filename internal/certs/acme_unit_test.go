@@ -20,15 +20,21 @@ func unreachableACME(t *testing.T) (*Store, *config.Config) {
 	s := NewStore(testLogger(t), nil)
 	s.acmeBackoff = time.Hour
 	t.Cleanup(s.Close)
-	cfg := &config.Config{
-		Certificates: map[string]config.Certificate{"auto": {Domains: []string{"auto.pingap.test"}, ACME: true}},
-		Servers:      map[string]config.Server{"tls": {Addr: "127.0.0.1:0", Certificates: []string{"auto"}}},
-		ACME:         config.ACME{DirectoryURL: "https://127.0.0.1:1/dir", Storage: storage},
-	}
+	cfg := unreachableACMEConfig(storage)
 	if err := s.Update(cfg); err != nil {
 		t.Fatal(err)
 	}
 	return s, cfg
+}
+
+// unreachableACMEConfig has one acme certificate "auto" on server "tls",
+// from a CA that refuses connections, stored in storage.
+func unreachableACMEConfig(storage string) *config.Config {
+	return &config.Config{
+		Certificates: map[string]config.Certificate{"auto": {Domains: []string{"auto.pingap.test"}, ACME: true}},
+		Servers:      map[string]config.Server{"tls": {Addr: "127.0.0.1:0", Certificates: []string{"auto"}}},
+		ACME:         config.ACME{DirectoryURL: "https://127.0.0.1:1/dir", Storage: storage},
+	}
 }
 
 func TestHandleHTTPChallenge(t *testing.T) {
