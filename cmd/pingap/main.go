@@ -126,9 +126,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// The auto_reload watcher follows the running config: every applied
 	// reload (SIGHUP, the watcher itself, admin, etcd) turns it on or off.
 	watch := &watcher{path: *cfgPath, log: logger}
+	trimmer := newMemTrimmer(logger, os.Getenv(memTrimEnv))
 	e := engine.New(engine.Options{Name: cfg.Basic.Name, Logger: logger, LogLevel: level, Load: load, Listen: inherited.Listen,
-		Admin:   admin.ForEngine(admin.Options{Logger: logger, Persist: persist}),
-		Applied: func(c *config.Config) { watch.set(c.Basic.AutoReload) }})
+		Admin: admin.ForEngine(admin.Options{Logger: logger, Persist: persist}),
+		Applied: func(c *config.Config) {
+			watch.set(c.Basic.AutoReload)
+			go trimmer.trim("reload") // Applied runs under the engine's lock
+		}})
 	if err := e.Start(cfg); err != nil {
 		logger.Error("start failed", slog.String("error", err.Error()))
 		return 1
@@ -143,6 +147,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	stopEtcd := watchEtcd(etcdSrc, logger, reload)
 	defer stopEtcd()
 	logger.Info("pingap started", slog.String("version", version), slog.String("config", *cfgPath), slog.Int("pid", os.Getpid()))
+	// Start-up is over (config loaded, listeners open): give back the
+	// binary's pages and the heap that only start-up used (PINGAP_MEMTRIM).
+	trimmer.trim("start-up")
 
 	shutdown := func(why string) int {
 		stopEtcd() // no etcd-triggered reload while draining

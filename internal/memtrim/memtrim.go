@@ -1,0 +1,53 @@
+// Package memtrim gives back, once start-up is over, the memory that only
+// start-up used, so that the resident set shows what the running proxy
+// uses.
+//
+// Why: most of an idle pingap's RSS is not heap but pages of its own
+// executable (RssFile): the runtime and the package initialisers of the
+// dependencies (protobuf descriptors of the etcd client and gRPC, OTLP,
+// Prometheus) read code, type data and the function table all over the
+// 30 MB binary before main runs, and the kernel maps 64 KB of cached file
+// around every page fault on a file mapping ("fault-around"). After
+// start-up those pages stay mapped although nothing touches them again.
+// Trim unmaps them from this process: they stay in the page cache (clean,
+// shared, reclaimable by the kernel at any time), and a page that is used
+// again is mapped back on first touch by a minor fault, without I/O. The
+// RSS after Trim therefore is the set of pages the proxy touched since:
+// its working set, which grows back to what traffic needs.
+//
+// It also returns the heap that start-up left as garbage
+// (debug.FreeOSMemory: one collection, then the free pages go back to
+// the OS).
+//
+// What it never touches: writable mappings (data, bss: MADV_DONTNEED
+// would discard their contents) and read-only mappings that hold
+// anonymous (copy-on-write) pages, such as the relocated read-only data
+// of a position-independent build or a debugger's breakpoints; only the
+// executable's own read-only file mappings whose every page is still the
+// file's.
+package memtrim
+
+import "errors"
+
+// ErrUnsupported is returned by Trim where it does nothing (not Linux).
+var ErrUnsupported = errors.New("memtrim: not supported on this OS")
+
+// Result is what one Trim did, from /proc/self/status before and after.
+type Result struct {
+	// FileBefore and FileAfter are RssFile in bytes, AnonBefore and
+	// AnonAfter RssAnon.
+	FileBefore, FileAfter int64
+	AnonBefore, AnonAfter int64
+	// Released is the number of bytes of address space (read-only
+	// mappings of the executable) that were unmapped from the page tables.
+	Released int64
+}
+
+// Trim returns the heap's free pages to the OS and unmaps the
+// executable's read-only file-backed pages from this process (Linux; a
+// no-op elsewhere, with ErrUnsupported). It is safe to call at any time
+// and from any goroutine, also while requests are served: a page that is
+// needed again faults back in from the page cache. It costs one garbage
+// collection and a read of /proc/self/smaps, a few milliseconds; call it
+// after start-up and after a configuration reload, not per request.
+func Trim() (Result, error) { return trim() }

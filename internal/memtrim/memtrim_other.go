@@ -1,0 +1,5 @@
+//go:build !linux
+
+package memtrim
+
+func trim() (Result, error) { return Result{}, ErrUnsupported }
