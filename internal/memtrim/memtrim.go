@@ -31,7 +31,8 @@ package memtrim
 
 import "errors"
 
-// ErrUnsupported is returned by Trim where it does nothing (not Linux).
+// ErrUnsupported is returned (possibly wrapped) by Trim where it does
+// nothing: not Linux, or no /proc to find the executable's mappings in.
 var ErrUnsupported = errors.New("memtrim: not supported on this OS")
 
 // Result is what one Trim did, from /proc/self/status before and after.

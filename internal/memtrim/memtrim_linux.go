@@ -47,7 +47,8 @@ func trim() (Result, error) {
 func releaseExecutable() (int64, error) {
 	var st syscall.Stat_t
 	if err := syscall.Stat("/proc/self/exe", &st); err != nil {
-		return 0, fmt.Errorf("memtrim: %w", err)
+		// No /proc (a chroot, a sandbox): nothing to find the mappings by.
+		return 0, fmt.Errorf("%w: %w", ErrUnsupported, err)
 	}
 	dev := fmt.Sprintf("%02x:%02x", major(uint64(st.Dev)), minor(uint64(st.Dev)))
 	maps, err := os.Open("/proc/self/maps")
