@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pingap-go/pingap/internal/memtrim"
 )
@@ -39,7 +40,9 @@ func (t *memTrimmer) trim(why string) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	start := time.Now()
 	res, err := memtrim.Trim()
+	took := time.Since(start)
 	if errors.Is(err, memtrim.ErrUnsupported) {
 		return
 	}
@@ -49,5 +52,6 @@ func (t *memTrimmer) trim(why string) {
 	}
 	t.log.Debug("memory trim", slog.String("after", why),
 		slog.Int64("rss_file_kb_before", res.FileBefore>>10), slog.Int64("rss_file_kb_after", res.FileAfter>>10),
-		slog.Int64("rss_anon_kb_before", res.AnonBefore>>10), slog.Int64("rss_anon_kb_after", res.AnonAfter>>10))
+		slog.Int64("rss_anon_kb_before", res.AnonBefore>>10), slog.Int64("rss_anon_kb_after", res.AnonAfter>>10),
+		slog.Duration("took", took))
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"syscall"
@@ -53,7 +54,7 @@ func releaseExecutable() (int64, error) {
 	dev := fmt.Sprintf("%02x:%02x", major(uint64(st.Dev)), minor(uint64(st.Dev)))
 	maps, err := os.Open("/proc/self/maps")
 	if err != nil {
-		return 0, fmt.Errorf("memtrim: %w", err)
+		return 0, procErr(err)
 	}
 	var cands []mapping
 	sc := bufio.NewScanner(maps)
@@ -71,7 +72,7 @@ func releaseExecutable() (int64, error) {
 	}
 	pagemap, err := os.Open("/proc/self/pagemap")
 	if err != nil {
-		return 0, fmt.Errorf("memtrim: %w", err)
+		return 0, procErr(err)
 	}
 	defer pagemap.Close()
 	var released int64
@@ -93,6 +94,16 @@ func releaseExecutable() (int64, error) {
 		released += int64(m.end - m.start)
 	}
 	return released, errors.Join(errs...)
+}
+
+// procErr wraps a failure to open a /proc file: ErrUnsupported when the
+// file is missing or closed to us (a sandbox without pagemap), so that
+// callers can stay quiet about an environment that cannot trim.
+func procErr(err error) error {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("%w: %w", ErrUnsupported, err)
+	}
+	return fmt.Errorf("memtrim: %w", err)
 }
 
 // pagemap entry bits (Documentation/admin-guide/mm/pagemap.rst); the
