@@ -147,9 +147,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	stopEtcd := watchEtcd(etcdSrc, logger, reload)
 	defer stopEtcd()
 	logger.Info("pingap started", slog.String("version", version), slog.String("config", *cfgPath), slog.Int("pid", os.Getpid()))
-	// Start-up is over (config loaded, listeners open): give back the
-	// binary's pages and the heap that only start-up used (PINGAP_MEMTRIM).
-	trimmer.trim("start-up")
+	afterStartup(trimmer)
 
 	shutdown := func(why string) int {
 		stopEtcd() // no etcd-triggered reload while draining

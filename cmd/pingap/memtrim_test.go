@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"testing"
 )
@@ -47,5 +48,20 @@ func TestMemTrimmerTrims(t *testing.T) {
 	}
 	if runtime.GOOS == "linux" && !strings.Contains(out, `msg="memory trim" after=start-up rss_file_kb_before=`) {
 		t.Fatalf("no trim result logged: %q", out)
+	}
+}
+
+// TestAfterStartupCollects: afterStartup runs a garbage collection (which
+// turns on the runtime's periodic GC) even with the trim turned off.
+func TestAfterStartupCollects(t *testing.T) {
+	cycles := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	before := cycles()
+	afterStartup(newMemTrimmer(slog.Default(), "off"))
+	if after := cycles(); after <= before {
+		t.Fatalf("GC cycles %d -> %d: afterStartup did not collect", before, after)
 	}
 }
