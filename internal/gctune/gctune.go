@@ -19,6 +19,12 @@
 //
 // An operator's GOGC (environment) disables the tuner; GOMEMLIMIT still
 // applies on top of it as a hard-ish ceiling.
+//
+// One interaction to know: the runtime's periodic GC (every 2 minutes)
+// only runs once a first collection has happened, and GOGC=400 on a small
+// heap puts the first one at ~16 MB allocated, so an idle proxy's heap
+// would grow for most of an hour. cmd/pingap therefore runs one
+// collection right after start-up.
 package gctune
 
 import (

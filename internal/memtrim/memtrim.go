@@ -16,10 +16,12 @@
 // its working set, which grows back to what traffic needs.
 //
 // It deliberately leaves the heap alone: returning start-up's garbage
-// with debug.FreeOSMemory (a forced collection) was measured to raise
-// RssAnon by 0.5-1 MB rather than lower it (the collector's own metadata,
-// which the first collection allocates, outweighs the ~1 MB of garbage
-// start-up leaves, most of it in pages that are reused anyway).
+// with debug.FreeOSMemory was measured to save nothing over a plain
+// collection (the collector's own metadata, which the first collection
+// allocates, outweighs the ~1 MB of garbage start-up leaves, and freed
+// heap pages are reused). cmd/pingap runs one runtime.GC before the
+// first Trim, for another reason (the runtime's periodic GC only starts
+// after a first collection).
 //
 // What it never touches: writable mappings (data, bss: MADV_DONTNEED
 // would discard their contents) and read-only mappings that hold
