@@ -17,8 +17,8 @@ import (
 const memTrimEnv = "PINGAP_MEMTRIM"
 
 // memTrimmer runs memtrim.Trim once start-up is over and again after each
-// applied reload, so that pages and heap only start-up (or building the
-// new configuration) used do not stay in the resident set.
+// applied reload, so that pages of the binary only start-up (or building
+// the new configuration) touched do not stay in the resident set.
 type memTrimmer struct {
 	log *slog.Logger
 	on  bool
