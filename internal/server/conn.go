@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -121,15 +122,16 @@ func (p *bufPools) putWriter(bw *bufio.Writer) {
 // has between 7/8 and all of sendTimeout to make progress.
 type connWriter struct {
 	c  *conn
-	by time.Time // the write deadline last set
+	by int64 // the write deadline last set, ns since Server.epoch
 }
 
 func (w *connWriter) Write(p []byte) (int, error) {
-	now := time.Now()
-	st := w.c.opts.sendTimeout
-	if w.by.Sub(now) < st-st/8 {
-		w.by = now.Add(st)
-		w.c.rwc.SetWriteDeadline(w.by)
+	srv := w.c.srv
+	now := srv.mono() // the monotonic clock only: half a time.Now
+	st := int64(w.c.opts.sendTimeout)
+	if w.by-now < st-st/8 {
+		w.by = now + st
+		w.c.rwc.SetWriteDeadline(srv.epoch.Add(time.Duration(w.by)))
 	}
 	return w.c.rwc.Write(p)
 }
@@ -223,6 +225,9 @@ type reqState struct {
 	// date caches the Date field value for the current second.
 	dateSec int64
 	date    []byte
+	// now is when the previous request on the connection ended, for the
+	// next wait (one clock reading for both); waitForRequest clears it.
+	now time.Time
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -406,7 +411,8 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 			c.bw.Flush()
 			return
 		}
-		deadline = time.Now().Add(opts.IdleTimeout)
+		c.now = time.Now()
+		deadline = c.now.Add(opts.IdleTimeout)
 	}
 }
 
@@ -438,12 +444,16 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 		return waitReady
 	}
 	c.acquireBuffers()
+	now := c.now
+	c.now = time.Time{}
 	if c.br.Buffered() > 0 {
 		// Pipelined: the next request is already here.
 		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
 		return waitReady
 	}
-	now := time.Now()
+	if now.IsZero() {
+		now = time.Now()
+	}
 	hot := now.Add(opts.idleRelease)
 	if hot.After(deadline) {
 		hot = deadline
@@ -451,7 +461,14 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 	c.rwc.SetReadDeadline(hot)
 	_, err := c.br.Peek(1) // flushes the previous response first (connReader)
 	if err == nil {
-		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
+		// A head that came whole needs no head timeout: parsing it reads
+		// nothing more, and whatever reads the connection after it sets
+		// its own deadline (body reads, the disconnect watcher, a drain,
+		// an upgrade). That saves moving the deadline (a runtime timer
+		// update and two clock readings) on most requests.
+		if !headBuffered(c.br) {
+			c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
+		}
 		return waitReady
 	}
 	if !isTimeout(err) || !hot.Before(deadline) {
@@ -476,6 +493,15 @@ func (c *conn) waitParked(deadline time.Time) bool {
 	c.rwc.SetReadDeadline(time.Now().Add(c.srv.opts.Load().ReadHeaderTimeout))
 	return true
 }
+
+// headBuffered reports whether br holds the end of a request head (an
+// empty line) in what it has buffered.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, crlfcrlf)
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
 
 func isTimeout(err error) bool {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
