@@ -123,9 +123,21 @@ func (p *bufPools) putWriter(bw *bufio.Writer) {
 type connWriter struct {
 	c  *conn
 	by int64 // the write deadline last set, ns since Server.epoch
+	// wait: the next write is the last of a response and the connection
+	// waits for the next request right after it (sendWait).
+	wait bool
 }
 
 func (w *connWriter) Write(p []byte) (int, error) {
+	if w.wait {
+		w.wait = false
+		n, err := w.c.sendWait(p)
+		if err != nil || n == len(p) {
+			return n, err
+		}
+		m, err := w.Write(p[n:])
+		return n + m, err
+	}
 	srv := w.c.srv
 	now := srv.mono() // the monotonic clock only: half a time.Now
 	st := int64(w.c.opts.sendTimeout)
@@ -182,6 +194,10 @@ type conn struct {
 	// served is set once a request was read on the connection. (conn is
 	// kept within the 320-byte size class: 10K idle connections.)
 	served bool
+	// pipelined is set once the client sent a request before the
+	// previous response was done: its responses are then flushed the
+	// ordinary way, never by sendWait (see there).
+	pipelined bool
 
 	remote, local netip.AddrPort
 	tlsState      *tls.ConnectionState
@@ -225,6 +241,11 @@ type reqState struct {
 	// date caches the Date field value for the current second.
 	dateSec int64
 	date    []byte
+	// sendWait's state (park_linux.go); waited: the last sendWait
+	// waited for the next request.
+	out    []byte
+	werr   error
+	waited bool
 	// now is when the previous request on the connection ended, for the
 	// next wait (one clock reading for both); waitForRequest clears it.
 	now time.Time
@@ -448,6 +469,7 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 	c.now = time.Time{}
 	if c.br.Buffered() > 0 {
 		// Pipelined: the next request is already here.
+		c.pipelined = true
 		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
 		return waitReady
 	}
@@ -459,6 +481,18 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 		hot = deadline
 	}
 	c.rwc.SetReadDeadline(hot)
+	c.waited = false
+	if c.bw.Buffered() > 0 && !c.pipelined {
+		// Send the response and wait for the next request in one step
+		// (sendWait), so that the read below finds the request instead
+		// of failing first.
+		c.cw.wait = true
+		err := c.bw.Flush()
+		c.cw.wait = false
+		if err != nil {
+			return waitClosed
+		}
+	}
 	_, err := c.br.Peek(1) // flushes the previous response first (connReader)
 	if err == nil {
 		// A head that came whole needs no head timeout: parsing it reads
@@ -468,6 +502,16 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 		// update and two clock readings) on most requests.
 		if !headBuffered(c.br) {
 			c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
+		}
+		return waitReady
+	}
+	if isTimeout(err) && c.waited && c.pendingInput() {
+		// A request sendWait's wait could not see (see there): the
+		// client pipelines; its responses take the ordinary way now.
+		c.pipelined = true
+		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
+		if _, err := c.br.Peek(1); err != nil {
+			return waitClosed
 		}
 		return waitReady
 	}

@@ -19,9 +19,10 @@ type parkState struct {
 	added atomic.Bool // the fd is in the epoll set (later parks use MOD)
 	gone  bool        // what peek found; owner only
 	ev    syscall.EpollEvent
-	rc    syscall.RawConn  // the socket's, for epoll_ctl under its fd lock
-	ctl   func(fd uintptr) // c.epollCtl, made once
-	peek  func(fd uintptr) // c.peekFd, made once
+	rc    syscall.RawConn       // the socket's, for epoll_ctl under its fd lock
+	ctl   func(fd uintptr)      // c.epollCtl, made once
+	peek  func(fd uintptr)      // c.peekFd, made once
+	send  func(fd uintptr) bool // c.sendFd, made once
 }
 
 // The Control callbacks run while the connection may already belong to
@@ -201,25 +202,10 @@ func (c *conn) parkEpoll(deadline time.Time) bool {
 	if p == nil {
 		return false
 	}
-	if c.pk.rc == nil {
-		// Only the net package's own sockets: a wrapper could hold bytes
-		// it read ahead, which epoll would never report.
-		var sc syscall.Conn
-		switch nc := c.nc.(type) {
-		case *net.TCPConn:
-			sc = nc
-		case *net.UnixConn:
-			sc = nc
-		default:
+	if c.pk.slot == 0 {
+		if !c.raw() {
 			return false
 		}
-		rc, err := sc.SyscallConn()
-		if err != nil {
-			return false
-		}
-		c.pk.rc = rc
-		c.pk.ctl = c.epollCtl
-		c.pk.peek = c.peekFd
 		c.pk.ev.Events = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 		p.assign(c)
 	}
@@ -259,4 +245,102 @@ func (c *conn) epollCtl(fd uintptr) {
 		c.pk.timer.Stop()
 		go c.resume(c.srv.epoch.Add(time.Duration(c.pk.deadline.Load())))
 	}
+}
+
+// raw makes the socket's RawConn and the callbacks that use it, once; it
+// reports false when the connection is not one of the net package's own
+// sockets (a wrapper could hold bytes it read ahead, which neither epoll
+// nor a raw read would see).
+func (c *conn) raw() bool {
+	if c.pk.rc != nil {
+		return true
+	}
+	var sc syscall.Conn
+	switch nc := c.nc.(type) {
+	case *net.TCPConn:
+		sc = nc
+	case *net.UnixConn:
+		sc = nc
+	default:
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	c.pk.ctl = c.epollCtl
+	c.pk.peek = c.peekFd
+	c.pk.send = c.sendFd
+	c.pk.rc = rc
+	return true
+}
+
+// sendWait writes p, the end of a response, and then waits until the
+// connection is readable (the next request), its read deadline passes or
+// it is closed. It returns how much of p it wrote and the write's error;
+// the caller writes the rest the ordinary way (n < len(p) with a nil
+// error: the socket buffer was full, or the wait could not start). The
+// read that follows tells what ended the wait.
+//
+// Why: the net package's read tries the system call before it waits, and
+// right after a response that read always fails (the client has not sent
+// its next request yet): one wasted system call per request. A raw read
+// callback runs after the runtime reset the socket's readiness, so a
+// reply to what the callback writes cannot be missed.
+//
+// What can be missed is input that came before the callback and after
+// the request was read: a pipelined request. Its readiness was reset, so
+// the wait would last until the idle-release deadline (then the epoll
+// park, which is level-triggered, finds it): a connection that ever
+// pipelined (c.pipelined) never comes here, and one whose first
+// pipelined request raced the response waits at most idleRelease once.
+// TLS connections never come here (bytes written here would bypass TLS).
+func (c *conn) sendWait(p []byte) (int, error) {
+	if c.rwc != c.nc || !c.raw() {
+		return 0, nil
+	}
+	rs := c.reqState
+	rs.out, rs.werr, rs.waited = p, nil, false
+	c.pk.rc.Read(c.pk.send)
+	n := len(p) - len(rs.out)
+	werr := rs.werr
+	rs.out, rs.werr = nil, nil
+	if werr == nil || werr == syscall.EAGAIN {
+		return n, nil
+	}
+	return n, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", werr)}
+}
+
+// pendingInput reports whether the client sent bytes not read yet (a
+// non-blocking peek).
+func (c *conn) pendingInput() bool {
+	var n int
+	err := c.pk.rc.Control(func(fd uintptr) {
+		n, _, _ = syscall.Recvfrom(int(fd), c.cr.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	})
+	return err == nil && n > 0
+}
+
+// sendFd is sendWait's callback: the first call writes, a later one (the
+// socket became readable) ends the wait.
+func (c *conn) sendFd(fd uintptr) bool {
+	rs := c.reqState
+	if rs.waited {
+		return true
+	}
+	for len(rs.out) > 0 {
+		n, err := syscall.Write(int(fd), rs.out)
+		if n > 0 {
+			rs.out = rs.out[n:]
+		}
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			rs.werr = err
+			return true
+		}
+	}
+	rs.waited = true
+	return false
 }

@@ -1,0 +1,160 @@
+//go:build linux
+
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pingap-go/pingap/internal/httpx"
+)
+
+// The client of TestKeepAliveReadsOnce runs in a child process (this test
+// binary, re-run with this variable set to the server's address), so that
+// the read system calls this process makes are the server's alone.
+const syscallClientEnv = "PINGAP_SERVER_SYSCALL_CLIENT"
+
+const syscallRequests = 200
+
+// TestKeepAliveReadsOnce pins the read budget of a keep-alive request on a
+// plain-TCP connection: one read system call, the one that gets the
+// request (sendWait sends the previous response and waits for the next
+// request instead of trying a read the client cannot have answered yet).
+// Counted by the kernel (/proc/self/io syscr), not timed.
+func TestKeepAliveReadsOnce(t *testing.T) {
+	if addr := os.Getenv(syscallClientEnv); addr != "" {
+		if err := runSyscallClient(addr); err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		// Stay alive until the parent counted: a reaped child's reads
+		// are added to its parent's counter.
+		fmt.Println("done")
+		os.Stdin.Read(make([]byte, 1))
+		os.Exit(0)
+	}
+	addr, _ := startServer(t, HandlerFunc(echo), Options{})
+	before, err := readSyscalls()
+	if err != nil {
+		t.Fatalf("no read counter: %v", err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKeepAliveReadsOnce$")
+	cmd.Env = append(os.Environ(), syscallClientEnv+"="+addr)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer stdin.Close()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if line != "done\n" {
+		t.Fatalf("client: %q %v", line, err)
+	}
+	after, _ := readSyscalls()
+	reads := after - before
+	// The first request costs two reads (waitForRequest), reading the
+	// child's output a few; a spurious readiness (rare) costs one more.
+	// Without sendWait every request costs two.
+	const n = syscallRequests
+	if reads > n+n/10 {
+		t.Fatalf("%d read system calls for %d requests, want about %d", reads, n, n)
+	}
+	if reads < n {
+		t.Fatalf("%d read system calls for %d requests: the counter is not counting", reads, n)
+	}
+}
+
+// runSyscallClient sends syscallRequests requests one after the other on
+// one connection, each after the previous response.
+func runSyscallClient(addr string) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	for i := range syscallRequests {
+		if _, err := io.WriteString(c, "GET /r HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return fmt.Errorf("request %d: %w", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("request %d: status %d", i, resp.StatusCode)
+		}
+	}
+	return nil
+}
+
+// readSyscalls returns the read system calls this process made so far.
+func readSyscalls() (int64, error) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if v, ok := bytes.CutPrefix(l, []byte("syscr: ")); ok {
+			return strconv.ParseInt(string(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no syscr in /proc/self/io")
+}
+
+// TestPipelinedWhileHandling: a request pipelined while the previous one
+// is in its handler arrives after the read that got that one and before
+// sendWait's wait began, so the wait cannot see it (see sendWait). It must
+// still be answered (after idleRelease at most), and the connection's
+// later responses go the ordinary way.
+func TestPipelinedWhileHandling(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan string, 4)
+	h := HandlerFunc(func(c *httpx.Ctx) {
+		entered <- c.Req.Path
+		if c.Req.Path == "/slow" {
+			<-release
+		}
+		echo(c)
+	})
+	addr, _ := startServer(t, h, Options{})
+	c := dialRaw(t, addr)
+	// A first request, so that the connection is past its first read.
+	c.send("GET /warm HTTP/1.1\r\nHost: h\r\n\r\n")
+	c.read("GET")
+	<-entered
+	c.send("GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	if p := <-entered; p != "/slow" {
+		t.Fatalf("handler got %s", p)
+	}
+	// On loopback the bytes are in the server's socket when Write returns.
+	c.send("GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+	close(release)
+	for _, want := range []string{"/slow", "/next", "/after"} {
+		if want == "/after" {
+			c.send("GET /after HTTP/1.1\r\nHost: h\r\n\r\n")
+		}
+		resp, _ := c.read("GET")
+		if got := resp.Header.Get("X-Path"); got != want {
+			t.Fatalf("response for %s, want %s", got, want)
+		}
+	}
+}
