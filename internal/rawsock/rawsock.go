@@ -62,17 +62,17 @@ func (s *Sender) stepFd(fd uintptr) bool {
 		return true
 	}
 	for len(s.out) > 0 {
-		n, err := syscall.Write(int(fd), s.out)
-		if n > 0 {
+		// A raw system call (see IO): the socket is non-blocking.
+		n, e := write(fd, s.out)
+		switch e {
+		case 0:
 			s.out = s.out[n:]
-		}
-		if err == syscall.EINTR {
+			continue
+		case syscall.EINTR:
 			continue
 		}
-		if err != nil {
-			s.err = err
-			return true
-		}
+		s.err = e
+		return true
 	}
 	s.waited = true
 	return false

@@ -12,3 +12,13 @@ type Sender struct{}
 func (s *Sender) SendWait(rc syscall.RawConn, p []byte) (n int, waited bool, err error) {
 	return 0, false, nil
 }
+
+// IO is never made where raw socket calls are not available (callers
+// keep a nil *IO and use the net.Conn).
+type IO struct{}
+
+// Read is never called on this system.
+func (c *IO) Read(p []byte) (int, error) { return 0, syscall.EINVAL }
+
+// Write is never called on this system.
+func (c *IO) Write(p []byte) (int, error) { return 0, syscall.EINVAL }

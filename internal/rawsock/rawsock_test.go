@@ -181,3 +181,100 @@ func TestSendWaitAllocs(t *testing.T) {
 		t.Fatalf("%v allocs per SendWait and read, want 0", n)
 	}
 }
+
+func TestIORead(t *testing.T) {
+	tests := []struct {
+		name    string
+		peer    func(p *net.TCPConn)
+		timeout time.Duration
+		want    string
+		wantErr func(error) bool
+	}{
+		{name: "data", peer: func(p *net.TCPConn) { p.Write([]byte("hello")) }, want: "hello"},
+		{name: "eof", peer: func(p *net.TCPConn) { p.Close() }, wantErr: func(err error) bool { return err == io.EOF }},
+		{name: "deadline", peer: func(*net.TCPConn) {}, timeout: 30 * time.Millisecond,
+			wantErr: func(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }},
+		{name: "reset", peer: func(p *net.TCPConn) { p.SetLinger(0); p.Close() },
+			wantErr: func(err error) bool { return errors.Is(err, syscall.ECONNRESET) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, b := pair(t)
+			if tt.timeout == 0 {
+				tt.timeout = 10 * time.Second
+			}
+			a.SetReadDeadline(time.Now().Add(tt.timeout))
+			// The peer acts after the read started waiting (a 1-byte
+			// read never returns before it).
+			go func() { time.Sleep(10 * time.Millisecond); tt.peer(b) }()
+			c := NewIO(rawConn(t, a))
+			buf := make([]byte, 16)
+			n, err := c.Read(buf)
+			if tt.wantErr != nil {
+				if n != 0 || !tt.wantErr(err) {
+					t.Fatalf("Read = %d, %v", n, err)
+				}
+				return
+			}
+			if err != nil || string(buf[:n]) != tt.want {
+				t.Fatalf("Read = %q, %v; want %q", buf[:n], err, tt.want)
+			}
+		})
+	}
+}
+
+// TestIOWriteWaitsForRoom: a write larger than the socket buffers waits
+// for the reader and writes everything, like net.Conn.Write.
+func TestIOWriteWaitsForRoom(t *testing.T) {
+	a, b := pair(t)
+	a.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	p := make([]byte, 8<<20)
+	for i := range p {
+		p[i] = byte(i)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b.SetReadDeadline(time.Now().Add(10 * time.Second))
+		buf, _ := io.ReadAll(io.LimitReader(b, int64(len(p))))
+		got <- buf
+	}()
+	n, err := NewIO(rawConn(t, a)).Write(p)
+	if n != len(p) || err != nil {
+		t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(p))
+	}
+	if buf := <-got; string(buf) != string(p) {
+		t.Fatalf("the reader got %d bytes, not what was written", len(buf))
+	}
+}
+
+// TestIOWriteDeadline: a write nobody reads ends at the write deadline with
+// the net package's timeout error and the count written.
+func TestIOWriteDeadline(t *testing.T) {
+	a, _ := pair(t)
+	a.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+	p := make([]byte, 64<<20)
+	n, err := NewIO(rawConn(t, a)).Write(p)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n <= 0 || n >= len(p) {
+		t.Fatalf("Write = %d, %v; want a partial write and a timeout", n, err)
+	}
+}
+
+// TestIOAllocs: a read and a write allocate nothing.
+func TestIOAllocs(t *testing.T) {
+	a, b := pair(t)
+	a.SetDeadline(time.Now().Add(10 * time.Second))
+	b.SetDeadline(time.Now().Add(10 * time.Second))
+	ca, cb := NewIO(rawConn(t, a)), NewIO(rawConn(t, b))
+	p, q := []byte("ping"), make([]byte, 4)
+	n := testing.AllocsPerRun(100, func() {
+		if _, err := ca.Write(p); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(cb, q); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if n != 0 && !race.Enabled {
+		t.Fatalf("%v allocs per write and read, want 0", n)
+	}
+}

@@ -146,6 +146,9 @@ func (w *connWriter) Write(p []byte) (int, error) {
 		w.by = now + st
 		w.c.rwc.SetWriteDeadline(srv.epoch.Add(time.Duration(w.by)))
 	}
+	if w.c.io != nil {
+		return w.c.io.Write(p)
+	}
 	return w.c.rwc.Write(p)
 }
 
@@ -179,6 +182,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		// handler and its upstream connection forever.
 		r.c.rwc.SetReadDeadline(time.Now().Add(r.c.opts.sendTimeout))
 	}
+	if r.c.io != nil {
+		return r.c.io.Read(p)
+	}
 	return r.c.rwc.Read(p)
 }
 
@@ -199,6 +205,9 @@ type conn struct {
 	// previous response was done: its responses are then flushed the
 	// ordinary way, never by sendWait (see there).
 	pipelined bool
+	// io reads and writes a plain socket with raw system calls (rawsock.IO);
+	// nil: through rwc.
+	io *rawsock.IO
 
 	remote, local netip.AddrPort
 	tlsState      *tls.ConnectionState

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pingap-go/pingap/internal/rawsock"
 )
 
 // parkState is a connection's epoll parking state (see park.go).
@@ -270,6 +272,9 @@ func (c *conn) raw() bool {
 	c.pk.ctl = c.epollCtl
 	c.pk.peek = c.peekFd
 	c.pk.rc = rc
+	if c.rwc == c.nc {
+		c.io = rawsock.NewIO(rc)
+	}
 	return true
 }
 

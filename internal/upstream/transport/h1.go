@@ -107,15 +107,24 @@ type reqWriter struct {
 func (w *reqWriter) Write(p []byte) (int, error) {
 	c := w.c
 	if !w.last {
-		return c.nc.Write(p)
+		return c.io().Write(p)
 	}
 	w.last = false
 	n, err := c.sock.sendWait(p)
 	if err != nil || n == len(p) {
 		return n, err
 	}
-	m, err := c.nc.Write(p[n:])
+	m, err := c.io().Write(p[n:])
 	return n + m, err
+}
+
+// io is what the connection's bytes go through: the socket with raw
+// system calls where possible (sock.raw), else nc.
+func (c *conn) io() io.ReadWriter {
+	if c.sock != nil && c.sock.raw != nil {
+		return c.sock.raw
+	}
+	return c.nc
 }
 
 // setReadDeadline sets the read deadline to now+d and remembers it.
@@ -184,7 +193,7 @@ func (t *h1) getConn(ctx context.Context, fresh bool, now time.Time) (*conn, boo
 			if now.Sub(c.idleAt) < t.idleTimeout {
 				t.mu.Unlock()
 				c.br = readerPool.Get().(*bufio.Reader)
-				c.br.Reset(c.nc)
+				c.br.Reset(c.io())
 				t.reused.Add(1)
 				return c, true, nil
 			}
@@ -225,7 +234,7 @@ func (t *h1) dial(ctx context.Context) (*conn, error) {
 	c.sock = newSock(nc)
 	c.w.c = c
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(nc)
+	c.br.Reset(c.io())
 	return c, nil
 }
 

@@ -2,12 +2,15 @@
 
 package transport
 
-import "net"
+import (
+	"io"
+	"net"
+)
 
 // sock is a no-op where raw socket calls are not available: stale
 // connections are then only detected (and retried) for requests without a
 // body, and requests are written the ordinary way.
-type sock struct{}
+type sock struct{ raw io.ReadWriter }
 
 func newSock(net.Conn) *sock { return nil }
 

@@ -24,6 +24,7 @@ type sock struct {
 	peek  func(fd uintptr) bool
 
 	sender rawsock.Sender
+	raw    *rawsock.IO // reads and writes of a plain socket; nil under TLS
 }
 
 func newSock(nc net.Conn) *sock {
@@ -42,6 +43,9 @@ func newSock(nc net.Conn) *sock {
 	}
 	s := &sock{rc: rc, plain: plain}
 	s.peek = s.peekFd
+	if plain {
+		s.raw = rawsock.NewIO(rc)
+	}
 	return s
 }
 
