@@ -37,11 +37,43 @@ type IO struct {
 
 // NewIO returns an IO for rc.
 func NewIO(rc syscall.RawConn) *IO {
-	c := &IO{rc: rc}
-	c.rfn = c.readFd
-	c.wfn = c.writeFd
+	c := &IO{}
+	c.init(rc)
 	return c
 }
+
+func (c *IO) init(rc syscall.RawConn) {
+	c.rc = rc
+	c.rfn = c.readFd
+	c.wfn = c.writeFd
+}
+
+// Conn is a TCP connection whose Read and Write go through an IO; the
+// rest (deadlines, addresses, CloseWrite, SyscallConn) is the
+// *net.TCPConn's. It is what a TLS connection is layered on, so that the
+// records it reads and writes take the raw path too.
+type Conn struct {
+	*net.TCPConn
+	io IO
+}
+
+// WrapTCP returns nc as a Conn when it is a *net.TCPConn, else nc.
+func WrapTCP(nc net.Conn) net.Conn {
+	tc, ok := nc.(*net.TCPConn)
+	if !ok {
+		return nc
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return nc
+	}
+	c := &Conn{TCPConn: tc}
+	c.io.init(rc)
+	return c
+}
+
+func (c *Conn) Read(p []byte) (int, error)  { return c.io.Read(p) }
+func (c *Conn) Write(p []byte) (int, error) { return c.io.Write(p) }
 
 // Read reads like net.Conn.Read: it waits (within the read deadline)
 // until some bytes came, and reports io.EOF at the end of the stream.

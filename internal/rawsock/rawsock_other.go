@@ -2,7 +2,10 @@
 
 package rawsock
 
-import "syscall"
+import (
+	"net"
+	"syscall"
+)
 
 // Sender writes nothing where raw socket calls are not available: callers
 // write the ordinary way (n = 0).
@@ -22,3 +25,6 @@ func (c *IO) Read(p []byte) (int, error) { return 0, syscall.EINVAL }
 
 // Write is never called on this system.
 func (c *IO) Write(p []byte) (int, error) { return 0, syscall.EINVAL }
+
+// WrapTCP returns nc: no raw path on this system.
+func WrapTCP(nc net.Conn) net.Conn { return nc }

@@ -3,6 +3,8 @@
 package rawsock
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pingap-go/pingap/internal/testutil/race"
+	"github.com/pingap-go/pingap/internal/testutil/testca"
 )
 
 // pair returns both ends of a loopback TCP connection.
@@ -276,5 +279,59 @@ func TestIOAllocs(t *testing.T) {
 	})
 	if n != 0 && !race.Enabled {
 		t.Fatalf("%v allocs per write and read, want 0", n)
+	}
+}
+
+// TestWrapTCPUnderTLS: TLS layered on a wrapped connection handshakes and
+// carries data both ways, with the wrapped socket's deadlines.
+func TestWrapTCPUnderTLS(t *testing.T) {
+	ca := testca.New(t, "rawsock test CA")
+	certFile, keyFile := ca.WriteFiles(t, t.TempDir(), "server", x509.ExtKeyUsageServerAuth)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := pair(t)
+	wa, wb := WrapTCP(a), WrapTCP(b)
+	if _, ok := wa.(*Conn); !ok {
+		t.Fatalf("WrapTCP(*net.TCPConn) = %T, want *Conn", wa)
+	}
+	srv := tls.Server(wb, &tls.Config{Certificates: []tls.Certificate{cert}})
+	cli := tls.Client(wa, &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost"})
+	srv.SetDeadline(time.Now().Add(10 * time.Second))
+	cli.SetDeadline(time.Now().Add(10 * time.Second))
+	errc := make(chan error, 1)
+	go func() {
+		buf := make([]byte, 4)
+		if _, err := io.ReadFull(srv, buf); err != nil {
+			errc <- err
+			return
+		}
+		_, err := srv.Write(append(buf, "-ok"...))
+		errc <- err
+	}()
+	if _, err := cli.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(cli, buf); err != nil || string(buf) != "ping-ok" {
+		t.Fatalf("read %q, %v", buf, err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	// The deadline set through the TLS connection reaches the raw reads.
+	cli.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if _, err := cli.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read after the deadline: %v, want a timeout", err)
+	}
+}
+
+func TestWrapTCPOther(t *testing.T) {
+	p, q := net.Pipe()
+	defer p.Close()
+	defer q.Close()
+	if got := WrapTCP(p); got != p {
+		t.Fatalf("WrapTCP(pipe) = %T, want the pipe itself", got)
 	}
 }

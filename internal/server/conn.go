@@ -332,7 +332,8 @@ func (c *conn) serve() {
 	first := time.Now().Add(opts.ReadHeaderTimeout)
 
 	if opts.TLSConfig != nil {
-		tc := tls.Server(c.nc, opts.TLSConfig)
+		// Records are read and written with raw system calls (rawsock).
+		tc := tls.Server(rawsock.WrapTCP(c.nc), opts.TLSConfig)
 		tc.SetDeadline(first)
 		if err := tc.Handshake(); err != nil {
 			if opts.Logger.Enabled(context.Background(), slog.LevelDebug) {

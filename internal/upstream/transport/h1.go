@@ -16,6 +16,7 @@ import (
 
 	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/rawsock"
 )
 
 // maxInterim bounds the 1xx responses accepted before the final one.
@@ -223,7 +224,7 @@ func (t *h1) dial(ctx context.Context) (*conn, error) {
 		return nil, &httpx.TransportError{Op: "dial", Err: err}
 	}
 	if t.tls != nil {
-		tc := tls.Client(nc, t.tls)
+		tc := tls.Client(rawsock.WrapTCP(nc), t.tls)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			nc.Close()
 			return nil, &httpx.TransportError{Op: "dial", Err: err}
