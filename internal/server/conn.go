@@ -438,6 +438,9 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 			return
 		}
 		c.state.Store(stateIdle)
+		if opts.afterIdle != nil {
+			opts.afterIdle()
+		}
 		if c.srv.closing.Load() {
 			c.bw.Flush()
 			return

@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,4 +124,27 @@ func TestPipelinedWhileHandling(t *testing.T) {
 			t.Fatalf("response for %s, want %s", got, want)
 		}
 	}
+}
+
+// TestShutdownDeliversLastResponse: a connection becomes idle before its
+// last response leaves (the flush goes with the wait for the next
+// request), so Shutdown closing idle connections at that instant must not
+// lose the response: it only shuts them for reading.
+func TestShutdownDeliversLastResponse(t *testing.T) {
+	var srv atomic.Pointer[Server]
+	var once sync.Once
+	opts := Options{afterIdle: func() {
+		// Shutdown's sweep of idle connections, between the moment the
+		// connection became idle and its flush.
+		once.Do(func() { srv.Load().closeIdle() })
+	}}
+	addr, s := startServer(t, HandlerFunc(echo), opts)
+	srv.Store(s)
+	c := dialRaw(t, addr)
+	c.send("GET /last HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, _ := c.read("GET")
+	if got := resp.Header.Get("X-Path"); got != "/last" {
+		t.Fatalf("response for %q", got)
+	}
+	c.expectClosed()
 }
