@@ -158,10 +158,12 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 		if tr != nil {
 			ctx, span = tr.StartClient(ctx, c, &a.out)
 		}
-		start := time.Now()
+		// Durations from the request's start: time.Since reads only the
+		// monotonic clock (time.Now reads two clocks).
+		t0 := time.Since(c.Start)
 		h.Begin()
 		res, err := h.Transport.RoundTrip(ctx, &a.out, &c.Resp)
-		d := time.Since(start)
+		d := time.Since(c.Start) - t0
 		if span != nil {
 			tr.EndClient(span, c.Resp.Status, err)
 		}

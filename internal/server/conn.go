@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/rawsock"
 )
 
 // Connection states, for Shutdown: only an idle connection (waiting for a
@@ -121,15 +123,31 @@ func (p *bufPools) putWriter(bw *bufio.Writer) {
 // has between 7/8 and all of sendTimeout to make progress.
 type connWriter struct {
 	c  *conn
-	by time.Time // the write deadline last set
+	by int64 // the write deadline last set, ns since Server.epoch
+	// wait: the next write is the last of a response and the connection
+	// waits for the next request right after it (sendWait).
+	wait bool
 }
 
 func (w *connWriter) Write(p []byte) (int, error) {
-	now := time.Now()
-	st := w.c.opts.sendTimeout
-	if w.by.Sub(now) < st-st/8 {
-		w.by = now.Add(st)
-		w.c.rwc.SetWriteDeadline(w.by)
+	if w.wait {
+		w.wait = false
+		n, err := w.c.sendWait(p)
+		if err != nil || n == len(p) {
+			return n, err
+		}
+		m, err := w.Write(p[n:])
+		return n + m, err
+	}
+	srv := w.c.srv
+	now := srv.mono() // the monotonic clock only: half a time.Now
+	st := int64(w.c.opts.sendTimeout)
+	if w.by-now < st-st/8 {
+		w.by = now + st
+		w.c.rwc.SetWriteDeadline(srv.epoch.Add(time.Duration(w.by)))
+	}
+	if w.c.io != nil {
+		return w.c.io.Write(p)
 	}
 	return w.c.rwc.Write(p)
 }
@@ -164,6 +182,9 @@ func (r *connReader) Read(p []byte) (int, error) {
 		// handler and its upstream connection forever.
 		r.c.rwc.SetReadDeadline(time.Now().Add(r.c.opts.sendTimeout))
 	}
+	if r.c.io != nil {
+		return r.c.io.Read(p)
+	}
 	return r.c.rwc.Read(p)
 }
 
@@ -180,6 +201,13 @@ type conn struct {
 	// served is set once a request was read on the connection. (conn is
 	// kept within the 320-byte size class: 10K idle connections.)
 	served bool
+	// pipelined is set once the client sent a request before the
+	// previous response was done: its responses are then flushed the
+	// ordinary way, never by sendWait (see there).
+	pipelined bool
+	// io reads and writes a plain socket with raw system calls (rawsock.IO);
+	// nil: through rwc.
+	io *rawsock.IO
 
 	remote, local netip.AddrPort
 	tlsState      *tls.ConnectionState
@@ -223,6 +251,13 @@ type reqState struct {
 	// date caches the Date field value for the current second.
 	dateSec int64
 	date    []byte
+	// sendWait's state (park_linux.go); waited: the last sendWait
+	// waited for the next request.
+	sender rawsock.Sender
+	waited bool
+	// now is when the previous request on the connection ended, for the
+	// next wait (one clock reading for both); waitForRequest clears it.
+	now time.Time
 }
 
 func addrPort(a net.Addr) netip.AddrPort {
@@ -297,7 +332,8 @@ func (c *conn) serve() {
 	first := time.Now().Add(opts.ReadHeaderTimeout)
 
 	if opts.TLSConfig != nil {
-		tc := tls.Server(c.nc, opts.TLSConfig)
+		// Records are read and written with raw system calls (rawsock).
+		tc := tls.Server(rawsock.WrapTCP(c.nc), opts.TLSConfig)
 		tc.SetDeadline(first)
 		if err := tc.Handshake(); err != nil {
 			if opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
@@ -402,11 +438,15 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 			return
 		}
 		c.state.Store(stateIdle)
+		if opts.afterIdle != nil {
+			opts.afterIdle()
+		}
 		if c.srv.closing.Load() {
 			c.bw.Flush()
 			return
 		}
-		deadline = time.Now().Add(opts.IdleTimeout)
+		c.now = time.Now()
+		deadline = c.now.Add(opts.IdleTimeout)
 	}
 }
 
@@ -438,20 +478,54 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 		return waitReady
 	}
 	c.acquireBuffers()
+	now := c.now
+	c.now = time.Time{}
 	if c.br.Buffered() > 0 {
 		// Pipelined: the next request is already here.
+		c.pipelined = true
 		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
 		return waitReady
 	}
-	now := time.Now()
+	if now.IsZero() {
+		now = time.Now()
+	}
 	hot := now.Add(opts.idleRelease)
 	if hot.After(deadline) {
 		hot = deadline
 	}
 	c.rwc.SetReadDeadline(hot)
+	c.waited = false
+	if c.bw.Buffered() > 0 && !c.pipelined {
+		// Send the response and wait for the next request in one step
+		// (sendWait), so that the read below finds the request instead
+		// of failing first.
+		c.cw.wait = true
+		err := c.bw.Flush()
+		c.cw.wait = false
+		if err != nil {
+			return waitClosed
+		}
+	}
 	_, err := c.br.Peek(1) // flushes the previous response first (connReader)
 	if err == nil {
+		// A head that came whole needs no head timeout: parsing it reads
+		// nothing more, and whatever reads the connection after it sets
+		// its own deadline (body reads, the disconnect watcher, a drain,
+		// an upgrade). That saves moving the deadline (a runtime timer
+		// update and two clock readings) on most requests.
+		if !headBuffered(c.br) {
+			c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
+		}
+		return waitReady
+	}
+	if isTimeout(err) && c.waited && c.pendingInput() {
+		// A request sendWait's wait could not see (see there): the
+		// client pipelines; its responses take the ordinary way now.
+		c.pipelined = true
 		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
+		if _, err := c.br.Peek(1); err != nil {
+			return waitClosed
+		}
 		return waitReady
 	}
 	if !isTimeout(err) || !hot.Before(deadline) {
@@ -476,6 +550,15 @@ func (c *conn) waitParked(deadline time.Time) bool {
 	c.rwc.SetReadDeadline(time.Now().Add(c.srv.opts.Load().ReadHeaderTimeout))
 	return true
 }
+
+// headBuffered reports whether br holds the end of a request head (an
+// empty line) in what it has buffered.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, crlfcrlf)
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
 
 func isTimeout(err error) bool {
 	if errors.Is(err, os.ErrDeadlineExceeded) {

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pingap-go/pingap/internal/rawsock"
 )
 
 // parkState is a connection's epoll parking state (see park.go).
@@ -201,25 +203,10 @@ func (c *conn) parkEpoll(deadline time.Time) bool {
 	if p == nil {
 		return false
 	}
-	if c.pk.rc == nil {
-		// Only the net package's own sockets: a wrapper could hold bytes
-		// it read ahead, which epoll would never report.
-		var sc syscall.Conn
-		switch nc := c.nc.(type) {
-		case *net.TCPConn:
-			sc = nc
-		case *net.UnixConn:
-			sc = nc
-		default:
+	if c.pk.slot == 0 {
+		if !c.raw() {
 			return false
 		}
-		rc, err := sc.SyscallConn()
-		if err != nil {
-			return false
-		}
-		c.pk.rc = rc
-		c.pk.ctl = c.epollCtl
-		c.pk.peek = c.peekFd
 		c.pk.ev.Events = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 		p.assign(c)
 	}
@@ -259,4 +246,66 @@ func (c *conn) epollCtl(fd uintptr) {
 		c.pk.timer.Stop()
 		go c.resume(c.srv.epoch.Add(time.Duration(c.pk.deadline.Load())))
 	}
+}
+
+// raw makes the socket's RawConn and the callbacks that use it, once; it
+// reports false when the connection is not one of the net package's own
+// sockets (a wrapper could hold bytes it read ahead, which neither epoll
+// nor a raw read would see).
+func (c *conn) raw() bool {
+	if c.pk.rc != nil {
+		return true
+	}
+	var sc syscall.Conn
+	switch nc := c.nc.(type) {
+	case *net.TCPConn:
+		sc = nc
+	case *net.UnixConn:
+		sc = nc
+	default:
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	c.pk.ctl = c.epollCtl
+	c.pk.peek = c.peekFd
+	c.pk.rc = rc
+	if c.rwc == c.nc {
+		c.io = rawsock.NewIO(rc)
+	}
+	return true
+}
+
+// sendWait writes p, the end of a response, and then waits until the
+// connection is readable (the next request), its read deadline passes or
+// it is closed (rawsock.Sender). It returns how much of p it wrote; the
+// caller writes the rest the ordinary way.
+//
+// What the wait cannot see is input that came after the request was read
+// and before sendWait: a pipelined request. It is found when the
+// idle-release wait ends (waitForRequest asks pendingInput), and the
+// connection is marked pipelined: it flushes the ordinary way from then
+// on, as does every connection seen pipelining before. So a pipelined
+// request that raced its predecessor's response waits idleRelease once
+// per connection at most. TLS connections never come here (bytes written
+// here would bypass TLS).
+func (c *conn) sendWait(p []byte) (int, error) {
+	if c.rwc != c.nc || !c.raw() {
+		return 0, nil
+	}
+	n, waited, err := c.sender.SendWait(c.pk.rc, p)
+	c.waited = waited
+	return n, err
+}
+
+// pendingInput reports whether the client sent bytes not read yet (a
+// non-blocking peek).
+func (c *conn) pendingInput() bool {
+	var n int
+	err := c.pk.rc.Control(func(fd uintptr) {
+		n, _, _ = syscall.Recvfrom(int(fd), c.cr.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	})
+	return err == nil && n > 0
 }

@@ -23,3 +23,10 @@ func (c *conn) releaseSlot() {}
 func (p *poller) close() {}
 
 func (c *conn) parkEpoll(time.Time) bool { return false }
+
+// sendWait writes nothing without epoll parking: responses are flushed the
+// ordinary way.
+func (c *conn) sendWait([]byte) (int, error) { return 0, nil }
+
+// pendingInput is never asked without sendWait.
+func (c *conn) pendingInput() bool { return false }

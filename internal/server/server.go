@@ -75,6 +75,9 @@ type Options struct {
 	// noEpoll parks idle connections on goroutines even where the epoll
 	// set is available (tests of that fallback).
 	noEpoll bool
+	// afterIdle, when set, runs on a connection's goroutine right after
+	// it became idle (tests of the races with Shutdown).
+	afterIdle func()
 }
 
 // Defaults from the contract's [servers.NAME] table.
@@ -329,15 +332,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // receives a request at the same instant either wins (the request is served,
 // then the connection closes) or loses (it is closed unanswered, which
 // clients retry on a reused connection, RFC 9112 §9.3.1).
+//
+// A connection becomes idle before its last response is flushed (the
+// flush goes with the wait for the next request: sendWait), so one with a
+// goroutine is only shut for reading: the flush still goes out, and the
+// wait, or the read after it, sees EOF and finishes the connection.
 func (s *Server) closeIdle() {
 	var parked []*conn
 	s.mu.Lock()
 	for c := range s.conns {
 		if c.state.CompareAndSwap(stateIdle, stateClosed) {
-			c.nc.Close()
-			// A parked connection has no goroutine to see the close.
 			if c.unpark() {
+				// A parked connection has no goroutine to see a close
+				// (and nothing left to write).
+				c.nc.Close()
 				parked = append(parked, c)
+			} else if cr, ok := c.nc.(interface{ CloseRead() error }); !ok || cr.CloseRead() != nil {
+				c.nc.Close()
 			}
 		}
 	}

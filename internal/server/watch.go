@@ -124,6 +124,7 @@ func (c *conn) stopWatch() {
 	c.rwc.SetReadDeadline(time.Time{})
 	if w.got {
 		w.got = false
+		c.pipelined = true
 		c.cr.one[0] = w.one[0]
 		c.cr.pending = true
 	}

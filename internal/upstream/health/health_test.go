@@ -159,7 +159,8 @@ func TestHTTPThresholds(t *testing.T) {
 	}
 
 	b.status.Store(500)
-	waitFor(t, 5*time.Second, "down", func() bool { return !h.Healthy() })
+	// The event is sent after the state flips: wait for the event.
+	waitFor(t, 5*time.Second, "down", func() bool { return !h.Healthy() && len(ev.list()) >= 1 })
 	e := ev.list()
 	if len(e) != 1 || e[0].healthy || e[0].bad != 3 || e[0].upstream != "api" || e[0].addr != b.addr() {
 		t.Fatalf("down transition: %+v, want exactly after 3 failures", e)
@@ -170,7 +171,7 @@ func TestHTTPThresholds(t *testing.T) {
 
 	okBefore := b.ok.Load()
 	b.status.Store(302) // 3xx is healthy
-	waitFor(t, 5*time.Second, "up", h.Healthy)
+	waitFor(t, 5*time.Second, "up", func() bool { return h.Healthy() && len(ev.list()) >= 2 })
 	e = ev.list()
 	if len(e) != 2 || !e[1].healthy || e[1].ok-okBefore != 2 {
 		t.Fatalf("up transition: %+v, want exactly after 2 successes", e)
@@ -268,7 +269,7 @@ func TestSyncLifecycle(t *testing.T) {
 	p2, q2 := build(t, r, "one", cfg), build(t, r, "two", other)
 	r.Commit([]*upstream.Pool{p2, q2})
 	c.Sync([]*upstream.Pool{p2, q2})
-	waitFor(t, 5*time.Second, "down", func() bool { return !p2.Hosts[0].Healthy() })
+	waitFor(t, 5*time.Second, "down", func() bool { return !p2.Hosts[0].Healthy() && len(ev.list()) >= 1 })
 	if e := ev.list(); len(e) != 1 || e[0].bad != 3 {
 		t.Fatalf("counters reset by an unchanged Sync: %+v", e)
 	}

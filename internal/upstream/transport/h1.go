@@ -16,6 +16,7 @@ import (
 
 	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/rawsock"
 )
 
 // maxInterim bounds the 1xx responses accepted before the final one.
@@ -86,13 +87,45 @@ type conn struct {
 	idleAt time.Time
 	// deadline reports whether a read/write deadline may be set on nc.
 	deadline bool
-	probe    *prober
+	sock     *sock     // nil: not a socket (or no raw access here)
+	w        reqWriter // what bw writes to
 	abort    func()    // interrupts blocked IO (context cancellation)
 	readBy   time.Time // the read deadline last set
 	writeBy  time.Time // the write deadline last set
 	parser   httpx.ResponseParser
 	cr       httpx.ChunkedReader
 	cw       httpx.ChunkedWriter
+}
+
+// reqWriter is what c.bw writes to: the connection, except that the flush
+// that ends a request without a body goes through sendWait, which also
+// waits for the response to become readable.
+type reqWriter struct {
+	c    *conn
+	last bool // the next write ends the request: send and wait
+}
+
+func (w *reqWriter) Write(p []byte) (int, error) {
+	c := w.c
+	if !w.last {
+		return c.io().Write(p)
+	}
+	w.last = false
+	n, err := c.sock.sendWait(p)
+	if err != nil || n == len(p) {
+		return n, err
+	}
+	m, err := c.io().Write(p[n:])
+	return n + m, err
+}
+
+// io is what the connection's bytes go through: the socket with raw
+// system calls where possible (sock.raw), else nc.
+func (c *conn) io() io.ReadWriter {
+	if c.sock != nil && c.sock.raw != nil {
+		return c.sock.raw
+	}
+	return c.nc
 }
 
 // setReadDeadline sets the read deadline to now+d and remembers it.
@@ -151,9 +184,8 @@ func (t *h1) idleLen() int {
 // getConn pops the most recently used idle connection, closing those that
 // idled too long (below the top everything is older, so an expired top
 // expires the whole stack), or dials a new one.
-func (t *h1) getConn(ctx context.Context, fresh bool) (*conn, bool, error) {
+func (t *h1) getConn(ctx context.Context, fresh bool, now time.Time) (*conn, bool, error) {
 	if !fresh {
-		now := time.Now()
 		t.mu.Lock()
 		if n := len(t.idle); n > 0 {
 			c := t.idle[n-1]
@@ -162,7 +194,7 @@ func (t *h1) getConn(ctx context.Context, fresh bool) (*conn, bool, error) {
 			if now.Sub(c.idleAt) < t.idleTimeout {
 				t.mu.Unlock()
 				c.br = readerPool.Get().(*bufio.Reader)
-				c.br.Reset(c.nc)
+				c.br.Reset(c.io())
 				t.reused.Add(1)
 				return c, true, nil
 			}
@@ -192,7 +224,7 @@ func (t *h1) dial(ctx context.Context) (*conn, error) {
 		return nil, &httpx.TransportError{Op: "dial", Err: err}
 	}
 	if t.tls != nil {
-		tc := tls.Client(nc, t.tls)
+		tc := tls.Client(rawsock.WrapTCP(nc), t.tls)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			nc.Close()
 			return nil, &httpx.TransportError{Op: "dial", Err: err}
@@ -200,9 +232,10 @@ func (t *h1) dial(ctx context.Context) (*conn, error) {
 		nc = tc
 	}
 	c := &conn{t: t, nc: nc}
-	c.probe = newProber(nc)
+	c.sock = newSock(nc)
+	c.w.c = c
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(nc)
+	c.br.Reset(c.io())
 	return c, nil
 }
 
@@ -266,12 +299,18 @@ func (t *h1) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 		return res, &httpx.TransportError{Op: "dial", Err: err}
 	}
 	for attempt := 0; ; attempt++ {
-		c, reused, err := t.getConn(ctx, req.Upgrade != "" || attempt > 0)
+		// One clock reading per attempt serves the pool and the deadlines
+		// (a dial takes time: a fresh connection reads the clock again).
+		now := time.Now()
+		c, reused, err := t.getConn(ctx, req.Upgrade != "" || attempt > 0, now)
 		if err != nil {
 			return res, err
 		}
 		res.Reused = reused
-		retry, err := c.roundTrip(ctx, req, resp, &res, reused)
+		if !reused {
+			now = time.Now()
+		}
+		retry, err := c.roundTrip(ctx, req, resp, &res, reused, now)
 		if retry && attempt == 0 {
 			continue
 		}
@@ -314,7 +353,7 @@ type afterFuncer interface {
 // roundTrip sends req on c and reads the response head. retry reports that
 // the connection turned out stale before anything could have been
 // processed, so the caller may try a fresh one. On error c is closed.
-func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.Response, res *httpx.RoundTripResult, reused bool) (retry bool, err error) {
+func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.Response, res *httpx.RoundTripResult, reused bool, now time.Time) (retry bool, err error) {
 	// Cancellation interrupts blocked IO through a past deadline. Only
 	// cancellable contexts pay for the registration.
 	var stop func() bool
@@ -350,7 +389,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		// nearly the same deadlines microseconds ago: keep them while they
 		// are within rt/64 of what this request would set (the timeout
 		// then fires between 63/64 of read_timeout and read_timeout).
-		by := time.Now().Add(rt)
+		by := now.Add(rt)
 		if !c.deadline || by.Sub(c.readBy) > rt/64 || by.Sub(c.writeBy) > rt/64 {
 			c.readBy, c.writeBy = by, by
 			c.nc.SetDeadline(by)
@@ -362,7 +401,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	}
 
 	hasBody := req.Body != nil && req.ContentLength != 0
-	if reused && hasBody && !c.probe.Alive() {
+	if reused && hasBody && !c.sock.Alive() {
 		// Once the body is read from, a stale connection cannot be retried:
 		// check it first (one non-blocking syscall).
 		_, e := fail(nil)
@@ -371,7 +410,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 
 	// Write the head and the body.
 	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(c.nc)
+	c.bw.Reset(&c.w)
 	c.writeHead(req, hasBody)
 	var werr error
 	bodyTouched := false
@@ -380,7 +419,11 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		werr = c.writeBody(req, rt)
 	}
 	if werr == nil {
+		// A request without a body is sent and waited for in one step
+		// (sendWait): the response's read then does not fail first.
+		c.w.last = !hasBody && c.sock.canSendWait()
 		werr = c.bw.Flush()
+		c.w.last = false
 	}
 	c.releaseWriter()
 	if werr != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/rawsock"
 )
 
 // h2 is the HTTP/2 client for one addr: net/http's Transport restricted to
@@ -71,7 +72,7 @@ func newH2(cfg config.Upstream, addr string, tlsConf *tls.Config) *h2 {
 			if err != nil {
 				return nil, &dialError{err}
 			}
-			tc := tls.Client(nc, conf)
+			tc := tls.Client(rawsock.WrapTCP(nc), conf)
 			if err := tc.HandshakeContext(ctx); err != nil {
 				nc.Close()
 				return nil, &dialError{err}
@@ -90,7 +91,7 @@ func newH2(cfg config.Upstream, addr string, tlsConf *tls.Config) *h2 {
 			if err != nil {
 				return nil, &dialError{err}
 			}
-			return nc, nil
+			return rawsock.WrapTCP(nc), nil
 		}
 	}
 	tr.Protocols = &protos

@@ -1,0 +1,100 @@
+//go:build linux
+
+package transport
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+
+	"github.com/pingap-go/pingap/internal/config"
+	"github.com/pingap-go/pingap/internal/testutil/syscount"
+)
+
+// The backend of TestRoundTripReadsOnce runs in a child process (this test
+// binary, re-run with this variable set), so that the read system calls
+// this process makes are the transport's alone.
+const syscallBackendEnv = "PINGAP_TRANSPORT_SYSCALL_BACKEND"
+
+// TestRoundTripReadsOnce pins the read budget of a round trip without a
+// request body on a pooled plain-TCP connection: one read system call, the
+// one that gets the response (sendWait waits for it after sending instead
+// of trying a read the upstream cannot have answered yet). Counted by the
+// kernel (/proc/self/io syscr), not timed.
+func TestRoundTripReadsOnce(t *testing.T) {
+	if os.Getenv(syscallBackendEnv) == "1" {
+		runSyscallBackend()
+		return
+	}
+	if _, err := syscount.Reads(); err != nil {
+		t.Fatalf("no read counter: %v", err)
+	}
+	addr := syscount.Peer(t, "TestRoundTripReadsOnce", syscallBackendEnv, "1")
+
+	rt := newH1ForTest(t, config.Upstream{}, addr)
+	check := func(i int) {
+		t.Helper()
+		resp, body, _, err := do(t, rt, get("/r", "h"))
+		if err != nil || resp.Status != 200 || body != "hello" {
+			t.Fatalf("request %d: %v %d %q", i, err, resp.Status, body)
+		}
+	}
+	check(-1) // dial
+	const n = 200
+	before, _ := syscount.Reads()
+	for i := range n {
+		check(i)
+	}
+	after, _ := syscount.Reads()
+	reads := after - before
+	// A spurious readiness (rare) costs one more read; without sendWait
+	// every round trip costs two.
+	if reads > n+n/10 {
+		t.Fatalf("%d read system calls for %d round trips, want about %d", reads, n, n)
+	}
+	if reads < n {
+		t.Fatalf("%d read system calls for %d round trips: the counter is not counting", reads, n)
+	}
+	if dials, _ := rt.Stats(); dials != 1 {
+		t.Fatalf("%d dials, want 1", dials)
+	}
+}
+
+// runSyscallBackend answers every request with a 5-byte body, head and
+// body in one write, prints its address, and exits when stdin closes.
+func runSyscallBackend() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		os.Exit(1)
+	}
+	fmt.Println(ln.Addr().String())
+	go syscount.WaitForParent()
+	const resp = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		go func() {
+			defer c.Close()
+			br := bufio.NewReader(c)
+			for {
+				// Requests have no body: read up to the empty line.
+				for {
+					l, err := br.ReadSlice('\n')
+					if err != nil {
+						return
+					}
+					if len(l) <= 2 {
+						break
+					}
+				}
+				if _, err := c.Write([]byte(resp)); err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
