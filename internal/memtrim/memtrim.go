@@ -52,8 +52,8 @@ type Result struct {
 // process (Linux; a no-op elsewhere, with ErrUnsupported). It is safe to
 // call at any time and from any goroutine, also while requests are
 // served: a page that is needed again faults back in from the page cache.
-// It costs a read of /proc/self/smaps and one madvise per mapping (about
-// a millisecond), then one minor fault per 64 KB the proxy touches again;
-// call it after start-up and after a configuration reload, not per
-// request.
+// It costs a read of /proc/self/maps and of those mappings' pagemap
+// entries and one madvise per mapping (about a millisecond), then one
+// minor fault per 64 KB the proxy touches again; call it after start-up
+// and after a configuration reload, not per request.
 func Trim() (Result, error) { return trim() }
