@@ -856,7 +856,7 @@ locations = ["api", "plain"]
 	// A reload switches the access log to stderr, then off.
 	os.WriteFile(cfg, []byte(accessConf("true")), 0o644)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 1)
+	p.waitReloads(1)
 	do(t, "GET", base+"/plain/stderr?a=1", nil)
 	l := p.waitLog("access", func(l map[string]any) bool { return l["path"] == "/plain/stderr" })
 	if l["query"] != "a=1" || l["status"] != 200.0 {
@@ -865,7 +865,7 @@ locations = ["api", "plain"]
 	p.signal(syscall.SIGUSR1) // harmless on stderr
 	os.WriteFile(cfg, []byte(accessConf("false")), 0o644)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 2)
+	p.waitReloads(2)
 	do(t, "GET", base+"/plain/off", nil)
 	// Turn it back on and wait for a marker line; by then a line for "off"
 	// would have been flushed (batches wait at most 100ms, and the
@@ -873,7 +873,7 @@ locations = ["api", "plain"]
 	time.Sleep(200 * time.Millisecond)
 	os.WriteFile(cfg, []byte(accessConf("true")), 0o644)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 3)
+	p.waitReloads(3)
 	do(t, "GET", base+"/plain/back", nil)
 	p.waitLog("access", func(l map[string]any) bool { return l["path"] == "/plain/back" })
 	for _, l := range p.logLines("access") {
@@ -934,7 +934,7 @@ locations = ["l"]
 
 	os.WriteFile(path, []byte(conf(fmt.Sprintf("[tracing]\nendpoint = %q", "http://"+colB.Addr))), 0o644)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 1)
+	p.waitReloads(1)
 	get(idB)
 	colA.waitSpans(t, idA, tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT)
 	colB.waitSpans(t, idB, tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT)
@@ -947,7 +947,7 @@ locations = ["l"]
 	const idRatio = "ddddddddddddddddddddddddddddddd4"
 	os.WriteFile(path, []byte(conf(fmt.Sprintf("[tracing]\nendpoint = %q\nsample_ratio = 0", "http://"+colB.Addr))), 0o644)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 2)
+	p.waitReloads(2)
 	if resp, _ := do(t, "GET", url, nil); resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -963,7 +963,7 @@ locations = ["l"]
 
 	os.WriteFile(path, []byte(conf("")), 0o644)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 3)
+	p.waitReloads(3)
 	get(idOff)
 	tps = seen()
 	if want := "00-" + idOff + "-00f067aa0ba902b7-01"; tps[len(tps)-1] != want {

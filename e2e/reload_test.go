@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -43,16 +42,6 @@ locations = ["r"]
 	return s
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func backendName(t *testing.T, url string) string {
 	t.Helper()
 	resp, body := do(t, "GET", url, nil)
@@ -71,19 +60,6 @@ func metricValue(t *testing.T, metricsAddr, series string) string {
 		}
 	}
 	return ""
-}
-
-// eventually polls cond every 20ms for up to 10s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }
 
 func TestReloadBySIGHUPAndInvalidConfigKeepsServing(t *testing.T) {

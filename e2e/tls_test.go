@@ -174,14 +174,6 @@ func tlGet(t *testing.T, c *http.Client, url string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-// tlWaitReloads waits until pingap has logged n successful reloads.
-func tlWaitReloads(t *testing.T, p *proc, n int) {
-	t.Helper()
-	eventually(t, fmt.Sprintf("%d reloads", n), func() bool {
-		return len(p.logLines("configuration reloaded")) >= n
-	})
-}
-
 // tlFreePort returns a port free on both TCP and UDP loopback a moment ago
 // (HTTP/3 listens on the server's port over UDP, so it must be fixed).
 func tlFreePort(t *testing.T) int {
@@ -431,7 +423,7 @@ tls_key = %q
 		}
 		tr.CloseIdleConnections()
 		p.signal(syscall.SIGHUP)
-		tlWaitReloads(t, p, 1)
+		p.waitReloads(1)
 		if resp, _ := tlGet(t, c, "https://"+addr+"/s3"); !resp.TLS.DidResume {
 			t.Fatal("the session did not resume after a reload (ticket keys lost)")
 		}
@@ -496,7 +488,7 @@ http3 = true
 	tlWriteAtomic(t, key, k2)
 	tlWriteAtomic(t, crt, c2)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 1)
+	p.waitReloads(1)
 
 	// The open connection still works, with the certificate it negotiated.
 	var reused bool
@@ -676,7 +668,7 @@ http3 = true
 	// refuses alice and accepts mallory (new connections).
 	tlWriteAtomic(t, caFile, otherCA.pem)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 1)
+	p.waitReloads(1)
 	for _, tt := range []struct {
 		who string
 		ca  *tlCA
@@ -959,7 +951,7 @@ http3 = %v
 
 	os.WriteFile(path, []byte(conf(false)), 0o644)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 1)
+	p.waitReloads(1)
 	if got := altSvc(); got != "" {
 		t.Fatalf("Alt-Svc %q with http3 = false", got)
 	}
@@ -967,7 +959,7 @@ http3 = %v
 
 	os.WriteFile(path, []byte(conf(true)), 0o644)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 2)
+	p.waitReloads(2)
 	if len(p.logLines("reload failed; the running configuration stays")) != 0 {
 		t.Fatalf("turning HTTP/3 back on failed: %v", p.logLines("reload failed; the running configuration stays"))
 	}

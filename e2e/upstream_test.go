@@ -211,31 +211,6 @@ func upMustGet(t *testing.T, c *http.Client, url string, headers ...string) stri
 	return be
 }
 
-// upEventually polls cond every 20ms until it holds or timeout passes.
-func upEventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func upFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // upMetric returns the value of the first sample of family whose labels
 // include every label in labels (`name="value"`), or "" when there is none.
 func upMetric(metricsAddr, family string, labels ...string) string {
@@ -396,7 +371,7 @@ locations = ["rr", "wrr", "lc", "iph"]
 				upGet(holder, base+"/lc/hold")
 			}()
 		}
-		upEventually(t, 10*time.Second, "6 requests held by the two backends", func() bool {
+		waitFor(t, 10*time.Second, "6 requests held by the two backends", func() bool {
 			return held.Load()+fastHeld.Load() == 6
 		})
 		// 3/3 when the six arrive one after another; concurrent selections
@@ -405,7 +380,7 @@ locations = ["rr", "wrr", "lc", "iph"]
 			t.Fatalf("least_conn split 6 concurrent requests %d (slow) / %d (fast), want about 3/3", s, f)
 		}
 		fastGoOnce.Do(func() { close(fastGo) })
-		upEventually(t, 10*time.Second, "fast answered its held requests", func() bool { return fastHeld.Load() == 0 })
+		waitFor(t, 10*time.Second, "fast answered its held requests", func() bool { return fastHeld.Load() == 0 })
 		c := &http.Client{Timeout: 10 * time.Second, Transport: upPlain.Transport}
 		for i := 0; i < 30; i++ {
 			if be := upMustGet(t, c, base+"/lc/fast"); be != "fast" {
@@ -629,7 +604,7 @@ func TestUpFailoverZeroErrorsAndRecovery(t *testing.T) {
 				return b
 			}
 			a, b := newB("a"), newB("b")
-			maddr := upFreeAddr(t)
+			maddr := freeAddr(t)
 			check := ""
 			if tt.active {
 				check = `health_check = "http://probe.test/health"`
@@ -659,23 +634,23 @@ locations = ["all"]
 			}
 
 			load := upStartLoad(t, 4, url, !tt.h2c, func() *http.Client { return upClient("") })
-			upEventually(t, 5*time.Second, "both backends serve", func() bool { return a.hits.Load() > 20 && b.hits.Load() > 20 })
+			waitFor(t, 5*time.Second, "both backends serve", func() bool { return a.hits.Load() > 20 && b.hits.Load() > 20 })
 			b.stop()
 			atStop := load.total.Load()
 			// b is refused: each connect failure is retried on a, until
 			// the active check (or passive marking) takes b out.
 			if tt.active {
-				upEventually(t, 5*time.Second, "the check marks b down", func() bool { return gaugeB() == "0" })
+				waitFor(t, 5*time.Second, "the check marks b down", func() bool { return gaugeB() == "0" })
 			}
-			upEventually(t, 5*time.Second, "load continues with b down", func() bool { return load.total.Load() > atStop+300 })
+			waitFor(t, 5*time.Second, "load continues with b down", func() bool { return load.total.Load() > atStop+300 })
 			b.start()
 			bBefore := b.hits.Load()
 			if tt.active {
-				upEventually(t, 10*time.Second, "the check marks restarted b up", func() bool { return gaugeB() == "1" })
+				waitFor(t, 10*time.Second, "the check marks restarted b up", func() bool { return gaugeB() == "1" })
 			}
 			// Passive only: b gets traffic again after the cooldown
 			// (health_check_interval).
-			upEventually(t, 10*time.Second, "restarted b back in rotation", func() bool { return b.hits.Load() > bBefore+20 })
+			waitFor(t, 10*time.Second, "restarted b back in rotation", func() bool { return b.hits.Load() > bBefore+20 })
 			load.end()
 			if n := load.failed.Load(); n != 0 {
 				t.Fatalf("%d of %d requests failed while a backend stopped and restarted; first: %v", n, load.total.Load(), load.firstErr.Load())
@@ -687,7 +662,7 @@ locations = ["all"]
 }
 
 func TestUpAllAddrsDown(t *testing.T) {
-	dead1, dead2, dead3 := upFreeAddr(t), upFreeAddr(t), upFreeAddr(t)
+	dead1, dead2, dead3 := freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 [upstreams.refuse]
 addrs = ["%s", "%s"]
@@ -723,12 +698,12 @@ locations = ["refuse", "checked"]
 	}
 	// Once passive health marks both down (unhealthy_threshold consecutive
 	// connect failures), no addr is healthy: 503.
-	upEventually(t, 5*time.Second, "503 after passive marking", func() bool {
+	waitFor(t, 5*time.Second, "503 after passive marking", func() bool {
 		st, _, body, _ := upGet(upPlain, base+"/refuse")
 		return st == 503 && isJSONError(body)
 	})
 	// With an active check the only addr is taken out: 503.
-	upEventually(t, 5*time.Second, "503 once the check marks the addr down", func() bool {
+	waitFor(t, 5*time.Second, "503 once the check marks the addr down", func() bool {
 		st, _, body, _ := upGet(upPlain, base+"/checked")
 		return st == 503 && isJSONError(body)
 	})
@@ -736,7 +711,7 @@ locations = ["refuse", "checked"]
 
 func TestUpActiveHealthCheckAndMetric(t *testing.T) {
 	a, b := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil)
-	maddr := upFreeAddr(t)
+	maddr := freeAddr(t)
 	cfg := writeConfig(t, fmt.Sprintf(`
 [basic]
 metrics_addr = "%s"
@@ -758,16 +733,16 @@ locations = ["all"]
 	gauge := func(addr string) string {
 		return upMetric(maddr, "upstream_health", `upstream="u"`, fmt.Sprintf(`server=%q`, addr))
 	}
-	upEventually(t, 5*time.Second, "upstream_health 1 for both addrs", func() bool {
+	waitFor(t, 5*time.Second, "upstream_health 1 for both addrs", func() bool {
 		return gauge(a.Addr) == "1" && gauge(b.Addr) == "1"
 	})
-	upEventually(t, 5*time.Second, "probes reach a", func() bool { return a.probes.Load() > 0 })
+	waitFor(t, 5*time.Second, "probes reach a", func() bool { return a.probes.Load() > 0 })
 	if h, _ := a.probeHost.Load().(string); h != "probe.test:8080" {
 		t.Errorf("probe Host = %q, want the health_check host probe.test:8080", h)
 	}
 
 	a.health.Store(500)
-	upEventually(t, 5*time.Second, "upstream_health 0 for a", func() bool { return gauge(a.Addr) == "0" })
+	waitFor(t, 5*time.Second, "upstream_health 0 for a", func() bool { return gauge(a.Addr) == "0" })
 	if got := upCount(t, upPlain, url, 30); got["b"] != 30 {
 		t.Fatalf("with a unhealthy: %v, want all 30 on b", got)
 	}
@@ -776,7 +751,7 @@ locations = ["all"]
 	}
 
 	a.health.Store(200)
-	upEventually(t, 5*time.Second, "upstream_health 1 for a again", func() bool { return gauge(a.Addr) == "1" })
+	waitFor(t, 5*time.Second, "upstream_health 1 for a again", func() bool { return gauge(a.Addr) == "1" })
 	if got := upCount(t, upPlain, url, 30); got["a"] != 15 || got["b"] != 15 {
 		t.Fatalf("after a recovered: %v, want 15/15", got)
 	}
@@ -987,7 +962,7 @@ locations = ["tls1", "tls2", "untrusted", "wrongname", "h2c", "tlscheck"]
 			st, _, _, _ := upGet(upPlain, base+"/tlscheck")
 			return st
 		}
-		upEventually(t, 5*time.Second, "probe over TLS", func() bool { return tlsSeen.probeSNI.Load() != nil })
+		waitFor(t, 5*time.Second, "probe over TLS", func() bool { return tlsSeen.probeSNI.Load() != nil })
 		if sni := tlsSeen.probeSNI.Load(); sni != "backend.test" {
 			t.Fatalf("probe SNI %v, want backend.test", sni)
 		}
@@ -995,9 +970,9 @@ locations = ["tls1", "tls2", "untrusted", "wrongname", "h2c", "tlscheck"]
 			t.Fatalf("healthy TLS addr: status %d", st)
 		}
 		tlsSeen.health.Store(500)
-		upEventually(t, 5*time.Second, "503 with the only addr failing its https check", func() bool { return status() == 503 })
+		waitFor(t, 5*time.Second, "503 with the only addr failing its https check", func() bool { return status() == 503 })
 		tlsSeen.health.Store(0)
-		upEventually(t, 5*time.Second, "200 after it recovers", func() bool { return status() == 200 })
+		waitFor(t, 5*time.Second, "200 after it recovers", func() bool { return status() == 200 })
 	})
 }
 
@@ -1203,13 +1178,13 @@ locations = ["all"]
 				upGet(upClient(""), url)
 			}()
 		}
-		upEventually(t, 5*time.Second, "8 concurrent requests at the backend", func() bool { return inside.Load() == n })
+		waitFor(t, 5*time.Second, "8 concurrent requests at the backend", func() bool { return inside.Load() == n })
 		close(release)
 		wg.Wait()
 		if got := slow.conns.Load(); got != n {
 			t.Fatalf("%d concurrent requests used %d connections", n, got)
 		}
-		upEventually(t, 5*time.Second, "pool trimmed to max_idle_conns", func() bool { return slow.closed.Load() == n-2 })
+		waitFor(t, 5*time.Second, "pool trimmed to max_idle_conns", func() bool { return slow.closed.Load() == n-2 })
 		for i := 0; i < 10; i++ {
 			upMustGet(t, upPlain, url)
 		}
@@ -1549,7 +1524,7 @@ locations = ["all"]
 // random spreads.
 func TestUpHealthAcrossPoliciesAndReload(t *testing.T) {
 	a, b, c := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil), upNewBackend(t, "c", nil)
-	maddr := upFreeAddr(t)
+	maddr := freeAddr(t)
 	conf := func(check bool, extra string) string {
 		hc := ""
 		if check {
@@ -1612,7 +1587,7 @@ locations = ["w", "h", "r"]
 
 	a.health.Store(500)
 	for _, up := range []string{"w", "h"} {
-		upEventually(t, 5*time.Second, "a down in "+up, func() bool {
+		waitFor(t, 5*time.Second, "a down in "+up, func() bool {
 			return upMetric(maddr, "upstream_health", fmt.Sprintf("upstream=%q", up), fmt.Sprintf("server=%q", a.Addr)) == "0"
 		})
 	}
@@ -1641,7 +1616,7 @@ locations = ["w", "h", "r"]
 	// Removing the check brings a back at once; its keys return to it.
 	os.WriteFile(path, []byte(conf(false, "")), 0o644)
 	p.signal(syscall.SIGHUP)
-	upEventually(t, 5*time.Second, "second reload", func() bool { return len(p.logLines("configuration reloaded")) >= 2 })
+	waitFor(t, 5*time.Second, "second reload", func() bool { return len(p.logLines("configuration reloaded")) >= 2 })
 	if got := upCount(t, upPlain, base+"/w", 600); got["a"] != 300 || got["b"] != 100 || got["c"] != 200 {
 		t.Fatalf("after the check was removed, weights [3,1,2] over 600 requests: %v", got)
 	}
@@ -1697,7 +1672,7 @@ locations = ["all"]
 	ws.Close()
 	// Once the WebSocket is closed, its backend is no longer busy: the
 	// two addrs tie again and share the requests.
-	upEventually(t, 5*time.Second, "the closed WebSocket's backend gets requests again", func() bool {
+	waitFor(t, 5*time.Second, "the closed WebSocket's backend gets requests again", func() bool {
 		got := upCount(t, upPlain, p.url("main")+"/x", 10)
 		return got[held] > 0
 	})
