@@ -352,13 +352,24 @@ func rawRequest(t *testing.T, addr, raw string) string {
 // "main" (on a free loopback port) goes to the one addr of upstream "u".
 func oneUpstreamConfig(addr string) string { return oneUpstream(addr).String() }
 
-// oneUpstream is oneUpstreamConfig as a siteConfig, for tests that add a
-// [basic] line, an upstream option or a server option to it.
-func oneUpstream(addr string) siteConfig {
+// oneUpstream is oneUpstreamConfig as a siteConfig (upstream "u" with
+// addrs), for tests that add a [basic] line, an upstream option or a
+// server option to it.
+func oneUpstream(addrs ...string) siteConfig {
 	return siteConfig{
-		Upstreams: []siteUpstream{{Name: "u", Addrs: []string{addr}}},
+		Upstreams: []siteUpstream{{Name: "u", Addrs: addrs}},
 		Locations: []siteLocation{{Name: "all", Upstream: "u"}},
 	}
+}
+
+// routes is a config whose server "main" routes /NAME (and below) to
+// upstream NAME, through a location NAME, for each of ups in order.
+func routes(ups ...siteUpstream) siteConfig {
+	c := siteConfig{Upstreams: ups}
+	for _, u := range ups {
+		c.Locations = append(c.Locations, loc(u.Name, u.Name, "/"+u.Name))
+	}
+	return c
 }
 
 // siteConfig is the shape of nearly every e2e config: optional [basic]

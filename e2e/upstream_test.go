@@ -30,7 +30,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -288,39 +287,13 @@ func TestUpBalancingPolicies(t *testing.T) {
 	var releaseOnce sync.Once
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-trusted_proxies = ["127.0.0.1/32"]
-[upstreams.rr]
-addrs = ["%[1]s", "%[2]s", "%[3]s"]
-[upstreams.wrr]
-addrs = ["%[1]s", "%[2]s"]
-algorithm = "weighted_round_robin"
-weights = [3, 1]
-[upstreams.lc]
-addrs = ["%[4]s", "%[5]s"]
-algorithm = "least_conn"
-[upstreams.iph]
-addrs = ["%[1]s", "%[2]s", "%[3]s"]
-algorithm = "ip_hash"
-[locations.rr]
-upstream = "rr"
-path = "/rr"
-[locations.wrr]
-upstream = "wrr"
-path = "/wrr"
-[locations.lc]
-upstream = "lc"
-path = "/lc"
-[locations.iph]
-upstream = "iph"
-path = "/iph"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["rr", "wrr", "lc", "iph"]
-`, a.Addr, b.Addr, c.Addr, slow.Addr, fast.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	abc := []string{a.Addr, b.Addr, c.Addr}
+	cfg := routes(siteUpstream{Name: "rr", Addrs: abc},
+		siteUpstream{Name: "wrr", Addrs: abc[:2], Opts: "algorithm = \"weighted_round_robin\"\nweights = [3, 1]"},
+		siteUpstream{Name: "lc", Addrs: []string{slow.Addr, fast.Addr}, Opts: `algorithm = "least_conn"`},
+		siteUpstream{Name: "iph", Addrs: abc, Opts: `algorithm = "ip_hash"`})
+	cfg.Basic = `trusted_proxies = ["127.0.0.1/32"]`
+	_, base := serve(t, cfg.String())
 
 	t.Run("round_robin even split", func(t *testing.T) {
 		got := upCount(t, upPlain, base+"/rr", 300)
@@ -441,30 +414,16 @@ locations = ["rr", "wrr", "lc", "iph"]
 
 func TestUpConsistentHashAcrossReload(t *testing.T) {
 	a, b, c := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil), upNewBackend(t, "c", nil)
-	conf := func(addrs string) string {
-		return fmt.Sprintf(`
-[upstreams.hh]
-addrs = [%[1]s]
-algorithm = "hash"
-hash_key = "header:X-User"
-[upstreams.hu]
-addrs = [%[1]s]
-algorithm = "hash"
-hash_key = "uri"
-[locations.hh]
-upstream = "hh"
-path = "/h"
-[locations.hu]
-upstream = "hu"
-path = "/u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["hh", "hu"]
-`, addrs)
+	conf := func(addrs ...string) string {
+		return siteConfig{
+			Upstreams: []siteUpstream{
+				{Name: "hh", Addrs: addrs, Opts: "algorithm = \"hash\"\nhash_key = \"header:X-User\""},
+				{Name: "hu", Addrs: addrs, Opts: "algorithm = \"hash\"\nhash_key = \"uri\""},
+			},
+			Locations: []siteLocation{loc("hh", "hh", "/h"), loc("hu", "hu", "/u")},
+		}.String()
 	}
-	path := writeConfig(t, conf(fmt.Sprintf("%q, %q, %q", a.Addr, b.Addr, c.Addr)))
-	p := start(t, path, "main")
-	base := p.url("main")
+	p, base := serve(t, conf(a.Addr, b.Addr, c.Addr))
 
 	const keys = 60
 	type key struct{ url, header string }
@@ -493,11 +452,8 @@ locations = ["hh", "hu"]
 	}
 
 	// Remove c by reload.
-	if err := os.WriteFile(path, []byte(conf(fmt.Sprintf("%q, %q", a.Addr, b.Addr))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p.signal(syscall.SIGHUP)
-	p.waitLog("configuration reloaded", nil)
+	p.reload(conf(a.Addr, b.Addr))
+	p.waitReloads(1)
 	moved := 0
 	for _, k := range all {
 		got := get(k)
@@ -609,26 +565,17 @@ func TestUpFailoverZeroErrorsAndRecovery(t *testing.T) {
 			if tt.active {
 				check = `health_check = "http://probe.test/health"`
 			}
-			cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-[upstreams.u]
-addrs = ["%s", "%s"]
-%s
+			cfg := oneUpstream(a.Addr, b.Addr)
+			cfg.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+			cfg.Upstreams[0].Opts = fmt.Sprintf(`%s
 http2 = %v
 health_check_interval = "200ms"
 health_check_timeout = "500ms"
 unhealthy_threshold = 1
 healthy_threshold = 2
-connection_timeout = "1s"
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, maddr, a.Addr, b.Addr, check, tt.h2c))
-			p := start(t, cfg, "main")
-			url := p.url("main") + "/load"
+connection_timeout = "1s"`, check, tt.h2c)
+			_, base := serve(t, cfg.String())
+			url := base + "/load"
 			gaugeB := func() string {
 				return upMetric(maddr, "upstream_health", `upstream="u"`, fmt.Sprintf(`server=%q`, b.Addr))
 			}
@@ -663,28 +610,11 @@ locations = ["all"]
 
 func TestUpAllAddrsDown(t *testing.T) {
 	dead1, dead2, dead3 := freeAddr(t), freeAddr(t), freeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.refuse]
-addrs = ["%s", "%s"]
-connection_timeout = "1s"
-[upstreams.checked]
-addrs = ["%s"]
-health_check = "tcp://checked.test"
+	_, base := serve(t, routes(siteUpstream{Name: "refuse", Addrs: []string{dead1, dead2}, Opts: `connection_timeout = "1s"`},
+		siteUpstream{Name: "checked", Addrs: []string{dead3}, Opts: `health_check = "tcp://checked.test"
 health_check_interval = "200ms"
 health_check_timeout = "200ms"
-unhealthy_threshold = 1
-[locations.refuse]
-upstream = "refuse"
-path = "/refuse"
-[locations.checked]
-upstream = "checked"
-path = "/checked"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["refuse", "checked"]
-`, dead1, dead2, dead3))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+unhealthy_threshold = 1`}).String())
 	isJSONError := func(body string) bool {
 		var m map[string]string
 		return json.Unmarshal([]byte(body), &m) == nil && m["error"] != ""
@@ -712,24 +642,15 @@ locations = ["refuse", "checked"]
 func TestUpActiveHealthCheckAndMetric(t *testing.T) {
 	a, b := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil)
 	maddr := freeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-[upstreams.u]
-addrs = ["%s", "%s"]
-health_check = "http://probe.test:8080/health"
+	cfg := oneUpstream(a.Addr, b.Addr)
+	cfg.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+	cfg.Upstreams[0].Opts = `health_check = "http://probe.test:8080/health"
 health_check_interval = "200ms"
 health_check_timeout = "500ms"
 unhealthy_threshold = 1
-healthy_threshold = 2
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, maddr, a.Addr, b.Addr))
-	p := start(t, cfg, "main")
-	url := p.url("main") + "/x"
+healthy_threshold = 2`
+	_, base := serve(t, cfg.String())
+	url := base + "/x"
 	gauge := func(addr string) string {
 		return upMetric(maddr, "upstream_health", `upstream="u"`, fmt.Sprintf(`server=%q`, addr))
 	}
@@ -865,64 +786,20 @@ func TestUpTLSAndHTTP2Upstreams(t *testing.T) {
 	h2cb.start()
 	t.Cleanup(h2cb.kill)
 
-	tlsAddr := ln.Addr().String()
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.tls1]
-addrs = ["%[1]s"]
-tls = true
-tls_ca = "%[2]s"
-sni = "backend.test"
-[upstreams.tls2]
-addrs = ["%[1]s"]
-tls = true
-http2 = true
-tls_ca = "%[2]s"
-sni = "backend.test"
-[upstreams.untrusted]
-addrs = ["%[1]s"]
-tls = true
-sni = "backend.test"
-[upstreams.wrongname]
-addrs = ["%[1]s"]
-tls = true
-tls_ca = "%[2]s"
-sni = "other.test"
-[upstreams.h2c]
-addrs = ["%[3]s"]
-http2 = true
-[upstreams.tlscheck]
-addrs = ["%[1]s"]
-tls = true
-tls_ca = "%[2]s"
-sni = "backend.test"
+	tlsAddr := []string{ln.Addr().String()}
+	trusted := fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"backend.test\"", ca.pemPath)
+	_, base := serve(t, routes(
+		siteUpstream{Name: "tls1", Addrs: tlsAddr, Opts: trusted},
+		siteUpstream{Name: "tls2", Addrs: tlsAddr, Opts: trusted + "\nhttp2 = true"},
+		siteUpstream{Name: "untrusted", Addrs: tlsAddr, Opts: "tls = true\nsni = \"backend.test\""},
+		siteUpstream{Name: "wrongname", Addrs: tlsAddr, Opts: fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"other.test\"", ca.pemPath)},
+		siteUpstream{Name: "h2c", Addrs: []string{h2cb.Addr}, Opts: "http2 = true"},
+		siteUpstream{Name: "tlscheck", Addrs: tlsAddr, Opts: trusted + `
 health_check = "https://backend.test/health"
 health_check_interval = "200ms"
 unhealthy_threshold = 1
-healthy_threshold = 1
-[locations.tlscheck]
-upstream = "tlscheck"
-path = "/tlscheck"
-[locations.tls1]
-upstream = "tls1"
-path = "/tls1"
-[locations.tls2]
-upstream = "tls2"
-path = "/tls2"
-[locations.untrusted]
-upstream = "untrusted"
-path = "/untrusted"
-[locations.wrongname]
-upstream = "wrongname"
-path = "/wrongname"
-[locations.h2c]
-upstream = "h2c"
-path = "/h2c"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["tls1", "tls2", "untrusted", "wrongname", "h2c", "tlscheck"]
-`, tlsAddr, ca.pemPath, h2cb.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+healthy_threshold = 1`},
+	).String())
 
 	for _, tt := range []struct {
 		path   string
@@ -1000,19 +877,10 @@ func TestUpServerSentEventsUnbuffered(t *testing.T) {
 			}
 			sse.start()
 			t.Cleanup(sse.kill)
-			cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-http2 = %v
-read_timeout = "300ms"
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, sse.Addr, h2c))
-			p := start(t, cfg, "main")
-			resp, err := upPlain.Get(p.url("main") + "/events")
+			cfg := oneUpstream(sse.Addr)
+			cfg.Upstreams[0].Opts = fmt.Sprintf("http2 = %v\nread_timeout = \"300ms\"", h2c)
+			_, base := serve(t, cfg.String())
+			resp, err := upPlain.Get(base + "/events")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1089,43 +957,13 @@ func TestUpConnectionReuse(t *testing.T) {
 	go tlsSrv.ServeTLS(ln, "", "")
 	t.Cleanup(func() { tlsSrv.Close() })
 
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.plain]
-addrs = ["%s"]
-[upstreams.h2c]
-addrs = ["%s"]
-http2 = true
-[upstreams.tls]
-addrs = ["%s"]
-tls = true
-tls_ca = "%s"
-sni = "backend.test"
-[upstreams.closer]
-addrs = ["%s"]
-[upstreams.shortidle]
-addrs = ["%s"]
-idle_timeout = "150ms"
-[locations.plain]
-upstream = "plain"
-path = "/plain"
-[locations.h2c]
-upstream = "h2c"
-path = "/h2c"
-[locations.tls]
-upstream = "tls"
-path = "/tls"
-[locations.closer]
-upstream = "closer"
-path = "/closer"
-[locations.shortidle]
-upstream = "shortidle"
-path = "/shortidle"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["plain", "h2c", "tls", "closer", "shortidle"]
-`, plain.Addr, h2c.Addr, ln.Addr().String(), ca.pemPath, closer.Addr, plain.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, routes(
+		siteUpstream{Name: "plain", Addrs: []string{plain.Addr}},
+		siteUpstream{Name: "h2c", Addrs: []string{h2c.Addr}, Opts: "http2 = true"},
+		siteUpstream{Name: "tls", Addrs: []string{ln.Addr().String()}, Opts: fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"backend.test\"", ca.pemPath)},
+		siteUpstream{Name: "closer", Addrs: []string{closer.Addr}},
+		siteUpstream{Name: "shortidle", Addrs: []string{plain.Addr}, Opts: `idle_timeout = "150ms"`},
+	).String())
 
 	const n = 200
 	for _, tt := range []struct {
@@ -1158,18 +996,10 @@ locations = ["plain", "h2c", "tls", "closer", "shortidle"]
 			<-release
 			io.WriteString(w, "slow")
 		}))
-		cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-max_idle_conns = 2
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, slow.Addr))
-		p := start(t, cfg, "main")
-		url := p.url("main") + "/m"
+		cfg := oneUpstream(slow.Addr)
+		cfg.Upstreams[0].Opts = "max_idle_conns = 2"
+		_, base := serve(t, cfg.String())
+		url := base + "/m"
 		var wg sync.WaitGroup
 		for i := 0; i < n; i++ {
 			wg.Add(1)
@@ -1307,23 +1137,8 @@ func upWSEcho(t *testing.T, ws *websocket.Conn, msg string) string {
 
 func TestUpWebSocket(t *testing.T) {
 	a, b := upWSBackend(t, "a"), upWSBackend(t, "b")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.one]
-addrs = ["%[1]s"]
-read_timeout = "300ms"
-[upstreams.two]
-addrs = ["%[1]s", "%[2]s"]
-[locations.one]
-upstream = "one"
-path = "/one"
-[locations.two]
-upstream = "two"
-path = "/two"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["one", "two"]
-`, a.Addr, b.Addr))
-	p := start(t, cfg, "main")
+	p, _ := serve(t, routes(siteUpstream{Name: "one", Addrs: []string{a.Addr}, Opts: `read_timeout = "300ms"`},
+		siteUpstream{Name: "two", Addrs: []string{a.Addr, b.Addr}}).String())
 	addr := p.waitAddr("main")
 
 	t.Run("echo", func(t *testing.T) {
@@ -1387,18 +1202,11 @@ func TestUpGRPC(t *testing.T) {
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
 
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.g]
-addrs = ["%s"]
-http2 = true
-[locations.all]
-upstream = "g"
-[servers.main]
-addr = "127.0.0.1:0"
-h2c = true
-locations = ["all"]
-`, ln.Addr().String()))
-	p := start(t, cfg, "main")
+	cfg := oneUpstream(ln.Addr().String())
+	cfg.Upstreams[0].Name, cfg.Locations[0].Upstream = "g", "g"
+	cfg.Upstreams[0].Opts = "http2 = true"
+	cfg.ServerOpts = "h2c = true"
+	p, _ := serve(t, cfg.String())
 	conn, err := grpc.NewClient("passthrough:///"+p.waitAddr("main"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -1493,17 +1301,9 @@ func TestUpWebSocketToHTTP2UpstreamRefused(t *testing.T) {
 	be.proto.SetUnencryptedHTTP2(true)
 	be.start()
 	t.Cleanup(be.kill)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-http2 = true
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, be.Addr))
-	p := start(t, cfg, "main")
+	cfg := oneUpstream(be.Addr)
+	cfg.Upstreams[0].Opts = "http2 = true"
+	p, _ := serve(t, cfg.String())
 	addr := p.waitAddr("main")
 	for i := 0; i < 5; i++ {
 		got := rawRequest(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
@@ -1533,40 +1333,15 @@ health_check_interval = "200ms"
 unhealthy_threshold = 1
 healthy_threshold = 1`
 		}
-		return fmt.Sprintf(`
-[basic]
-metrics_addr = "%[1]s"
-[upstreams.w]
-addrs = ["%[2]s", "%[3]s", "%[4]s"]
-algorithm = "weighted_round_robin"
-weights = [3, 1, 2]
-%[5]s
-[upstreams.h]
-addrs = ["%[2]s", "%[3]s", "%[4]s"]
-algorithm = "hash"
-hash_key = "header:X-User"
-%[5]s
-[upstreams.r]
-addrs = ["%[2]s", "%[3]s", "%[4]s"]
-algorithm = "random"
-[locations.w]
-upstream = "w"
-path = "/w"
-[locations.h]
-upstream = "h"
-path = "/h"
-[locations.r]
-upstream = "r"
-path = "/r"
-%[6]s
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["w", "h", "r"]
-`, maddr, a.Addr, b.Addr, c.Addr, hc, extra)
+		abc := []string{a.Addr, b.Addr, c.Addr}
+		cfg := routes(siteUpstream{Name: "w", Addrs: abc, Opts: "algorithm = \"weighted_round_robin\"\nweights = [3, 1, 2]\n" + hc},
+			siteUpstream{Name: "h", Addrs: abc, Opts: "algorithm = \"hash\"\nhash_key = \"header:X-User\"\n" + hc},
+			siteUpstream{Name: "r", Addrs: abc, Opts: `algorithm = "random"`})
+		cfg.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+		cfg.Extra = extra
+		return cfg.String()
 	}
-	path := writeConfig(t, conf(true, ""))
-	p := start(t, path, "main")
-	base := p.url("main")
+	p, base := serve(t, conf(true, ""))
 	users := func() map[string]string {
 		m := map[string]string{}
 		for i := 0; i < 60; i++ {
@@ -1606,17 +1381,15 @@ locations = ["w", "h", "r"]
 
 	// A reload that changes something else keeps a down (health state
 	// survives reloads; the unchanged check keeps running).
-	os.WriteFile(path, []byte(conf(true, "[locations.extra]\nupstream = \"r\"\npath = \"/extra\"")), 0o644)
-	p.signal(syscall.SIGHUP)
-	p.waitLog("configuration reloaded", nil)
+	p.reload(conf(true, "[locations.extra]\nupstream = \"r\"\npath = \"/extra\""))
+	p.waitReloads(1)
 	if got := upCount(t, upPlain, base+"/w", 60); got["a"] != 0 {
 		t.Fatalf("right after a reload the down addr got traffic: %v", got)
 	}
 
 	// Removing the check brings a back at once; its keys return to it.
-	os.WriteFile(path, []byte(conf(false, "")), 0o644)
-	p.signal(syscall.SIGHUP)
-	waitFor(t, 5*time.Second, "second reload", func() bool { return len(p.logLines("configuration reloaded")) >= 2 })
+	p.reload(conf(false, ""))
+	p.waitReloads(2)
 	if got := upCount(t, upPlain, base+"/w", 600); got["a"] != 300 || got["b"] != 100 || got["c"] != 200 {
 		t.Fatalf("after the check was removed, weights [3,1,2] over 600 requests: %v", got)
 	}
@@ -1647,17 +1420,10 @@ func TestUpLeastConnCountsWebSockets(t *testing.T) {
 		}))
 	}
 	a, b := mk("a"), mk("b")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.lc]
-addrs = ["%s", "%s"]
-algorithm = "least_conn"
-[locations.all]
-upstream = "lc"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, a.Addr, b.Addr))
-	p := start(t, cfg, "main")
+	cfg := oneUpstream(a.Addr, b.Addr)
+	cfg.Upstreams[0].Name, cfg.Locations[0].Upstream = "lc", "lc"
+	cfg.Upstreams[0].Opts = `algorithm = "least_conn"`
+	p, _ := serve(t, cfg.String())
 	ws := upWSDial(t, p.waitAddr("main"), "/ws")
 	held, _, _ := strings.Cut(upWSEcho(t, ws, "hi"), ":")
 	other := map[string]string{"a": "b", "b": "a"}[held]
@@ -1730,19 +1496,10 @@ func TestUpHTTP2UpstreamAnswersBeforeBodyEnds(t *testing.T) {
 	be.proto.SetUnencryptedHTTP2(true)
 	be.start()
 	t.Cleanup(be.kill)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-http2 = true
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-h2c = true
-locations = ["all"]
-`, be.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	cfg := oneUpstream(be.Addr)
+	cfg.Upstreams[0].Opts = "http2 = true"
+	cfg.ServerOpts = "h2c = true"
+	_, base := serve(t, cfg.String())
 
 	t.Run("early answer", func(t *testing.T) {
 		for i := 0; i < 5; i++ {
