@@ -195,6 +195,24 @@ func tlFreePort(t *testing.T) int {
 	return 0
 }
 
+// tlSite is oneUpstream(upAddr) served by a server "tls" on addr ("" =
+// 127.0.0.1:0) with the TLS lines serverOpts.
+func tlSite(upAddr, addr, serverOpts string) siteConfig {
+	c := oneUpstream(upAddr)
+	c.Server, c.Addr, c.ServerOpts = "tls", addr, serverOpts
+	return c
+}
+
+// tlPair is the tls_cert and tls_key lines of a server or certificate.
+func tlPair(crt, key string) string {
+	return fmt.Sprintf("tls_cert = %q\ntls_key = %q", crt, key)
+}
+
+// tlCertificate is a [certificates.NAME] table for domain.
+func tlCertificate(name, domain, crt, key string) string {
+	return fmt.Sprintf("[certificates.%s]\ndomains = [%q]\n%s\n", name, domain, tlPair(crt, key))
+}
+
 func TestTlSNIALPNVersionsAndHTTP3(t *testing.T) {
 	up := echoBackend(t, "a")
 	ca := tlNewCA(t, "tl test CA")
@@ -206,38 +224,12 @@ func TestTlSNIALPNVersionsAndHTTP3(t *testing.T) {
 	port := tlFreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	maddr := freeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[certificates.one]
-domains = ["one.test"]
-tls_cert = %q
-tls_key = %q
-[certificates.two]
-domains = ["two.test"]
-tls_cert = %q
-tls_key = %q
-[certificates.wild]
-domains = ["*.wild.test"]
-tls_cert = %q
-tls_key = %q
-[servers.tls]
-addr = "%s"
-locations = ["all"]
-certificates = ["one", "two", "wild"]
-http3 = true
-[servers.tlsdef]
-addr = "127.0.0.1:0"
-locations = ["all"]
-certificates = ["one"]
-tls_cert = %q
-tls_key = %q
-`, maddr, up.Addr, oneCrt, oneKey, twoCrt, twoKey, wCrt, wKey, addr, dCrt, dKey))
-	p := start(t, cfg, "tls", "tlsdef")
+	cfg := tlSite(up.Addr, addr, "certificates = [\"one\", \"two\", \"wild\"]\nhttp3 = true")
+	cfg.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+	cfg.Extra = tlCertificate("one", "one.test", oneCrt, oneKey) + tlCertificate("two", "two.test", twoCrt, twoKey) +
+		tlCertificate("wild", "*.wild.test", wCrt, wKey) +
+		"[servers.tlsdef]\naddr = \"127.0.0.1:0\"\nlocations = [\"all\"]\ncertificates = [\"one\"]\n" + tlPair(dCrt, dKey)
+	p := start(t, writeConfig(t, cfg.String()), "tls", "tlsdef")
 	pool := ca.pool()
 
 	t.Run("SNI picks the certificate", func(t *testing.T) {
@@ -436,24 +428,10 @@ func TestTlCertificateSwapOnReload(t *testing.T) {
 	dir := t.TempDir()
 	crt, key, first := ca.writePair(t, dir, "site", "site.test")
 	maddr := freeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[certificates.site]
-domains = ["site.test"]
-tls_cert = %q
-tls_key = %q
-[servers.tls]
-addr = "127.0.0.1:%d"
-locations = ["all"]
-certificates = ["site"]
-http3 = true
-`, maddr, up.Addr, crt, key, tlFreePort(t)))
-	p := start(t, cfg, "tls")
+	cfg := tlSite(up.Addr, fmt.Sprintf("127.0.0.1:%d", tlFreePort(t)), "certificates = [\"site\"]\nhttp3 = true")
+	cfg.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+	cfg.Extra = tlCertificate("site", "site.test", crt, key)
+	p := start(t, writeConfig(t, cfg.String()), "tls")
 	addr := p.waitAddr("tls")
 	conf := &tls.Config{ServerName: "site.test", RootCAs: ca.pool()}
 	h3get := func(tr *qhttp3.Transport, path string) *http.Response {
@@ -551,21 +529,9 @@ func TestTlCertificateFilesWatched(t *testing.T) {
 	dir := t.TempDir()
 	crt, key, first := ca.writePair(t, dir, "watched", "watch.test")
 	maddr := freeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-auto_reload = true
-metrics_addr = "%s"
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.tls]
-addr = "127.0.0.1:0"
-locations = ["all"]
-tls_cert = %q
-tls_key = %q
-`, maddr, up.Addr, crt, key))
-	p := start(t, cfg, "tls")
+	cfg := tlSite(up.Addr, "", tlPair(crt, key))
+	cfg.Basic = fmt.Sprintf("auto_reload = true\nmetrics_addr = %q", maddr)
+	p := start(t, writeConfig(t, cfg.String()), "tls")
 	addr := p.waitAddr("tls")
 	// A server's own tls_cert is exported as "servers.NAME".
 	expiry := obSeries("tls_certificate_expiry_seconds", "name", "servers.tls")
@@ -608,20 +574,8 @@ func TestTlClientCertificates(t *testing.T) {
 	crt, key, _ := serverCA.writePair(t, dir, "server", "mtls.test")
 	caFile := filepath.Join(dir, "clients.pem")
 	tlWriteAtomic(t, caFile, clientCA.pem)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.tls]
-addr = "127.0.0.1:%d"
-locations = ["all"]
-tls_cert = %q
-tls_key = %q
-client_ca = %q
-http3 = true
-`, up.Addr, tlFreePort(t), crt, key, caFile))
-	p := start(t, cfg, "tls")
+	cfg := tlSite(up.Addr, fmt.Sprintf("127.0.0.1:%d", tlFreePort(t)), tlPair(crt, key)+fmt.Sprintf("\nclient_ca = %q\nhttp3 = true", caFile))
+	p := start(t, writeConfig(t, cfg.String()), "tls")
 	url := "https://" + p.waitAddr("tls") + "/x"
 	base := &tls.Config{ServerName: "mtls.test", RootCAs: serverCA.pool()}
 
@@ -712,41 +666,14 @@ func TestTlUpstreamClientCertificate(t *testing.T) {
 	cCrt, cKey, _ := clientCA.writePair(t, dir, "proxy-client", "pingap-proxy")
 	caFile := filepath.Join(dir, "backend-ca.pem")
 	tlWriteAtomic(t, caFile, backendCA.pem)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.mtls]
-addrs = ["%[1]s"]
-tls = true
-sni = "backend.test"
-tls_ca = %[2]q
-tls_client_cert = %[3]q
-tls_client_key = %[4]q
-[upstreams.mtls2]
-addrs = ["%[1]s"]
-tls = true
-http2 = true
-sni = "backend.test"
-tls_ca = %[2]q
-tls_client_cert = %[3]q
-tls_client_key = %[4]q
-[upstreams.nocert]
-addrs = ["%[1]s"]
-tls = true
-sni = "backend.test"
-tls_ca = %[2]q
-[locations.with]
-upstream = "mtls"
-path = "/with"
-[locations.with2]
-upstream = "mtls2"
-path = "/h2with"
-[locations.without]
-upstream = "nocert"
-path = "/without"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["with", "with2", "without"]
-`, ln.Addr().String(), caFile, cCrt, cKey))
-	p := start(t, cfg, "main")
+	backend := []string{ln.Addr().String()}
+	verified := fmt.Sprintf("tls = true\nsni = \"backend.test\"\ntls_ca = %q", caFile)
+	withCert := verified + fmt.Sprintf("\ntls_client_cert = %q\ntls_client_key = %q", cCrt, cKey)
+	p, _ := serve(t, siteConfig{
+		Upstreams: []siteUpstream{{Name: "mtls", Addrs: backend, Opts: withCert}, {Name: "mtls2", Addrs: backend, Opts: withCert + "\nhttp2 = true"},
+			{Name: "nocert", Addrs: backend, Opts: verified}},
+		Locations: []siteLocation{loc("with", "mtls", "/with"), loc("with2", "mtls2", "/h2with"), loc("without", "nocert", "/without")},
+	}.String())
 	for i := 0; i < 3; i++ { // pooled connections too
 		resp, body := do(t, "GET", p.url("main")+"/with", nil)
 		if resp.StatusCode != 200 || string(body) != "HTTP/1.1 client=pingap-proxy" {
@@ -796,10 +723,9 @@ func tlACME(t *testing.T, mode string) {
 		challenge = "tls-alpn-01"
 	}
 	pb := pebble.Start(t, opts)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-[acme]
+	site := tlSite(up.Addr, tlsAddr, `certificates = ["auto"]`)
+	site.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+	site.Extra = fmt.Sprintf(`[acme]
 email = "ops@pingap.test"
 directory_url = %q
 ca_root = %q
@@ -808,18 +734,10 @@ challenge = %q
 [certificates.auto]
 domains = [%q]
 acme = true
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.tls]
-addr = "%s"
-locations = ["all"]
-certificates = ["auto"]
 [servers.http]
-addr = "%s"
-locations = ["all"]
-`, maddr, pb.Dir, pb.CARoot, storage, challenge, domain, up.Addr, tlsAddr, httpAddr))
+addr = %q
+locations = ["all"]`, pb.Dir, pb.CARoot, storage, challenge, domain, httpAddr)
+	cfg := writeConfig(t, site.String())
 	p := start(t, cfg, "tls", "http")
 	addr := p.waitAddr("tls")
 	roots := pb.IssuerCAs
@@ -906,21 +824,9 @@ func TestTlHTTP3TurnedOffAndOn(t *testing.T) {
 	port := tlFreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	conf := func(h3 bool) string {
-		return fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.tls]
-addr = "%s"
-locations = ["all"]
-tls_cert = %q
-tls_key = %q
-http3 = %v
-`, up.Addr, addr, crt, key, h3)
+		return tlSite(up.Addr, addr, tlPair(crt, key)+fmt.Sprintf("\nhttp3 = %v", h3)).String()
 	}
-	path := writeConfig(t, conf(true))
-	p := start(t, path, "tls")
+	p := start(t, writeConfig(t, conf(true)), "tls")
 	tconf := &tls.Config{ServerName: "h3.test", RootCAs: ca.pool()}
 	h3ok := func() error {
 		tr := &qhttp3.Transport{TLSClientConfig: tconf.Clone()}
@@ -949,16 +855,14 @@ http3 = %v
 		t.Fatalf("h3 on: %v, Alt-Svc %q", err, altSvc())
 	}
 
-	os.WriteFile(path, []byte(conf(false)), 0o644)
-	p.signal(syscall.SIGHUP)
+	p.reload(conf(false))
 	p.waitReloads(1)
 	if got := altSvc(); got != "" {
 		t.Fatalf("Alt-Svc %q with http3 = false", got)
 	}
 	eventually(t, "HTTP/3 stops", func() bool { return h3ok() != nil })
 
-	os.WriteFile(path, []byte(conf(true)), 0o644)
-	p.signal(syscall.SIGHUP)
+	p.reload(conf(true))
 	p.waitReloads(2)
 	if len(p.logLines("reload failed; the running configuration stays")) != 0 {
 		t.Fatalf("turning HTTP/3 back on failed: %v", p.logLines("reload failed; the running configuration stays"))
