@@ -21,31 +21,17 @@ import (
 // credentials), metrics on maddr, location /r routed to target, and an
 // upstream "hc" whose first addr is down and health-checked.
 func adConfig(maddr, target, a, b, dead string) string {
-	return fmt.Sprintf(`
-[basic]
-metrics_addr = %q
+	c := abConfig(fmt.Sprintf(`metrics_addr = %q
 admin_addr = "127.0.0.1:0"
 admin_user = "ops"
 admin_password = "s3cret pass"
-grace_period = "5s"
-[upstreams.a]
-addrs = [%q]
-[upstreams.b]
-addrs = [%q]
-[upstreams.hc]
-addrs = [%q, %q]
-health_check = "http://check.local/health"
+grace_period = "5s"`, maddr), target, a, b)
+	c.Upstreams = append(c.Upstreams, siteUpstream{Name: "hc", Addrs: []string{dead, a}, Opts: `health_check = "http://check.local/health"
 health_check_interval = "100ms"
 health_check_timeout = "500ms"
 healthy_threshold = 1
-unhealthy_threshold = 1
-[locations.r]
-upstream = %q
-path = "/"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["r"]
-`, maddr, a, b, dead, a, target)
+unhealthy_threshold = 1`})
+	return c.String()
 }
 
 // adStart starts pingap and returns it with the admin base URL (read from
@@ -365,16 +351,7 @@ func TestAdminFolderSourceRefusesPut(t *testing.T) {
 }
 
 func TestAdminNeedsCredentialsOffLoopback(t *testing.T) {
-	base := `
-[upstreams.u]
-addrs = ["127.0.0.1:9"]
-[locations.l]
-upstream = "u"
-[servers.s]
-addr = "127.0.0.1:0"
-locations = ["l"]
-[basic]
-`
+	base := minimalConfig("127.0.0.1:9", "").String() + "[basic]\n"
 	tests := []struct {
 		basic string
 		ok    bool

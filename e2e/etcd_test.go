@@ -21,23 +21,9 @@ import (
 // metrics may be "" (two instances on one prefix cannot share a metrics
 // addr).
 func etConfig(metrics, target, a, b string) string {
-	return fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-grace_period = "2s"
-[upstreams.a]
-addrs = ["%s"]
-[upstreams.b]
-addrs = ["%s"]
-[locations.r]
-upstream = "%s"
-path = "/"
-[locations.r.headers_set]
-X-Route = "%s"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["r"]
-`, metrics, a, b, target, target)
+	c := abConfig(fmt.Sprintf("metrics_addr = %q\ngrace_period = \"2s\"", metrics), target, a, b)
+	c.Locations[0] = c.Locations[0].with(fmt.Sprintf("[locations.r.headers_set]\nX-Route = %q", target))
+	return c.String()
 }
 
 // etPingap runs `pingap ARGS...` to completion and returns its exit code,

@@ -362,6 +362,24 @@ func oneUpstream(addrs ...string) siteConfig {
 	}
 }
 
+// abConfig is the reload, etcd and admin tests' config: upstreams "a"
+// and "b" (one addr each) and location "r" sending every path to target
+// (usually "a" or "b"), under the [basic] lines basic.
+func abConfig(basic, target, a, b string) siteConfig {
+	return siteConfig{
+		Basic:     basic,
+		Upstreams: []siteUpstream{{Name: "a", Addrs: []string{a}}, {Name: "b", Addrs: []string{b}}},
+		Locations: []siteLocation{loc("r", target, "/")},
+	}
+}
+
+// minimalConfig is the config `pingap -t` tests start from: upstream "u"
+// at upAddr, the plugin tables, location "l" running chain, server "s".
+func minimalConfig(upAddr, plugins string, chain ...string) siteConfig {
+	return siteConfig{Upstreams: []siteUpstream{{Name: "u", Addrs: []string{upAddr}}}, Plugins: plugins,
+		Locations: []siteLocation{loc("l", "u", "", chain...)}, Server: "s"}
+}
+
 // routes is a config whose server "main" routes /NAME (and below) to
 // upstream NAME, through a location NAME, for each of ups in order.
 func routes(ups ...siteUpstream) siteConfig {
@@ -410,6 +428,12 @@ type siteLocation struct {
 // plugins.
 func loc(name, upstream, path string, plugins ...string) siteLocation {
 	return siteLocation{Name: name, Upstream: upstream, Path: path, Plugins: plugins}
+}
+
+// with returns l with the more lines opts.
+func (l siteLocation) with(opts string) siteLocation {
+	l.Opts = opts
+	return l
 }
 
 // String renders c as a TOML config file.

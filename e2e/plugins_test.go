@@ -65,10 +65,9 @@ var plUUID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-
 func TestPluginChainOrderRefusalAndServerPlugins(t *testing.T) {
 	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
-	api := loc("api", "a", "/api", "rid", "keys", "local_only", "loc_headers")
-	api.Opts = `headers_add = ["X-Resp-Id: $request_id"]
+	api := loc("api", "a", "/api", "rid", "keys", "local_only", "loc_headers").with(`headers_add = ["X-Resp-Id: $request_id"]
 [locations.api.proxy_set_headers]
-X-Rid = "$request_id"`
+X-Rid = "$request_id"`)
 	cfg := plSite(up.Addr, plugin("srv_headers", "headers", `request_add = ["X-Order: server"]`)+
 		plugin("rid", "request_id")+
 		plugin("keys", "key_auth", `header = "X-API-Key"`, `keys = ["k1", "k2"]`)+
@@ -200,14 +199,7 @@ func plBadPluginConfig(upAddr string, bad ...int) string {
 		plugins += fmt.Sprintf("[plugins.%s]\n%s\n", bp.name, bp.body)
 		names = append(names, bp.name)
 	}
-	return plKeySite(upAddr, plugins, names...).String()
-}
-
-// plKeySite is a config with server "s" whose one location "l" runs
-// chain on upstream "u".
-func plKeySite(upAddr, plugins string, chain ...string) siteConfig {
-	return siteConfig{Upstreams: []siteUpstream{{Name: "u", Addrs: []string{upAddr}}}, Plugins: plugins,
-		Locations: []siteLocation{loc("l", "u", "", chain...)}, Server: "s"}
+	return minimalConfig(upAddr, plugins, names...).String()
 }
 
 func TestPluginConfigErrorsRejectedByValidate(t *testing.T) {
@@ -248,7 +240,7 @@ func TestPluginConfigErrorsRejectedByValidate(t *testing.T) {
 func TestPluginConfigErrorOnReloadKeepsServing(t *testing.T) {
 	t.Parallel()
 	up, _ := plEchoBackend(t, "a")
-	cfg := plKeySite(up.Addr, plugin("keys", "key_auth", `header = "X-API-Key"`, `keys = ["k1"]`), "keys")
+	cfg := minimalConfig(up.Addr, plugin("keys", "key_auth", `header = "X-API-Key"`, `keys = ["k1"]`), "keys")
 	cfg.Basic = `grace_period = "1s"`
 	good := cfg.String()
 	p := start(t, writeConfig(t, good), "s")
@@ -459,8 +451,7 @@ func TestPluginAuthentication(t *testing.T) {
 func TestPluginCSRFRedirectMockPing(t *testing.T) {
 	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
-	token := loc("token", "a", "/csrf-token", "csrf")
-	token.Opts = `path_type = "exact"`
+	token := loc("token", "a", "/csrf-token", "csrf").with(`path_type = "exact"`)
 	_, base := serve(t, plSite(up.Addr,
 		plugin("csrf", "csrf", `key = "0123456789abcdef0123456789abcdef"`, `ttl = "1h"`)+
 			plugin("https", "redirect", "http_to_https = true")+

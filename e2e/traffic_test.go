@@ -40,9 +40,8 @@ func plSite(addr, plugins string, locs ...siteLocation) siteConfig {
 // the body_limit plugin called name on /plugin, client_max_body_size on
 // /directive.
 func plBodyLimitSite(addr, name, max string) siteConfig {
-	direct := loc("directive", "a", "/directive")
-	direct.Opts = fmt.Sprintf("client_max_body_size = %q", max)
-	return plSite(addr, plugin(name, "body_limit", fmt.Sprintf("max = %q", max)), loc("plugin", "a", "/plugin", name), direct)
+	return plSite(addr, plugin(name, "body_limit", fmt.Sprintf("max = %q", max)),
+		loc("plugin", "a", "/plugin", name), loc("directive", "a", "/directive").with(fmt.Sprintf("client_max_body_size = %q", max)))
 }
 
 // plRedis is the lines of a limit plugin that keeps its state in the redis
@@ -800,9 +799,7 @@ func TestTrafficLimitStateSurvivesReload(t *testing.T) {
 	t.Parallel()
 	a, _ := plEchoBackend(t, "a")
 	body := func(extra string) string {
-		l := loc("l", "a", "", "lim")
-		l.Opts = extra
-		return plSite(a.Addr, plugin("lim", "limit", `key = "header:X-Client"`, "max = 3", `interval = "1m"`), l).String()
+		return plSite(a.Addr, plugin("lim", "limit", `key = "header:X-Client"`, "max = 3", `interval = "1m"`), loc("l", "a", "", "lim").with(extra)).String()
 	}
 	p, base := serve(t, body(""))
 	for i := 0; i < 3; i++ {
