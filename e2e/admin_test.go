@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingap-go/pingap/internal/config"
 	etcdtest "github.com/pingap-go/pingap/internal/testutil/etcd"
 )
 
@@ -433,14 +432,7 @@ func TestAdminPutPersistsToEtcd(t *testing.T) {
 	if got := backendName(t, route); got != "b" {
 		t.Errorf("after PUT: backend %q, want b", got)
 	}
-	code, out, errOut := etPingap(t, "config", "pull", "-from", url)
-	if code != 0 {
-		t.Fatalf("pull: %d %s", code, errOut)
-	}
-	pulled, err := config.Parse([]byte(out), "pulled.toml")
-	if err != nil {
-		t.Fatalf("pulled config: %v\n%s", err, out)
-	}
+	out, pulled := etPull(t, url)
 	if got := pulled.Locations["r"].Upstream; got != "b" {
 		t.Errorf("etcd holds locations.r.upstream %q, want b", got)
 	}

@@ -322,6 +322,24 @@ func do(t *testing.T, method, url string, body io.Reader, headers ...string) (*h
 	return resp, b
 }
 
+// getStatusAsync GETs url on a goroutine with http.DefaultClient (no
+// timeout: a request the backend holds stays held), reads the body and
+// delivers the status, or -1 on a transport error.
+func getStatusAsync(url string) <-chan int {
+	status := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			status <- -1
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	return status
+}
+
 func decodeEcho(t *testing.T, b []byte) echo {
 	t.Helper()
 	var e echo

@@ -60,6 +60,14 @@ func plExpect(t *testing.T, what string, resp *http.Response, body []byte, statu
 	}
 }
 
+// plRefused checks that the answer is status with the contract's JSON
+// error body: a refusal by a plugin or the proxy.
+func plRefused(t *testing.T, what string, resp *http.Response, body []byte, status int) {
+	t.Helper()
+	plExpect(t, what, resp, body, status)
+	plErrorBody(t, what, resp, body)
+}
+
 var plUUID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 func TestPluginChainOrderRefusalAndServerPlugins(t *testing.T) {
@@ -81,8 +89,7 @@ X-Rid = "$request_id"`)
 	t.Run("missing key refused before upstream", func(t *testing.T) {
 		before := hits.hits.Load()
 		resp, body := do(t, "GET", base+"/api/x", nil)
-		plExpect(t, "no key", resp, body, 401)
-		plErrorBody(t, "no key", resp, body)
+		plRefused(t, "no key", resp, body, 401)
 		// request_id ran before key_auth, so its response phase stamps the
 		// refusal too.
 		if id := resp.Header.Get("X-Request-Id"); !plUUID.MatchString(id) {
@@ -139,8 +146,7 @@ X-Rid = "$request_id"`)
 	t.Run("ip deny stops the chain", func(t *testing.T) {
 		before := hits.hits.Load()
 		resp, body := do(t, "GET", base+"/denied", nil)
-		plExpect(t, "denied", resp, body, 403)
-		plErrorBody(t, "denied", resp, body)
+		plRefused(t, "denied", resp, body, 403)
 		if n := hits.hits.Load() - before; n != 0 {
 			t.Fatalf("upstream saw a denied request")
 		}
@@ -363,8 +369,7 @@ func TestPluginAuthentication(t *testing.T) {
 	t.Run("basic_auth", func(t *testing.T) {
 		before := hits.hits.Load()
 		resp, body := do(t, "GET", base+"/basic", nil)
-		plExpect(t, "no credentials", resp, body, 401)
-		plErrorBody(t, "no credentials", resp, body)
+		plRefused(t, "no credentials", resp, body, 401)
 		if got := resp.Header.Get("WWW-Authenticate"); got != `Basic realm="e2e", charset="UTF-8"` {
 			t.Errorf("WWW-Authenticate = %q", got)
 		}
@@ -437,11 +442,9 @@ func TestPluginAuthentication(t *testing.T) {
 
 		before = hits.hits.Load()
 		resp, body = do(t, "GET", base+"/down", nil)
-		plExpect(t, "auth unreachable", resp, body, 503)
-		plErrorBody(t, "auth unreachable", resp, body)
+		plRefused(t, "auth unreachable", resp, body, 503)
 		resp, body = do(t, "GET", base+"/slowauth", nil, "Authorization: Bearer slow")
-		plExpect(t, "auth slower than timeout", resp, body, 503)
-		plErrorBody(t, "auth slower than timeout", resp, body)
+		plRefused(t, "auth slower than timeout", resp, body, 503)
 		if hits.hits.Load() != before {
 			t.Errorf("upstream reached with the auth service down or slow")
 		}

@@ -66,6 +66,15 @@ func tlNewCA(t *testing.T, name string) *tlCA {
 	return &tlCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
+// pemFile writes the CA certificate to a PEM file (for tls_ca and
+// client_ca) and returns its path.
+func (ca *tlCA) pemFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	writeFile(t, path, string(ca.pem))
+	return path
+}
+
 func (ca *tlCA) pool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(ca.cert)
@@ -113,6 +122,15 @@ func (ca *tlCA) writePair(t *testing.T, dir, base string, names ...string) (cert
 	return certFile, keyFile, leaf
 }
 
+// tlOneCert makes a CA called caName and a certificate of it for domain,
+// written to base.crt and base.key in a new temp dir.
+func tlOneCert(t *testing.T, caName, base, domain string) (ca *tlCA, certFile, keyFile string, leaf *x509.Certificate) {
+	t.Helper()
+	ca = tlNewCA(t, caName)
+	certFile, keyFile, leaf = ca.writePair(t, t.TempDir(), base, domain)
+	return ca, certFile, keyFile, leaf
+}
+
 func tlWriteAtomic(t *testing.T, path string, b []byte) {
 	t.Helper()
 	tmp := path + ".tmp"
@@ -124,8 +142,9 @@ func tlWriteAtomic(t *testing.T, path string, b []byte) {
 	}
 }
 
-// tlClientCert is a tls.Certificate for a client, issued by ca.
-func (ca *tlCA) clientCert(t *testing.T, name string) tls.Certificate {
+// keyPair is a tls.Certificate for name (usable by a client or a server),
+// issued by ca and valid for an hour.
+func (ca *tlCA) keyPair(t *testing.T, name string) tls.Certificate {
 	t.Helper()
 	c, k, _ := ca.issue(t, time.Now().Add(time.Hour), name)
 	cert, err := tls.X509KeyPair(c, k)
@@ -424,9 +443,7 @@ func TestTlSNIALPNVersionsAndHTTP3(t *testing.T) {
 
 func TestTlCertificateSwapOnReload(t *testing.T) {
 	up := echoBackend(t, "a")
-	ca := tlNewCA(t, "tl swap CA")
-	dir := t.TempDir()
-	crt, key, first := ca.writePair(t, dir, "site", "site.test")
+	ca, crt, key, first := tlOneCert(t, "tl swap CA", "site", "site.test")
 	maddr := freeAddr(t)
 	cfg := tlSite(up.Addr, fmt.Sprintf("127.0.0.1:%d", tlFreePort(t)), "certificates = [\"site\"]\nhttp3 = true")
 	cfg.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
@@ -525,9 +542,7 @@ func TestTlCertificateSwapOnReload(t *testing.T) {
 // (no SIGHUP, config unchanged) is enough for new handshakes.
 func TestTlCertificateFilesWatched(t *testing.T) {
 	up := echoBackend(t, "a")
-	ca := tlNewCA(t, "tl watch CA")
-	dir := t.TempDir()
-	crt, key, first := ca.writePair(t, dir, "watched", "watch.test")
+	ca, crt, key, first := tlOneCert(t, "tl watch CA", "watched", "watch.test")
 	maddr := freeAddr(t)
 	cfg := tlSite(up.Addr, "", tlPair(crt, key))
 	cfg.Basic = fmt.Sprintf("auto_reload = true\nmetrics_addr = %q", maddr)
@@ -585,8 +600,8 @@ func TestTlClientCertificates(t *testing.T) {
 		ok    bool
 	}{
 		{"no client certificate", nil, false},
-		{"certificate of another CA", []tls.Certificate{otherCA.clientCert(t, "mallory")}, false},
-		{"certificate of client_ca", []tls.Certificate{clientCA.clientCert(t, "alice")}, true},
+		{"certificate of another CA", []tls.Certificate{otherCA.keyPair(t, "mallory")}, false},
+		{"certificate of client_ca", []tls.Certificate{clientCA.keyPair(t, "alice")}, true},
 	} {
 		for _, proto := range []string{"h1", "h2", "h3"} {
 			t.Run(tt.name+" "+proto, func(t *testing.T) {
@@ -629,7 +644,7 @@ func TestTlClientCertificates(t *testing.T) {
 		ok  bool
 	}{{"alice", clientCA, false}, {"mallory", otherCA, true}} {
 		conf := base.Clone()
-		conf.Certificates = []tls.Certificate{tt.ca.clientCert(t, tt.who)}
+		conf.Certificates = []tls.Certificate{tt.ca.keyPair(t, tt.who)}
 		resp, err := tlClient(conf, false).Get(url)
 		if err == nil {
 			resp.Body.Close()
@@ -818,9 +833,7 @@ locations = ["all"]`, pb.Dir, pb.CARoot, storage, challenge, domain, httpAddr)
 // advertising and serving HTTP/3; turning it back on serves it again.
 func TestTlHTTP3TurnedOffAndOn(t *testing.T) {
 	up := echoBackend(t, "a")
-	ca := tlNewCA(t, "tl h3 CA")
-	dir := t.TempDir()
-	crt, key, _ := ca.writePair(t, dir, "h3", "h3.test")
+	ca, crt, key, _ := tlOneCert(t, "tl h3 CA", "h3", "h3.test")
 	port := tlFreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	conf := func(h3 bool) string {

@@ -148,30 +148,13 @@ func TestTrafficInflightLimit(t *testing.T) {
 	releaseAll := func() { released.Do(func() { close(release) }) }
 	defer releaseAll()
 
-	var wg sync.WaitGroup
-	results := make(chan int, 2)
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := http.Get(base + "/slow")
-			if err != nil {
-				results <- -1
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			results <- resp.StatusCode
-		}()
-	}
+	results := []<-chan int{getStatusAsync(base + "/slow"), getStatusAsync(base + "/slow")}
 	eventually(t, "two requests in flight at the backend", func() bool { return inflight.Load() == 2 })
 	resp, body := do(t, "GET", base+"/fast", nil)
 	plCheck429(t, "third concurrent request", resp, body, 2)
 	releaseAll()
-	wg.Wait()
-	close(results)
-	for s := range results {
-		if s != 200 {
+	for _, r := range results {
+		if s := <-r; s != 200 {
 			t.Errorf("in-flight request status %d", s)
 		}
 	}
@@ -303,8 +286,7 @@ func TestTrafficBodyLimits(t *testing.T) {
 			// Declared too large: 413 before anything is forwarded.
 			_, before := ub.largestComplete()
 			resp, body = do(t, "POST", base+loc, bytes.NewReader(make([]byte, limit+1)))
-			plExpect(t, "Content-Length over the limit", resp, body, 413)
-			plErrorBody(t, "Content-Length over the limit", resp, body)
+			plRefused(t, "Content-Length over the limit", resp, body, 413)
 
 			// Chunked, the limit is crossed while streaming.
 			req, _ = http.NewRequest("POST", base+loc, &plSlowChunks{n: 64, size: 1024})
@@ -697,13 +679,7 @@ func TestTrafficCORS(t *testing.T) {
 func TestTrafficCacheAndCompressionOrders(t *testing.T) {
 	t.Parallel()
 	big := plPayload(64 << 10)
-	var hits atomic.Int64
-	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "max-age=60")
-		w.Write(big)
-	}))
+	up, hits := plCacheableBackend(t, big)
 	_, base := serve(t, plSite(up.Addr, plugin("cache", "cache", `max_size = "10MB"`)+plugin("compress", "compression"),
 		loc("cache_first", "a", "/cf", "cache", "compress"), loc("compress_first", "a", "/zf", "compress", "cache")).String())
 	fetch := func(t *testing.T, path, ae string) (*http.Response, []byte) { return plFetchRaw(t, base+path, ae) }
@@ -940,8 +916,7 @@ func TestTrafficRedisUnreachable(t *testing.T) {
 	before := hits.hits.Load()
 	for i := 0; i < 2; i++ {
 		resp, b := do(t, "GET", base+"/closed", nil)
-		plExpect(t, "fail closed", resp, b, 429)
-		plErrorBody(t, "fail closed", resp, b)
+		plRefused(t, "fail closed", resp, b, 429)
 	}
 	if hits.hits.Load() != before {
 		t.Error("fail closed: the upstream was reached")
@@ -1004,8 +979,7 @@ func TestTrafficCacheBypassAndNotStored(t *testing.T) {
 		t.Errorf("host in the key: %q %q %q", h1, h2, h3)
 	}
 	resp, b := do(t, "PURGE", base+"/strict/x", nil)
-	plExpect(t, "PURGE from a client not in purge_ip_list", resp, b, 403)
-	plErrorBody(t, "PURGE 403", resp, b)
+	plRefused(t, "PURGE from a client not in purge_ip_list", resp, b, 403)
 	// HEAD after GET is answered from its own entry, without a body.
 	do(t, "GET", base+"/c/head", nil)
 	resp, b = do(t, "HEAD", base+"/c/head", nil)
@@ -1389,21 +1363,9 @@ func TestTrafficCompressionSkips(t *testing.T) {
 		}
 	}))
 	_, base := serve(t, plSite(up.Addr, plugin("compress", "compression"), loc("l", "a", "", "compress")).String())
-	raw := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableCompression: true}}
 	get := func(path string, headers ...string) (*http.Response, []byte) {
-		req, _ := http.NewRequest("GET", base+path, nil)
-		req.Header.Set("Accept-Encoding", "br, gzip, zstd")
-		for _, h := range headers {
-			k, v, _ := strings.Cut(h, ":")
-			req.Header.Set(k, strings.TrimSpace(v))
-		}
-		resp, err := raw.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, b
+		t.Helper()
+		return plFetchRaw(t, base+path, "br, gzip, zstd", headers...)
 	}
 	if resp, b := get("/notransform"); resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(b, big) {
 		t.Errorf("no-transform: Content-Encoding %q, %d bytes", resp.Header.Get("Content-Encoding"), len(b))
@@ -1525,8 +1487,7 @@ func TestTrafficHTTP2BodyLimitAndCancel(t *testing.T) {
 			resp, b = post(bytes.NewReader(make([]byte, 5000)), 5000)
 			plExpect(t, "declared over the limit", resp, b, 413)
 			resp, b = post(&plSlowChunks{n: 64, size: 1024}, -1)
-			plExpect(t, "streamed over the limit", resp, b, 413)
-			plErrorBody(t, "streamed over the limit", resp, b)
+			plRefused(t, "streamed over the limit", resp, b, 413)
 			if largest, after := ub.largestComplete(); largest > 4096 || after != before {
 				t.Fatalf("the upstream received a complete oversized body (largest %d, complete %d -> %d)", largest, before, after)
 			}
@@ -1590,17 +1551,7 @@ func TestTrafficRedisInflightAndRecovery(t *testing.T) {
 	p1 := start(t, writeConfig(t, cfg), "main")
 	p2 := start(t, writeConfig(t, cfg), "main")
 
-	done := make(chan int, 1)
-	go func() {
-		resp, err := http.Get(p1.url("main") + "/conc/hold")
-		if err != nil {
-			done <- -1
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		done <- resp.StatusCode
-	}()
+	done := getStatusAsync(p1.url("main") + "/conc/hold")
 	eventually(t, "held request at the upstream", func() bool { return holding.Load() == 1 })
 	resp, b := do(t, "GET", p2.url("main")+"/conc/x", nil)
 	plCheck429(t, "second instance while the first holds the only slot", resp, b, 1)
@@ -1652,54 +1603,22 @@ func TestTrafficRedisInflightAndRecovery(t *testing.T) {
 func TestTrafficHTTP2ContentPlugins(t *testing.T) {
 	t.Parallel()
 	big := plPayload(100 << 10)
-	var hits atomic.Int64
-	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "max-age=60")
-		w.Write(big)
-	}))
+	up, hits := plCacheableBackend(t, big)
 	cfg := plSite(up.Addr, plugin("cache", "cache")+plugin("compress", "compression")+plugin("lim", "limit", "max = 100", `interval = "1m"`),
 		loc("l", "a", "", "lim", "cache", "compress"))
 	cfg.ServerOpts = "h2c = true"
 	_, base := serve(t, cfg.String())
 	h2 := plH2C()
 	for i, enc := range []string{"br", "br", "zstd", "gzip"} {
-		req, _ := http.NewRequest("GET", base+"/data", nil)
-		req.Header.Set("Accept-Encoding", enc)
-		resp, err := h2.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.ProtoMajor != 2 || resp.StatusCode != 200 {
-			t.Fatalf("request %d: %v %s %d", i, err, resp.Proto, resp.StatusCode)
+		resp, b := plFetchWith(t, h2, base+"/data", enc)
+		if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+			t.Fatalf("request %d: %s %d", i, resp.Proto, resp.StatusCode)
 		}
 		if resp.Header.Get("Content-Encoding") != enc || resp.Header.Get("X-RateLimit-Limit") != "100" {
 			t.Fatalf("request %d: Content-Encoding %q X-RateLimit-Limit %q", i, resp.Header.Get("Content-Encoding"), resp.Header.Get("X-RateLimit-Limit"))
 		}
-		var r io.Reader
-		switch enc {
-		case "br":
-			r = brotli.NewReader(bytes.NewReader(b))
-		case "zstd":
-			zr, err := zstd.NewReader(bytes.NewReader(b))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer zr.Close()
-			r = zr
-		case "gzip":
-			zr, err := gzip.NewReader(bytes.NewReader(b))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r = zr
-		}
-		got, err := io.ReadAll(r)
-		if err != nil || !bytes.Equal(got, big) {
-			t.Fatalf("request %d (%s, %s): decoded %d bytes, err %v", i, enc, resp.Header.Get("X-Cache-Status"), len(got), err)
+		if got := plDecode(t, enc, b); !bytes.Equal(got, big) {
+			t.Fatalf("request %d (%s, %s): decoded %d bytes", i, enc, resp.Header.Get("X-Cache-Status"), len(got))
 		}
 		if i == 1 && resp.Header.Get("X-Cache-Status") != "HIT" {
 			t.Errorf("second br request: %s", resp.Header.Get("X-Cache-Status"))
@@ -1710,18 +1629,43 @@ func TestTrafficHTTP2ContentPlugins(t *testing.T) {
 	}
 }
 
+// plCacheableBackend serves body as cacheable JSON (max-age=60) on every
+// path and counts the requests that reach it.
+func plCacheableBackend(t *testing.T, body []byte) (*backend, *atomic.Int64) {
+	t.Helper()
+	hits := new(atomic.Int64)
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write(body)
+	}))
+	return up, hits
+}
+
 // plRawClient does not decode Content-Encoding behind the test's back.
 var plRawClient = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableCompression: true}}
 
-// plFetchRaw GETs url with Accept-Encoding ae ("" = none) and returns the
-// response with its body as sent.
-func plFetchRaw(t *testing.T, url, ae string) (*http.Response, []byte) {
+// plFetchRaw GETs url with Accept-Encoding ae ("" = none) and more
+// "Name: value" headers, and returns the response with its body as sent.
+func plFetchRaw(t *testing.T, url, ae string, headers ...string) (*http.Response, []byte) {
+	t.Helper()
+	return plFetchWith(t, plRawClient, url, ae, headers...)
+}
+
+// plFetchWith is plFetchRaw through client c (which must not decode
+// Content-Encoding either).
+func plFetchWith(t *testing.T, c *http.Client, url, ae string, headers ...string) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	if ae != "" {
 		req.Header.Set("Accept-Encoding", ae)
 	}
-	resp, err := plRawClient.Do(req)
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		req.Header.Set(k, strings.TrimSpace(v))
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,21 +12,12 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -251,20 +242,26 @@ func upCount(t *testing.T, c *http.Client, url string, n int, headers ...string)
 	return got
 }
 
+// upHold counts r in held until it has answered with body, which it does
+// once gate closes, its client goes away or 20s pass.
+func upHold(w http.ResponseWriter, r *http.Request, gate <-chan struct{}, held *atomic.Int64, body string) {
+	held.Add(1)
+	defer held.Add(-1)
+	select {
+	case <-gate:
+	case <-r.Context().Done():
+	case <-time.After(20 * time.Second):
+	}
+	io.WriteString(w, body)
+}
+
 func TestUpBalancingPolicies(t *testing.T) {
 	a, b, c := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil), upNewBackend(t, "c", nil)
 	release := make(chan struct{})
 	var held atomic.Int64
 	// slow holds every request until release: the least_conn victim.
 	slow := upNewBackend(t, "slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		held.Add(1)
-		defer held.Add(-1)
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		case <-time.After(20 * time.Second):
-		}
-		io.WriteString(w, "slow")
+		upHold(w, r, release, &held, "slow")
 	}))
 	// fast holds only the requests of the least_conn set-up (/lc/hold)
 	// until fastGo, then answers everything at once.
@@ -272,13 +269,8 @@ func TestUpBalancingPolicies(t *testing.T) {
 	var fastHeld atomic.Int64
 	fast := upNewBackend(t, "fast", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/lc/hold" {
-			fastHeld.Add(1)
-			defer fastHeld.Add(-1)
-			select {
-			case <-fastGo:
-			case <-r.Context().Done():
-			case <-time.After(20 * time.Second):
-			}
+			upHold(w, r, fastGo, &fastHeld, "fast")
+			return
 		}
 		io.WriteString(w, "fast")
 	}))
@@ -678,55 +670,6 @@ healthy_threshold = 2`
 	}
 }
 
-// upCA is a private test CA that signs server certificates.
-type upCA struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
-	pemPath string
-}
-
-func upNewCA(t *testing.T) *upCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pingap e2e upstream CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return &upCA{cert: cert, key: key, pemPath: path}
-}
-
-// leaf returns a server certificate for dnsName signed by the CA.
-func (ca *upCA) leaf(t *testing.T, dnsName string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: dnsName}, DNSNames: []string{dnsName},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
 // upProtoSeen is what a protocol backend recorded about its last request.
 type upProtoSeen struct {
 	health   atomic.Int32 // status of GET /health; 0 = 200
@@ -764,8 +707,8 @@ func (s *upProtoSeen) get() (int, string) {
 }
 
 func TestUpTLSAndHTTP2Upstreams(t *testing.T) {
-	ca := upNewCA(t)
-	leaf := ca.leaf(t, "backend.test")
+	ca := tlNewCA(t, "pingap e2e upstream CA")
+	caFile, leaf := ca.pemFile(t), ca.keyPair(t, "backend.test")
 
 	// One TLS backend offering h2 and http/1.1 by ALPN.
 	var tlsSeen upProtoSeen
@@ -787,12 +730,12 @@ func TestUpTLSAndHTTP2Upstreams(t *testing.T) {
 	t.Cleanup(h2cb.kill)
 
 	tlsAddr := []string{ln.Addr().String()}
-	trusted := fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"backend.test\"", ca.pemPath)
+	trusted := fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"backend.test\"", caFile)
 	_, base := serve(t, routes(
 		siteUpstream{Name: "tls1", Addrs: tlsAddr, Opts: trusted},
 		siteUpstream{Name: "tls2", Addrs: tlsAddr, Opts: trusted + "\nhttp2 = true"},
 		siteUpstream{Name: "untrusted", Addrs: tlsAddr, Opts: "tls = true\nsni = \"backend.test\""},
-		siteUpstream{Name: "wrongname", Addrs: tlsAddr, Opts: fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"other.test\"", ca.pemPath)},
+		siteUpstream{Name: "wrongname", Addrs: tlsAddr, Opts: fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"other.test\"", caFile)},
 		siteUpstream{Name: "h2c", Addrs: []string{h2cb.Addr}, Opts: "http2 = true"},
 		siteUpstream{Name: "tlscheck", Addrs: tlsAddr, Opts: trusted + `
 health_check = "https://backend.test/health"
@@ -924,8 +867,8 @@ func TestUpServerSentEventsUnbuffered(t *testing.T) {
 }
 
 func TestUpConnectionReuse(t *testing.T) {
-	ca := upNewCA(t)
-	leaf := ca.leaf(t, "backend.test")
+	ca := tlNewCA(t, "pingap e2e upstream CA")
+	caFile, leaf := ca.pemFile(t), ca.keyPair(t, "backend.test")
 	plain := upNewBackend(t, "plain", nil)
 	h2c := &upBackend{t: t, name: "h2c", proto: new(http.Protocols)}
 	h2c.proto.SetUnencryptedHTTP2(true)
@@ -960,7 +903,7 @@ func TestUpConnectionReuse(t *testing.T) {
 	_, base := serve(t, routes(
 		siteUpstream{Name: "plain", Addrs: []string{plain.Addr}},
 		siteUpstream{Name: "h2c", Addrs: []string{h2c.Addr}, Opts: "http2 = true"},
-		siteUpstream{Name: "tls", Addrs: []string{ln.Addr().String()}, Opts: fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"backend.test\"", ca.pemPath)},
+		siteUpstream{Name: "tls", Addrs: []string{ln.Addr().String()}, Opts: fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"backend.test\"", caFile)},
 		siteUpstream{Name: "closer", Addrs: []string{closer.Addr}},
 		siteUpstream{Name: "shortidle", Addrs: []string{plain.Addr}, Opts: `idle_timeout = "150ms"`},
 	).String())
@@ -1503,14 +1446,7 @@ func TestUpHTTP2UpstreamAnswersBeforeBodyEnds(t *testing.T) {
 
 	t.Run("early answer", func(t *testing.T) {
 		for i := 0; i < 5; i++ {
-			pr, pw := io.Pipe()
-			go func() {
-				pw.Write([]byte("first part of a body that never ends in time\n"))
-				time.Sleep(300 * time.Millisecond)
-				pw.Write([]byte("rest\n"))
-				pw.Close()
-			}()
-			req, _ := http.NewRequest("POST", base+"/upload", pr)
+			req, _ := http.NewRequest("POST", base+"/upload", upTwoPartBody("first part of a body that never ends in time\n", "rest\n", 300*time.Millisecond))
 			resp, err := upClient("").Do(req)
 			if err != nil {
 				t.Fatalf("request %d: %v", i, err)
@@ -1568,14 +1504,7 @@ func TestUpHTTP2UpstreamAnswersBeforeBodyEnds(t *testing.T) {
 		// progress still completes). The upstream then sees its request
 		// cut, so the response may end early (reset, never passed off as
 		// complete); what matters is the proxy neither crashes nor races.
-		pr, pw := io.Pipe()
-		go func() {
-			pw.Write([]byte("one\n"))
-			time.Sleep(200 * time.Millisecond)
-			pw.Write([]byte("two\n"))
-			pw.Close()
-		}()
-		req, _ := http.NewRequest("POST", base+"/echo", pr)
+		req, _ := http.NewRequest("POST", base+"/echo", upTwoPartBody("one\n", "two\n", 200*time.Millisecond))
 		resp, err := upClient("").Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -1591,6 +1520,19 @@ func TestUpHTTP2UpstreamAnswersBeforeBodyEnds(t *testing.T) {
 	if st, _, _, err := upGet(upPlain, base+"/upload"); err != nil || st != 401 {
 		t.Fatalf("after the streams: %d %v", st, err)
 	}
+}
+
+// upTwoPartBody is a streamed request body: first at once, rest after
+// pause (so the request is still being sent when the answer may come).
+func upTwoPartBody(first, rest string, pause time.Duration) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte(first))
+		time.Sleep(pause)
+		pw.Write([]byte(rest))
+		pw.Close()
+	}()
+	return pr
 }
 
 // An HTTP/1.1 upstream that answers a large upload early (413 without
