@@ -132,20 +132,29 @@ func (p *proc) readLogs(r io.Reader) {
 // waitAddr returns the bound address of server, waiting for it up to 20s.
 func (p *proc) waitAddr(server string) string {
 	p.t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
+	var a string
+	p.await(fmt.Sprintf("server %q listening", server), 20*time.Second, p.exited, "pingap exited", func() bool {
 		p.mu.Lock()
-		a := p.addrs[server]
-		p.mu.Unlock()
-		if a != "" {
-			return a
-		}
+		defer p.mu.Unlock()
+		a = p.addrs[server]
+		return a != ""
+	})
+	return a
+}
+
+// await returns once cond holds, checking it again after every log line.
+// It fails the test, naming what it waited for, when end closes first
+// (ended says how) or after timeout.
+func (p *proc) await(what string, timeout time.Duration, end <-chan struct{}, ended string, cond func() bool) {
+	p.t.Helper()
+	deadline := time.After(timeout)
+	for !cond() {
 		select {
 		case <-p.added:
-		case <-p.exited:
-			p.t.Fatalf("pingap exited before server %q listened:\n%s", server, p.logs())
+		case <-end:
+			p.t.Fatalf("%s while waiting for %s:\n%s", ended, what, p.logs())
 		case <-deadline:
-			p.t.Fatalf("server %q not listening after 20s:\n%s", server, p.logs())
+			p.t.Fatalf("no %s after %v:\n%s", what, timeout, p.logs())
 		}
 	}
 }
@@ -177,21 +186,17 @@ func (p *proc) logLines(msg string) []map[string]any {
 // true (match may be nil).
 func (p *proc) waitLog(msg string, match func(map[string]any) bool) map[string]any {
 	p.t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
+	var found map[string]any
+	p.await(fmt.Sprintf("log %q", msg), 10*time.Second, p.done, "log ended", func() bool {
 		for _, l := range p.logLines(msg) {
 			if match == nil || match(l) {
-				return l
+				found = l
+				return true
 			}
 		}
-		select {
-		case <-p.added:
-		case <-p.done:
-			p.t.Fatalf("log ended while waiting for log %q:\n%s", msg, p.logs())
-		case <-deadline:
-			p.t.Fatalf("no log %q after 10s:\n%s", msg, p.logs())
-		}
-	}
+		return false
+	})
+	return found
 }
 
 func (p *proc) signal(sig os.Signal) {

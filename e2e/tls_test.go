@@ -45,10 +45,6 @@ var tlSerial atomic.Int64
 
 func tlNewCA(t *testing.T, name string) *tlCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1000 + tlSerial.Add(1)),
 		Subject:               pkix.Name{CommonName: name},
@@ -58,10 +54,7 @@ func tlNewCA(t *testing.T, name string) *tlCA {
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	der, key := tlCreate(t, tmpl, nil, nil)
 	cert, _ := x509.ParseCertificate(der)
 	return &tlCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
@@ -75,6 +68,24 @@ func (ca *tlCA) pemFile(t *testing.T) string {
 	return path
 }
 
+// tlCreate makes a P-256 key and a certificate of tmpl for it, signed by
+// parent's parentKey; a nil parent makes it self-signed.
+func tlCreate(t *testing.T, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der, key
+}
+
 func (ca *tlCA) pool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(ca.cert)
@@ -86,10 +97,6 @@ func (ca *tlCA) pool() *x509.CertPool {
 // the PEM key and the parsed leaf.
 func (ca *tlCA) issue(t *testing.T, notAfter time.Time, names ...string) (certPEM, keyPEM []byte, leaf *x509.Certificate) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1000 + tlSerial.Add(1)),
 		Subject:      pkix.Name{CommonName: names[0]},
@@ -100,10 +107,7 @@ func (ca *tlCA) issue(t *testing.T, notAfter time.Time, names ...string) (certPE
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	der, key := tlCreate(t, tmpl, ca.cert, ca.key)
 	leaf, _ = x509.ParseCertificate(der)
 	kder, _ := x509.MarshalPKCS8PrivateKey(key)
 	certPEM = append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.pem...)

@@ -426,28 +426,16 @@ func TestTrafficCache(t *testing.T) {
 
 	t.Run("concurrent misses coalesce", func(t *testing.T) {
 		const n = 20
-		var wg sync.WaitGroup
-		bodies := make([]string, n)
-		statuses := make([]int, n)
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				resp, err := client.Get(base + "/c/slow")
-				if err != nil {
-					return
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				bodies[i], statuses[i] = string(b), resp.StatusCode
-			}()
-		}
+		var statuses []int
+		var bodies []string
+		done := make(chan struct{})
+		go func() { statuses, bodies = plGetConcurrently(base+"/c/slow", n); close(done) }()
 		// Let the first request reach the backend, give the others time to
 		// queue behind it, then answer.
 		eventually(t, "the first miss at the upstream", func() bool { return cb.count("/c/slow") >= 1 })
 		time.Sleep(300 * time.Millisecond)
 		close(cb.slow)
-		wg.Wait()
+		<-done
 		for i := range bodies {
 			if statuses[i] != 200 || bodies[i] != bodies[0] {
 				t.Fatalf("request %d: %d %q (first %q)", i, statuses[i], bodies[i], bodies[0])
@@ -1027,23 +1015,8 @@ func TestTrafficCacheUncacheableDoesNotQueue(t *testing.T) {
 	}))
 	_, base := serve(t, plSite(up.Addr, plugin("cache", "cache", `lock_timeout = "20s"`), loc("l", "a", "", "cache")).String())
 	wave := func(n int) (time.Duration, []int) {
-		var wg sync.WaitGroup
-		statuses := make([]int, n)
 		began := time.Now()
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				resp, err := client.Get(base + "/dyn")
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				statuses[i] = resp.StatusCode
-			}()
-		}
-		wg.Wait()
+		statuses, _ := plGetConcurrently(base+"/dyn", n)
 		return time.Since(began), statuses
 	}
 
@@ -1627,6 +1600,28 @@ func TestTrafficHTTP2ContentPlugins(t *testing.T) {
 	if n := hits.Load(); n != 3 {
 		t.Errorf("upstream hits %d, want 3 (one per encoding)", n)
 	}
+}
+
+// plGetConcurrently sends n GETs of url at once and returns, once all are
+// answered, each one's status and body (0 and "" after a transport error).
+func plGetConcurrently(url string, n int) (statuses []int, bodies []string) {
+	statuses, bodies = make([]int, n), make([]string, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Get(url)
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			statuses[i], bodies[i] = resp.StatusCode, string(b)
+		}()
+	}
+	wg.Wait()
+	return statuses, bodies
 }
 
 // plCacheableBackend serves body as cacheable JSON (max-age=60) on every
