@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/rawsock"
 )
 
 // Connection states, for Shutdown: only an idle connection (waiting for a
@@ -243,8 +244,7 @@ type reqState struct {
 	date    []byte
 	// sendWait's state (park_linux.go); waited: the last sendWait
 	// waited for the next request.
-	out    []byte
-	werr   error
+	sender rawsock.Sender
 	waited bool
 	// now is when the previous request on the connection ended, for the
 	// next wait (one clock reading for both); waitForRequest clears it.

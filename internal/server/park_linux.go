@@ -19,10 +19,9 @@ type parkState struct {
 	added atomic.Bool // the fd is in the epoll set (later parks use MOD)
 	gone  bool        // what peek found; owner only
 	ev    syscall.EpollEvent
-	rc    syscall.RawConn       // the socket's, for epoll_ctl under its fd lock
-	ctl   func(fd uintptr)      // c.epollCtl, made once
-	peek  func(fd uintptr)      // c.peekFd, made once
-	send  func(fd uintptr) bool // c.sendFd, made once
+	rc    syscall.RawConn  // the socket's, for epoll_ctl under its fd lock
+	ctl   func(fd uintptr) // c.epollCtl, made once
+	peek  func(fd uintptr) // c.peekFd, made once
 }
 
 // The Control callbacks run while the connection may already belong to
@@ -270,45 +269,30 @@ func (c *conn) raw() bool {
 	}
 	c.pk.ctl = c.epollCtl
 	c.pk.peek = c.peekFd
-	c.pk.send = c.sendFd
 	c.pk.rc = rc
 	return true
 }
 
 // sendWait writes p, the end of a response, and then waits until the
 // connection is readable (the next request), its read deadline passes or
-// it is closed. It returns how much of p it wrote and the write's error;
-// the caller writes the rest the ordinary way (n < len(p) with a nil
-// error: the socket buffer was full, or the wait could not start). The
-// read that follows tells what ended the wait.
+// it is closed (rawsock.Sender). It returns how much of p it wrote; the
+// caller writes the rest the ordinary way.
 //
-// Why: the net package's read tries the system call before it waits, and
-// right after a response that read always fails (the client has not sent
-// its next request yet): one wasted system call per request. A raw read
-// callback runs after the runtime reset the socket's readiness, so a
-// reply to what the callback writes cannot be missed.
-//
-// What can be missed is input that came before the callback and after
-// the request was read: a pipelined request. Its readiness was reset, so
-// the wait would last until the idle-release deadline (then the epoll
-// park, which is level-triggered, finds it): a connection that ever
-// pipelined (c.pipelined) never comes here, and one whose first
-// pipelined request raced the response waits at most idleRelease once.
-// TLS connections never come here (bytes written here would bypass TLS).
+// What the wait cannot see is input that came after the request was read
+// and before sendWait: a pipelined request. It is found when the
+// idle-release wait ends (waitForRequest asks pendingInput), and the
+// connection is marked pipelined: it flushes the ordinary way from then
+// on, as does every connection seen pipelining before. So a pipelined
+// request that raced its predecessor's response waits idleRelease once
+// per connection at most. TLS connections never come here (bytes written
+// here would bypass TLS).
 func (c *conn) sendWait(p []byte) (int, error) {
 	if c.rwc != c.nc || !c.raw() {
 		return 0, nil
 	}
-	rs := c.reqState
-	rs.out, rs.werr, rs.waited = p, nil, false
-	c.pk.rc.Read(c.pk.send)
-	n := len(p) - len(rs.out)
-	werr := rs.werr
-	rs.out, rs.werr = nil, nil
-	if werr == nil || werr == syscall.EAGAIN {
-		return n, nil
-	}
-	return n, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", werr)}
+	n, waited, err := c.sender.SendWait(c.pk.rc, p)
+	c.waited = waited
+	return n, err
 }
 
 // pendingInput reports whether the client sent bytes not read yet (a
@@ -319,28 +303,4 @@ func (c *conn) pendingInput() bool {
 		n, _, _ = syscall.Recvfrom(int(fd), c.cr.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 	})
 	return err == nil && n > 0
-}
-
-// sendFd is sendWait's callback: the first call writes, a later one (the
-// socket became readable) ends the wait.
-func (c *conn) sendFd(fd uintptr) bool {
-	rs := c.reqState
-	if rs.waited {
-		return true
-	}
-	for len(rs.out) > 0 {
-		n, err := syscall.Write(int(fd), rs.out)
-		if n > 0 {
-			rs.out = rs.out[n:]
-		}
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			rs.werr = err
-			return true
-		}
-	}
-	rs.waited = true
-	return false
 }

@@ -4,18 +4,16 @@ package server
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/pingap-go/pingap/internal/httpx"
+	"github.com/pingap-go/pingap/internal/testutil/syscount"
 )
 
 // The client of TestKeepAliveReadsOnce runs in a child process (this test
@@ -36,37 +34,18 @@ func TestKeepAliveReadsOnce(t *testing.T) {
 			fmt.Println(err)
 			os.Exit(1)
 		}
-		// Stay alive until the parent counted: a reaped child's reads
-		// are added to its parent's counter.
 		fmt.Println("done")
-		os.Stdin.Read(make([]byte, 1))
-		os.Exit(0)
+		syscount.WaitForParent()
 	}
 	addr, _ := startServer(t, HandlerFunc(echo), Options{})
-	before, err := readSyscalls()
+	before, err := syscount.Reads()
 	if err != nil {
 		t.Fatalf("no read counter: %v", err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKeepAliveReadsOnce$")
-	cmd.Env = append(os.Environ(), syscallClientEnv+"="+addr)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
+	if line := syscount.Peer(t, "TestKeepAliveReadsOnce", syscallClientEnv, addr); line != "done" {
+		t.Fatalf("client: %s", line)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	defer stdin.Close()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if line != "done\n" {
-		t.Fatalf("client: %q %v", line, err)
-	}
-	after, _ := readSyscalls()
+	after, _ := syscount.Reads()
 	reads := after - before
 	// The first request costs two reads (waitForRequest), reading the
 	// child's output a few; a spurious readiness (rare) costs one more.
@@ -104,20 +83,6 @@ func runSyscallClient(addr string) error {
 		}
 	}
 	return nil
-}
-
-// readSyscalls returns the read system calls this process made so far.
-func readSyscalls() (int64, error) {
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range bytes.Split(b, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(l, []byte("syscr: ")); ok {
-			return strconv.ParseInt(string(v), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no syscr in /proc/self/io")
 }
 
 // TestPipelinedWhileHandling: a request pipelined while the previous one

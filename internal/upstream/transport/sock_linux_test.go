@@ -4,16 +4,13 @@ package transport
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/pingap-go/pingap/internal/config"
+	"github.com/pingap-go/pingap/internal/testutil/syscount"
 )
 
 // The backend of TestRoundTripReadsOnce runs in a child process (this test
@@ -31,31 +28,10 @@ func TestRoundTripReadsOnce(t *testing.T) {
 		runSyscallBackend()
 		return
 	}
-	if _, err := readSyscalls(); err != nil {
+	if _, err := syscount.Reads(); err != nil {
 		t.Fatalf("no read counter: %v", err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestRoundTripReadsOnce$")
-	cmd.Env = append(os.Environ(), syscallBackendEnv+"=1")
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		stdin.Close() // the backend exits when its stdin closes
-		cmd.Wait()
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("backend address: %v", err)
-	}
-	addr := strings.TrimSpace(line)
+	addr := syscount.Peer(t, "TestRoundTripReadsOnce", syscallBackendEnv, "1")
 
 	rt := newH1ForTest(t, config.Upstream{}, addr)
 	check := func(i int) {
@@ -67,11 +43,11 @@ func TestRoundTripReadsOnce(t *testing.T) {
 	}
 	check(-1) // dial
 	const n = 200
-	before, _ := readSyscalls()
+	before, _ := syscount.Reads()
 	for i := range n {
 		check(i)
 	}
-	after, _ := readSyscalls()
+	after, _ := syscount.Reads()
 	reads := after - before
 	// A spurious readiness (rare) costs one more read; without sendWait
 	// every round trip costs two.
@@ -86,20 +62,6 @@ func TestRoundTripReadsOnce(t *testing.T) {
 	}
 }
 
-// readSyscalls returns the read system calls this process made so far.
-func readSyscalls() (int64, error) {
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range bytes.Split(b, []byte("\n")) {
-		if v, ok := bytes.CutPrefix(l, []byte("syscr: ")); ok {
-			return strconv.ParseInt(string(v), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no syscr in /proc/self/io")
-}
-
 // runSyscallBackend answers every request with a 5-byte body, head and
 // body in one write, prints its address, and exits when stdin closes.
 func runSyscallBackend() {
@@ -108,11 +70,7 @@ func runSyscallBackend() {
 		os.Exit(1)
 	}
 	fmt.Println(ln.Addr().String())
-	go func() {
-		var b [1]byte
-		os.Stdin.Read(b[:])
-		os.Exit(0)
-	}()
+	go syscount.WaitForParent()
 	const resp = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 	for {
 		c, err := ln.Accept()

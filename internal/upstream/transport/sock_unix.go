@@ -5,8 +5,9 @@ package transport
 import (
 	"crypto/tls"
 	"net"
-	"os"
 	"syscall"
+
+	"github.com/pingap-go/pingap/internal/rawsock"
 )
 
 // sock is the raw socket under an upstream connection, for what the net
@@ -22,10 +23,7 @@ type sock struct {
 	alive bool
 	peek  func(fd uintptr) bool
 
-	out    []byte // what sendWait still has to write
-	werr   error
-	waited bool
-	send   func(fd uintptr) bool
+	sender rawsock.Sender
 }
 
 func newSock(nc net.Conn) *sock {
@@ -44,7 +42,6 @@ func newSock(nc net.Conn) *sock {
 	}
 	s := &sock{rc: rc, plain: plain}
 	s.peek = s.peekFd
-	s.send = s.sendFd
 	return s
 }
 
@@ -73,53 +70,10 @@ func (s *sock) peekFd(fd uintptr) bool {
 // canSendWait reports whether sendWait works on this connection.
 func (s *sock) canSendWait() bool { return s != nil && s.plain }
 
-// sendWait writes p, the last bytes of a request, and then waits until the
-// socket is readable (the response is coming), or the read deadline
-// passes, or the connection is aborted. It returns how much of p it wrote
-// and the write's error; the caller writes the rest (n < len(p), err nil:
-// the socket buffer was full) the ordinary way. Whatever ended the wait,
-// the caller's next read tells (it reports a deadline or abort itself).
-//
-// Why: the net package's read tries the system call first and waits for
-// readiness only after it failed; right after sending a request that read
-// always fails (the upstream has not answered yet): one wasted system call
-// per request. A raw read callback runs after the runtime reset the
-// socket's readiness, so a write made in it and then a wait catch every
-// byte the upstream sends in reply: nothing can be missed, and the read
-// that follows finds the response.
+// sendWait writes p, the last bytes of a request, and waits for the
+// response to become readable (rawsock.Sender). It returns how much of p
+// it wrote; the caller writes the rest the ordinary way.
 func (s *sock) sendWait(p []byte) (int, error) {
-	s.out, s.werr, s.waited = p, nil, false
-	s.rc.Read(s.send)
-	n := len(p) - len(s.out)
-	s.out = nil
-	if s.werr == syscall.EAGAIN {
-		return n, nil
-	}
-	if s.werr != nil {
-		return n, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", s.werr)}
-	}
-	return n, nil
-}
-
-// sendFd is sendWait's callback: the first call writes, a later one (the
-// socket became readable) ends the wait.
-func (s *sock) sendFd(fd uintptr) bool {
-	if s.waited {
-		return true
-	}
-	for len(s.out) > 0 {
-		n, err := syscall.Write(int(fd), s.out)
-		if n > 0 {
-			s.out = s.out[n:]
-		}
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			s.werr = err
-			return true
-		}
-	}
-	s.waited = true
-	return false
+	n, _, err := s.sender.SendWait(s.rc, p)
+	return n, err
 }
