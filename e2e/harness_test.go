@@ -417,7 +417,9 @@ func routes(ups ...siteUpstream) siteConfig {
 // lines, upstreams, plugin tables, locations, and one server (default
 // "main" on 127.0.0.1:0) that serves every location in order. String
 // renders it as TOML, so a test states only what it is about instead of
-// repeating the same tables. Free-form fields hold TOML lines verbatim.
+// repeating the same tables. Free-form fields hold TOML lines verbatim;
+// names, addrs and paths are quoted Go-style (%q), which is valid TOML for
+// the plain ASCII the tests use.
 type siteConfig struct {
 	Basic      string         // lines of [basic]; "" = no [basic] table
 	Upstreams  []siteUpstream // in order

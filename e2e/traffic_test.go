@@ -1369,7 +1369,9 @@ func TestTrafficIPv6Client(t *testing.T) {
 	cfg := plSite(up.Addr, plugin("no_v6_loopback", "ip_restriction", `ip_list = ["::1/128"]`)+
 		plugin("v6_only", "ip_restriction", `type = "allow"`, `ip_list = ["::/0"]`)+plugin("per_ip", "limit", "max = 1", `interval = "1m"`),
 		loc("deny", "a", "/deny", "no_v6_loopback"), loc("allow", "a", "/allow", "v6_only", "per_ip"))
-	cfg.Extra = "[servers.v6]\naddr = \"[::1]:0\"\nlocations = [\"deny\", \"allow\"]"
+	cfg.Extra = `[servers.v6]
+addr = "[::1]:0"
+locations = ["deny", "allow"]`
 	cfg.Server = "v4"
 	p := start(t, writeConfig(t, cfg.String()), "v6", "v4")
 	v6, v4 := p.url("v6"), p.url("v4")
