@@ -327,6 +327,15 @@ func do(t *testing.T, method, url string, body io.Reader, headers ...string) (*h
 	return resp, b
 }
 
+// setHeaders sets each "Name: value" of headers on req (replacing what
+// was there; do adds instead, and takes Host).
+func setHeaders(req *http.Request, headers ...string) {
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		req.Header.Set(k, strings.TrimSpace(v))
+	}
+}
+
 // getStatusAsync GETs url on a goroutine with http.DefaultClient (no
 // timeout: a request the backend holds stays held), reads the body and
 // delivers the status, or -1 on a transport error.

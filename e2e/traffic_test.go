@@ -1658,10 +1658,7 @@ func plFetchWith(t *testing.T, c *http.Client, url, ae string, headers ...string
 	if ae != "" {
 		req.Header.Set("Accept-Encoding", ae)
 	}
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, ":")
-		req.Header.Set(k, strings.TrimSpace(v))
-	}
+	setHeaders(req, headers...)
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)

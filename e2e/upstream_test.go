@@ -175,10 +175,7 @@ func upGet(c *http.Client, url string, headers ...string) (status int, backend s
 	if err != nil {
 		return 0, "", "", err
 	}
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, ":")
-		req.Header.Set(k, strings.TrimSpace(v))
-	}
+	setHeaders(req, headers...)
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, "", "", err
