@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingap-go/pingap/internal/config"
 	etcdtest "github.com/pingap-go/pingap/internal/testutil/etcd"
 )
 
@@ -21,31 +20,17 @@ import (
 // credentials), metrics on maddr, location /r routed to target, and an
 // upstream "hc" whose first addr is down and health-checked.
 func adConfig(maddr, target, a, b, dead string) string {
-	return fmt.Sprintf(`
-[basic]
-metrics_addr = %q
+	c := abConfig(fmt.Sprintf(`metrics_addr = %q
 admin_addr = "127.0.0.1:0"
 admin_user = "ops"
 admin_password = "s3cret pass"
-grace_period = "5s"
-[upstreams.a]
-addrs = [%q]
-[upstreams.b]
-addrs = [%q]
-[upstreams.hc]
-addrs = [%q, %q]
-health_check = "http://check.local/health"
+grace_period = "5s"`, maddr), target, a, b)
+	c.Upstreams = append(c.Upstreams, siteUpstream{Name: "hc", Addrs: []string{dead, a}, Opts: `health_check = "http://check.local/health"
 health_check_interval = "100ms"
 health_check_timeout = "500ms"
 healthy_threshold = 1
-unhealthy_threshold = 1
-[locations.r]
-upstream = %q
-path = "/"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["r"]
-`, maddr, a, b, dead, a, target)
+unhealthy_threshold = 1`})
+	return c.String()
 }
 
 // adStart starts pingap and returns it with the admin base URL (read from
@@ -365,16 +350,7 @@ func TestAdminFolderSourceRefusesPut(t *testing.T) {
 }
 
 func TestAdminNeedsCredentialsOffLoopback(t *testing.T) {
-	base := `
-[upstreams.u]
-addrs = ["127.0.0.1:9"]
-[locations.l]
-upstream = "u"
-[servers.s]
-addr = "127.0.0.1:0"
-locations = ["l"]
-[basic]
-`
+	base := minimalConfig("127.0.0.1:9", "").String() + "[basic]\n"
 	tests := []struct {
 		basic string
 		ok    bool
@@ -456,14 +432,7 @@ func TestAdminPutPersistsToEtcd(t *testing.T) {
 	if got := backendName(t, route); got != "b" {
 		t.Errorf("after PUT: backend %q, want b", got)
 	}
-	code, out, errOut := etPingap(t, "config", "pull", "-from", url)
-	if code != 0 {
-		t.Fatalf("pull: %d %s", code, errOut)
-	}
-	pulled, err := config.Parse([]byte(out), "pulled.toml")
-	if err != nil {
-		t.Fatalf("pulled config: %v\n%s", err, out)
-	}
+	out, pulled := etPull(t, url)
 	if got := pulled.Locations["r"].Upstream; got != "b" {
 		t.Errorf("etcd holds locations.r.upstream %q, want b", got)
 	}

@@ -19,47 +19,21 @@ import (
 func TestRoutingRewriteAndHeaders(t *testing.T) {
 	a := echoBackend(t, "a")
 	b := echoBackend(t, "b")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[upstreams.b]
-addrs = ["%s"]
-
-[locations.api]
-upstream = "a"
-path = "/api"
-rewrite = "/"
+	cfg := abConfig("", "", a.Addr, b.Addr)
+	cfg.Locations = []siteLocation{
+		loc("api", "a", "/api").with(`rewrite = "/"
 headers_add = ["X-Added: $scheme://$host$request_uri"]
 headers_remove = ["X-Backend"]
 [locations.api.headers_set]
 X-Frame-Options = "DENY"
 [locations.api.proxy_set_headers]
 X-Real-IP = "$remote_addr"
-Host = "internal.local"
-
-[locations.exact]
-upstream = "b"
-path = "/api/special"
-path_type = "exact"
-rewrite = "/special-v2"
-
-[locations.regex]
-upstream = "b"
-path = "^/users/(?P<id>[0-9]+)/posts/([0-9]+)$"
-path_type = "regex"
-rewrite = "/p/${id}/$2"
-
-[locations.host]
-upstream = "b"
-host = "*.example.com"
-path = "/"
-
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["api", "exact", "regex", "host"]
-`, a.Addr, b.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+Host = "internal.local"`),
+		loc("exact", "b", "/api/special").with("path_type = \"exact\"\nrewrite = \"/special-v2\""),
+		loc("regex", "b", "^/users/(?P<id>[0-9]+)/posts/([0-9]+)$").with("path_type = \"regex\"\nrewrite = \"/p/${id}/$2\""),
+		loc("host", "b", "/").with(`host = "*.example.com"`),
+	}
+	_, base := serve(t, cfg.String())
 
 	tests := []struct {
 		name, path, host string
@@ -256,24 +230,8 @@ func TestUpstreamErrors(t *testing.T) {
 	slow := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(2 * time.Second)
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.down]
-addrs = ["127.0.0.1:1"]
-connection_timeout = "1s"
-[upstreams.slow]
-addrs = ["%s"]
-read_timeout = "300ms"
-[locations.down]
-upstream = "down"
-path = "/down"
-[locations.slow]
-upstream = "slow"
-path = "/slow"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["down", "slow"]
-`, slow.Addr))
-	p := start(t, cfg, "main")
+	p, _ := serve(t, routes(siteUpstream{Name: "down", Addrs: []string{"127.0.0.1:1"}, Opts: `connection_timeout = "1s"`},
+		siteUpstream{Name: "slow", Addrs: []string{slow.Addr}, Opts: `read_timeout = "300ms"`}).String())
 	for _, tt := range []struct {
 		path   string
 		status int
@@ -304,8 +262,9 @@ func TestRequestHygiene(t *testing.T) {
 		io.Copy(io.Discard, r.Body)
 		w.Write([]byte("ok"))
 	}))
-	cfg := writeConfig(t, oneUpstreamConfig(up.Addr)+"max_header_bytes = \"4KB\"\n")
-	p := start(t, cfg, "main")
+	cfg := oneUpstream(up.Addr)
+	cfg.ServerOpts = `max_header_bytes = "4KB"`
+	p, _ := serve(t, cfg.String())
 	addr := p.waitAddr("main")
 	cases := []struct {
 		name, raw string
@@ -347,15 +306,7 @@ func firstLine(s string) string {
 }
 
 func TestValidateFlag(t *testing.T) {
-	good := writeConfig(t, `
-[upstreams.u]
-addrs = ["127.0.0.1:9"]
-[locations.l]
-upstream = "u"
-[servers.s]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`)
+	good := writeConfig(t, minimalConfig("127.0.0.1:9", "").String())
 	out, err := exec.Command(binary, "-config", good, "-t").CombinedOutput()
 	if err != nil {
 		t.Fatalf("valid config: %v\n%s", err, out)
@@ -400,19 +351,9 @@ func TestGracefulShutdownFinishesInFlight(t *testing.T) {
 		time.Sleep(700 * time.Millisecond)
 		w.Write([]byte("finished"))
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-grace_period = "10s"
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	url := p.url("main")
+	cfg := oneUpstream(up.Addr)
+	cfg.Basic = `grace_period = "10s"`
+	p, url := serve(t, cfg.String())
 	type result struct {
 		status int
 		body   string
@@ -449,9 +390,8 @@ locations = ["all"]
 
 func TestAccessLogLine(t *testing.T) {
 	up := echoBackend(t, "a")
-	cfg := writeConfig(t, oneUpstreamConfig(up.Addr))
-	p := start(t, cfg, "main")
-	do(t, "GET", p.url("main")+"/log/me?q=1", nil)
+	p, base := serve(t, oneUpstreamConfig(up.Addr))
+	do(t, "GET", base+"/log/me?q=1", nil)
 	l := p.waitLog("access", func(m map[string]any) bool { return m["path"] == "/log/me" })
 	checks := map[string]any{"method": "GET", "status": float64(200), "location": "all", "upstream": "u", "upstream_addr": up.Addr, "remote_addr": "127.0.0.1", "query": "q=1"}
 	for k, want := range checks {

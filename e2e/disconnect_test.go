@@ -47,25 +47,10 @@ func dcAbandon(t *testing.T, request string) {
 		}
 		w.Write([]byte("ok"))
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-access_log = true
-[upstreams.a]
-addrs = ["%s"]
-read_timeout = "30s"
-[plugins.one]
-category = "limit"
-type = "inflight"
-key = "header:X-Client"
-max = 1
-[locations.l]
-upstream = "a"
-plugins = ["one"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, up.Addr))
-	p := start(t, cfg, "main")
+	cfg := plSite(up.Addr, plugin("one", "limit", `type = "inflight"`, `key = "header:X-Client"`, "max = 1"), loc("l", "a", "", "one"))
+	cfg.Basic = "access_log = true"
+	cfg.Upstreams[0].Opts = `read_timeout = "30s"`
+	p, _ := serve(t, cfg.String())
 
 	conn, err := net.Dial("tcp", p.waitAddr("main"))
 	if err != nil {

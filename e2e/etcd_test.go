@@ -21,23 +21,9 @@ import (
 // metrics may be "" (two instances on one prefix cannot share a metrics
 // addr).
 func etConfig(metrics, target, a, b string) string {
-	return fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-grace_period = "2s"
-[upstreams.a]
-addrs = ["%s"]
-[upstreams.b]
-addrs = ["%s"]
-[locations.r]
-upstream = "%s"
-path = "/"
-[locations.r.headers_set]
-X-Route = "%s"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["r"]
-`, metrics, a, b, target, target)
+	c := abConfig(fmt.Sprintf("metrics_addr = %q\ngrace_period = \"2s\"", metrics), target, a, b)
+	c.Locations[0] = c.Locations[0].with(fmt.Sprintf("[locations.r.headers_set]\nX-Route = %q", target))
+	return c.String()
 }
 
 // etPingap runs `pingap ARGS...` to completion and returns its exit code,
@@ -67,6 +53,48 @@ func etPush(t *testing.T, url, body string) {
 	if code != 0 || !strings.Contains(out, "pushed") {
 		t.Fatalf("config push: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
 	}
+}
+
+// etPull runs `pingap config pull -from url`, which must succeed, and
+// returns its output and that output parsed.
+func etPull(t *testing.T, url string) (string, *config.Config) {
+	t.Helper()
+	code, out, errOut := etPingap(t, "config", "pull", "-from", url)
+	if code != 0 {
+		t.Fatalf("config pull: exit %d: %s", code, errOut)
+	}
+	pulled, err := config.Parse([]byte(out), "pulled.toml")
+	if err != nil {
+		t.Fatalf("pulled TOML does not parse: %v\n%s", err, out)
+	}
+	return out, pulled
+}
+
+// etFollow pushes a config routing to a, starts one pingap per route on
+// url, checks each routes per etcd, then pushes one routing to b and waits
+// for every instance to follow.
+func etFollow(t *testing.T, url string, routes ...string) {
+	t.Helper()
+	a, b := echoBackend(t, "a"), echoBackend(t, "b")
+	etPush(t, url, etConfig("", "a", a.Addr, b.Addr))
+	var urls []string
+	for _, r := range routes {
+		urls = append(urls, start(t, url, "main").url("main")+r)
+	}
+	for _, u := range urls {
+		if got := backendName(t, u); got != "a" {
+			t.Fatalf("routed per etcd: %s went to backend %q, want a", u, got)
+		}
+	}
+	etPush(t, url, etConfig("", "b", a.Addr, b.Addr))
+	eventually(t, "every instance reroutes after a push", func() bool {
+		for _, u := range urls {
+			if backendName(t, u) != "b" {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func etClient(t *testing.T, srv *etcdtest.Server) *clientv3.Client {
@@ -147,35 +175,14 @@ func TestEtcdRoutesAndPushReroutesWithoutRestart(t *testing.T) {
 
 func TestEtcdTwoInstancesShareAPrefix(t *testing.T) {
 	srv := etcdtest.Start(t)
-	url := srv.Endpoint("shared")
-	a, b := echoBackend(t, "a"), echoBackend(t, "b")
-	etPush(t, url, etConfig("", "a", a.Addr, b.Addr))
-	p1 := start(t, url, "main")
-	p2 := start(t, url, "main")
-	r1, r2 := p1.url("main")+"/one", p2.url("main")+"/two"
-	if backendName(t, r1) != "a" || backendName(t, r2) != "a" {
-		t.Fatal("instances do not route per etcd")
-	}
-	etPush(t, url, etConfig("", "b", a.Addr, b.Addr))
-	eventually(t, "both instances reroute", func() bool {
-		return backendName(t, r1) == "b" && backendName(t, r2) == "b"
-	})
+	etFollow(t, srv.Endpoint("shared"), "/one", "/two")
 }
 
 // TestEtcdOverTLS: the binary pushes, runs from and follows an etcd that
 // requires TLS client certificates (?ca=&cert=&key= on the URL).
 func TestEtcdOverTLS(t *testing.T) {
 	srv := etcdtest.StartTLS(t)
-	url := srv.Endpoint("tls")
-	a, b := echoBackend(t, "a"), echoBackend(t, "b")
-	etPush(t, url, etConfig("", "a", a.Addr, b.Addr))
-	p := start(t, url, "main")
-	route := p.url("main") + "/x"
-	if got := backendName(t, route); got != "a" {
-		t.Fatalf("routed per etcd over TLS: backend %q, want a", got)
-	}
-	etPush(t, url, etConfig("", "b", a.Addr, b.Addr))
-	eventually(t, "reroute after a push over TLS", func() bool { return backendName(t, route) == "b" })
+	etFollow(t, srv.Endpoint("tls"), "/x")
 }
 
 func TestEtcdPullPrintsTOMLThatParsesBack(t *testing.T) {
@@ -183,14 +190,7 @@ func TestEtcdPullPrintsTOMLThatParsesBack(t *testing.T) {
 	url := srv.Endpoint("pull")
 	body := etConfig("127.0.0.1:9", "b", "127.0.0.1:8001", "127.0.0.1:8002")
 	etPush(t, url, body)
-	code, out, errOut := etPingap(t, "config", "pull", "-from", url)
-	if code != 0 {
-		t.Fatalf("config pull: exit %d: %s", code, errOut)
-	}
-	pulled, err := config.Parse([]byte(out), "pulled.toml")
-	if err != nil {
-		t.Fatalf("pulled TOML does not parse: %v\n%s", err, out)
-	}
+	out, pulled := etPull(t, url)
 	file, err := config.Parse([]byte(body), "file.toml")
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -130,20 +132,29 @@ func (p *proc) readLogs(r io.Reader) {
 // waitAddr returns the bound address of server, waiting for it up to 20s.
 func (p *proc) waitAddr(server string) string {
 	p.t.Helper()
-	deadline := time.After(20 * time.Second)
-	for {
+	var a string
+	p.await(fmt.Sprintf("server %q listening", server), 20*time.Second, p.exited, "pingap exited", func() bool {
 		p.mu.Lock()
-		a := p.addrs[server]
-		p.mu.Unlock()
-		if a != "" {
-			return a
-		}
+		defer p.mu.Unlock()
+		a = p.addrs[server]
+		return a != ""
+	})
+	return a
+}
+
+// await returns once cond holds, checking it again after every log line.
+// It fails the test, naming what it waited for, when end closes first
+// (ended says how) or after timeout.
+func (p *proc) await(what string, timeout time.Duration, end <-chan struct{}, ended string, cond func() bool) {
+	p.t.Helper()
+	deadline := time.After(timeout)
+	for !cond() {
 		select {
 		case <-p.added:
-		case <-p.exited:
-			p.t.Fatalf("pingap exited before server %q listened:\n%s", server, p.logs())
+		case <-end:
+			p.t.Fatalf("%s while waiting for %s:\n%s", ended, what, p.logs())
 		case <-deadline:
-			p.t.Fatalf("server %q not listening after 20s:\n%s", server, p.logs())
+			p.t.Fatalf("no %s after %v:\n%s", what, timeout, p.logs())
 		}
 	}
 }
@@ -175,21 +186,17 @@ func (p *proc) logLines(msg string) []map[string]any {
 // true (match may be nil).
 func (p *proc) waitLog(msg string, match func(map[string]any) bool) map[string]any {
 	p.t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
+	var found map[string]any
+	p.await(fmt.Sprintf("log %q", msg), 10*time.Second, p.done, "log ended", func() bool {
 		for _, l := range p.logLines(msg) {
 			if match == nil || match(l) {
-				return l
+				found = l
+				return true
 			}
 		}
-		select {
-		case <-p.added:
-		case <-p.done:
-			p.t.Fatalf("log ended while waiting for log %q:\n%s", msg, p.logs())
-		case <-deadline:
-			p.t.Fatalf("no log %q after 10s:\n%s", msg, p.logs())
-		}
-	}
+		return false
+	})
+	return found
 }
 
 func (p *proc) signal(sig os.Signal) {
@@ -320,6 +327,33 @@ func do(t *testing.T, method, url string, body io.Reader, headers ...string) (*h
 	return resp, b
 }
 
+// setHeaders sets each "Name: value" of headers on req (replacing what
+// was there; do adds instead, and takes Host).
+func setHeaders(req *http.Request, headers ...string) {
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ":")
+		req.Header.Set(k, strings.TrimSpace(v))
+	}
+}
+
+// getStatusAsync GETs url on a goroutine with http.DefaultClient (no
+// timeout: a request the backend holds stays held), reads the body and
+// delivers the status, or -1 on a transport error.
+func getStatusAsync(url string) <-chan int {
+	status := make(chan int, 1)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			status <- -1
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		status <- resp.StatusCode
+	}()
+	return status
+}
+
 func decodeEcho(t *testing.T, b []byte) echo {
 	t.Helper()
 	var e echo
@@ -348,14 +382,210 @@ func rawRequest(t *testing.T, addr, raw string) string {
 
 // oneUpstreamConfig is the smallest useful config: every path of server
 // "main" (on a free loopback port) goes to the one addr of upstream "u".
-func oneUpstreamConfig(addr string) string {
-	return fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, addr)
+func oneUpstreamConfig(addr string) string { return oneUpstream(addr).String() }
+
+// oneUpstream is oneUpstreamConfig as a siteConfig (upstream "u" with
+// addrs), for tests that add a [basic] line, an upstream option or a
+// server option to it.
+func oneUpstream(addrs ...string) siteConfig {
+	return siteConfig{
+		Upstreams: []siteUpstream{{Name: "u", Addrs: addrs}},
+		Locations: []siteLocation{{Name: "all", Upstream: "u"}},
+	}
+}
+
+// abConfig is the reload, etcd and admin tests' config: upstreams "a"
+// and "b" (one addr each) and location "r" sending every path to target
+// (usually "a" or "b"), under the [basic] lines basic.
+func abConfig(basic, target, a, b string) siteConfig {
+	return siteConfig{
+		Basic:     basic,
+		Upstreams: []siteUpstream{{Name: "a", Addrs: []string{a}}, {Name: "b", Addrs: []string{b}}},
+		Locations: []siteLocation{loc("r", target, "/")},
+	}
+}
+
+// minimalConfig is the config `pingap -t` tests start from: upstream "u"
+// at upAddr, the plugin tables, location "l" running chain, server "s".
+func minimalConfig(upAddr, plugins string, chain ...string) siteConfig {
+	return siteConfig{Upstreams: []siteUpstream{{Name: "u", Addrs: []string{upAddr}}}, Plugins: plugins,
+		Locations: []siteLocation{loc("l", "u", "", chain...)}, Server: "s"}
+}
+
+// routes is a config whose server "main" routes /NAME (and below) to
+// upstream NAME, through a location NAME, for each of ups in order.
+func routes(ups ...siteUpstream) siteConfig {
+	c := siteConfig{Upstreams: ups}
+	for _, u := range ups {
+		c.Locations = append(c.Locations, loc(u.Name, u.Name, "/"+u.Name))
+	}
+	return c
+}
+
+// siteConfig is the shape of nearly every e2e config: optional [basic]
+// lines, upstreams, plugin tables, locations, and one server (default
+// "main" on 127.0.0.1:0) that serves every location in order. String
+// renders it as TOML, so a test states only what it is about instead of
+// repeating the same tables. Free-form fields hold TOML lines verbatim;
+// names, addrs and paths are quoted Go-style (%q), which is valid TOML for
+// the plain ASCII the tests use.
+type siteConfig struct {
+	Basic      string         // lines of [basic]; "" = no [basic] table
+	Upstreams  []siteUpstream // in order
+	Plugins    string         // [plugins.NAME] tables, verbatim
+	Locations  []siteLocation // in order; the server lists them all
+	Extra      string         // other tables (more servers, certificates), verbatim
+	Server     string         // name of the server; "" = "main"
+	Addr       string         // its addr; "" = "127.0.0.1:0"
+	ServerOpts string         // more lines of the server table (h2c, plugins, tls_cert, ...)
+}
+
+// siteUpstream is an [upstreams.NAME] table; Opts are more lines of it
+// (timeouts, http2, health checks).
+type siteUpstream struct {
+	Name  string
+	Addrs []string
+	Opts  string
+}
+
+// siteLocation is a [locations.NAME] table. Upstream and Path are left out
+// when empty (no path: every path); Opts are more lines of it (rewrite,
+// headers, client_max_body_size; a sub-table such as
+// [locations.NAME.headers_set] must come last).
+type siteLocation struct {
+	Name, Upstream, Path string
+	Plugins              []string
+	Opts                 string
+}
+
+// loc is a siteLocation on upstream for path ("" = every path) running
+// plugins.
+func loc(name, upstream, path string, plugins ...string) siteLocation {
+	return siteLocation{Name: name, Upstream: upstream, Path: path, Plugins: plugins}
+}
+
+// with returns l with the more lines opts.
+func (l siteLocation) with(opts string) siteLocation {
+	l.Opts = opts
+	return l
+}
+
+// String renders c as a TOML config file.
+func (c siteConfig) String() string {
+	var b strings.Builder
+	lines := func(s string) {
+		if s = strings.Trim(s, "\n"); s != "" {
+			b.WriteString(s + "\n")
+		}
+	}
+	if c.Basic != "" {
+		b.WriteString("[basic]\n")
+		lines(c.Basic)
+	}
+	for _, u := range c.Upstreams {
+		fmt.Fprintf(&b, "[upstreams.%s]\naddrs = %s\n", u.Name, tomlList(u.Addrs))
+		lines(u.Opts)
+	}
+	lines(c.Plugins)
+	var names []string
+	for _, l := range c.Locations {
+		names = append(names, l.Name)
+		fmt.Fprintf(&b, "[locations.%s]\n", l.Name)
+		if l.Upstream != "" {
+			fmt.Fprintf(&b, "upstream = %q\n", l.Upstream)
+		}
+		if l.Path != "" {
+			fmt.Fprintf(&b, "path = %q\n", l.Path)
+		}
+		if len(l.Plugins) > 0 {
+			fmt.Fprintf(&b, "plugins = %s\n", tomlList(l.Plugins))
+		}
+		lines(l.Opts)
+	}
+	lines(c.Extra)
+	fmt.Fprintf(&b, "[servers.%s]\naddr = %q\nlocations = %s\n", cmp.Or(c.Server, "main"), cmp.Or(c.Addr, "127.0.0.1:0"), tomlList(names))
+	lines(c.ServerOpts)
+	return b.String()
+}
+
+// plugin renders a [plugins.NAME] table of category with more lines, for
+// siteConfig.Plugins.
+func plugin(name, category string, lines ...string) string {
+	return fmt.Sprintf("[plugins.%s]\ncategory = %q\n%s", name, category, strings.Join(append(lines, ""), "\n"))
+}
+
+// tomlList renders ss as a TOML array of strings.
+func tomlList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// serve writes cfg to a config file, starts pingap on it, waits for its
+// server "main" and returns the process and "http://ADDR" of that server.
+func serve(t *testing.T, cfg string) (*proc, string) {
+	t.Helper()
+	p := start(t, writeConfig(t, cfg), "main")
+	return p, p.url("main")
+}
+
+// writeFile replaces the file at path with body.
+func writeFile(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reload replaces p's config file with body and sends SIGHUP. It does not
+// wait: follow it with waitReloads (or a failure check) as the test needs.
+func (p *proc) reload(body string) {
+	p.t.Helper()
+	writeFile(p.t, p.config, body)
+	p.signal(syscall.SIGHUP)
+}
+
+// waitReloads waits until p has logged n successful reloads in all.
+func (p *proc) waitReloads(n int) {
+	p.t.Helper()
+	eventually(p.t, fmt.Sprintf("%d reloads", n), func() bool {
+		return len(p.logLines("configuration reloaded")) >= n
+	})
+}
+
+// freeAddr returns a loopback TCP address that was free a moment ago
+// (nothing listens there: a dead upstream, or a fixed addr for a config).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// waitFor polls cond every 20ms until it holds, failing the test with what
+// once timeout has passed. cond is always checked once more at the
+// deadline.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// eventually is waitFor with the usual 10s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	waitFor(t, 10*time.Second, what, cond)
 }

@@ -3,10 +3,8 @@ package e2e
 import (
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 )
 
@@ -15,32 +13,16 @@ import (
 // extraHeader changes a location without touching the plugin; limitMax
 // changes the plugin itself.
 func lsConfig(maddr, good, bad, extraHeader string, limitMax int) string {
-	return fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-[plugins.lim]
-category = "limit"
-key = "ip"
-max = %d
-interval = "1m"
-[upstreams.u]
-addrs = ["%s", "%s"]
-health_check = "http://localhost/health"
+	limited := loc("limited", "u", "/limited", "lim").with(fmt.Sprintf("headers_add = [\"X-Version: %s\"]", extraHeader))
+	return siteConfig{
+		Basic: fmt.Sprintf("metrics_addr = %q", maddr),
+		Upstreams: []siteUpstream{{Name: "u", Addrs: []string{good, bad}, Opts: `health_check = "http://localhost/health"
 health_check_interval = "100ms"
 healthy_threshold = 1
-unhealthy_threshold = 1
-[locations.limited]
-upstream = "u"
-path = "/limited"
-plugins = ["lim"]
-headers_add = ["X-Version: %s"]
-[locations.other]
-upstream = "u"
-path = "/"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["limited", "other"]
-`, maddr, limitMax, good, bad, extraHeader)
+unhealthy_threshold = 1`}},
+		Plugins:   plugin("lim", "limit", `key = "ip"`, fmt.Sprintf("max = %d", limitMax), `interval = "1m"`),
+		Locations: []siteLocation{limited, loc("other", "u", "/")},
+	}.String()
 }
 
 func TestReloadKeepsLiveState(t *testing.T) {
@@ -55,8 +37,7 @@ func TestReloadKeepsLiveState(t *testing.T) {
 		w.Header().Set("X-Backend", "bad")
 	}))
 	maddr := freeAddr(t)
-	path := writeConfig(t, lsConfig(maddr, good.Addr, bad.Addr, "v1", 3))
-	p := start(t, path, "main")
+	p := start(t, writeConfig(t, lsConfig(maddr, good.Addr, bad.Addr, "v1", 3)), "main")
 	url := p.url("main")
 	series := fmt.Sprintf(`upstream_health{server="%s",upstream="u"}`, bad.Addr)
 	eventually(t, "bad addr marked down", func() bool { return metricValue(t, maddr, series) == "0" })
@@ -68,8 +49,7 @@ func TestReloadKeepsLiveState(t *testing.T) {
 	}
 	// A reload that changes a location but not the plugin keeps the
 	// plugin's counters and the addr's health.
-	os.WriteFile(path, []byte(lsConfig(maddr, good.Addr, bad.Addr, "v2", 3)), 0o644)
-	p.signal(syscall.SIGHUP)
+	p.reload(lsConfig(maddr, good.Addr, bad.Addr, "v2", 3))
 	eventually(t, "reload applied", func() bool {
 		resp, _ := do(t, "GET", url+"/other", nil)
 		return metricValue(t, maddr, `config_reloads_total{result="success"}`) == "1" && resp.StatusCode == 200
@@ -92,8 +72,7 @@ func TestReloadKeepsLiveState(t *testing.T) {
 		t.Fatalf("X-Version %q", v)
 	}
 	// Changing the plugin's options rebuilds it: fresh counters.
-	os.WriteFile(path, []byte(lsConfig(maddr, good.Addr, bad.Addr, "v2", 5)), 0o644)
-	p.signal(syscall.SIGHUP)
+	p.reload(lsConfig(maddr, good.Addr, bad.Addr, "v2", 5))
 	eventually(t, "second reload", func() bool {
 		return metricValue(t, maddr, `config_reloads_total{result="success"}`) == "2"
 	})

@@ -137,70 +137,49 @@ func obWaitMetrics(t *testing.T, metricsAddr string, want map[string]float64, ab
 	}
 }
 
-func obMetricsConfig(metricsAddr, a, bAddrs, dead string, withB bool) string {
-	s := fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-access_log = false
-grace_period = "2s"
-
-[upstreams.down]
-addrs = ["%s"]
-health_check = "tcp://down.test"
+// obMetricsConfig: location la (/a) on upstream ua, lm (/mock) answered
+// by a mock plugin, an upstream "down" whose health check fails, and,
+// withB, location lb (/b) on upstream ub and a server "extra".
+func obMetricsConfig(metricsAddr, a string, bAddrs []string, dead string, withB bool) string {
+	c := siteConfig{
+		Basic: fmt.Sprintf("metrics_addr = %q\naccess_log = false\ngrace_period = \"2s\"", metricsAddr),
+		Upstreams: []siteUpstream{
+			{Name: "down", Addrs: []string{dead}, Opts: `health_check = "tcp://down.test"
 health_check_interval = "100ms"
 health_check_timeout = "100ms"
-unhealthy_threshold = 1
-
-[upstreams.ua]
-addrs = ["%s"]
-[upstreams.ub]
-addrs = [%s]
-
-[locations.la]
-upstream = "ua"
-path = "/a"
-
-[plugins.mocky]
-category = "mock"
-status = 418
-data = "teapot"
-[locations.lm]
-path = "/mock"
-plugins = ["mocky"]
-`, metricsAddr, dead, a, bAddrs)
-	if withB {
-		s += `
-[locations.lb]
-upstream = "ub"
-path = "/b"
-
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["la", "lb", "lm"]
-
-[servers.extra]
-addr = "127.0.0.1:0"
-locations = ["la"]
-`
-	} else {
-		s += `
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["la", "lm"]
-`
+unhealthy_threshold = 1`},
+			{Name: "ua", Addrs: []string{a}},
+			{Name: "ub", Addrs: bAddrs},
+		},
+		Plugins:   plugin("mocky", "mock", "status = 418", `data = "teapot"`),
+		Locations: []siteLocation{loc("la", "ua", "/a"), loc("lm", "", "/mock", "mocky")},
 	}
-	return s
+	if withB {
+		c.Locations = []siteLocation{c.Locations[0], loc("lb", "ub", "/b"), c.Locations[1]}
+		c.Extra = "[servers.extra]\naddr = \"127.0.0.1:0\"\nlocations = [\"la\"]"
+	}
+	return c.String()
 }
+
+// obSite is the observability tests' one-upstream config: location "l"
+// sends every path to upstream "u" at upAddr; basic holds [basic] lines
+// and extra more tables (such as obTracing's).
+func obSite(upAddr, basic, extra string) string {
+	c := oneUpstream(upAddr)
+	c.Locations[0].Name = "l"
+	c.Basic, c.Extra = basic, extra
+	return c.String()
+}
+
+// obTracing is a [tracing] table exporting to the collector at addr.
+func obTracing(addr string) string { return fmt.Sprintf("[tracing]\nendpoint = \"http://%s\"", addr) }
 
 func TestObMetricsExactCountsAndReload(t *testing.T) {
 	a := echoBackend(t, "a")
 	b1, b2 := echoBackend(t, "b1"), echoBackend(t, "b2")
 	maddr := freeAddr(t)
 	dead := freeAddr(t) // nothing listens: its health check fails
-	both := fmt.Sprintf("%q, %q", b1.Addr, b2.Addr)
-	path := writeConfig(t, obMetricsConfig(maddr, a.Addr, both, dead, true))
-	p := start(t, path, "main")
-	base := p.url("main")
+	p, base := serve(t, obMetricsConfig(maddr, a.Addr, []string{b1.Addr, b2.Addr}, dead, true))
 
 	// Before any traffic: reload counters exist at 0, every addr is up.
 	obWaitMetrics(t, maddr, map[string]float64{
@@ -282,10 +261,7 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 
 	// A reload that removes location lb and addr b2: their series vanish,
 	// the rest keeps counting.
-	if err := os.WriteFile(path, []byte(obMetricsConfig(maddr, a.Addr, fmt.Sprintf("%q", b1.Addr), dead, false)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p.signal(syscall.SIGHUP)
+	p.reload(obMetricsConfig(maddr, a.Addr, []string{b1.Addr}, dead, false))
 	after := map[string]float64{
 		obSeries("config_reloads_total", "result", "success"):                    1,
 		obSeries("config_reloads_total", "result", "failure"):                    0,
@@ -319,8 +295,7 @@ func TestObMetricsExactCountsAndReload(t *testing.T) {
 	obWaitMetrics(t, maddr, after, gone)
 
 	// A refused reload counts as a failure.
-	os.WriteFile(path, []byte("[servers.main]\naddr = 7\n"), 0o644)
-	p.signal(syscall.SIGHUP)
+	p.reload("[servers.main]\naddr = 7\n")
 	after[obSeries("config_reloads_total", "result", "failure")] = 1
 	obWaitMetrics(t, maddr, after, gone)
 }
@@ -461,27 +436,12 @@ func obTraceBackend(t *testing.T) (*backend, func() []string) {
 func TestObTracingSpansAndPropagation(t *testing.T) {
 	col := obStartCollector(t)
 	up, seen := obTraceBackend(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-name = "edge-test"
-[tracing]
-endpoint = "http://%s"
-service_name = "edge-svc"
-[upstreams.u]
-addrs = ["%s"]
-[upstreams.gone]
-addrs = ["%s"]
-[locations.traced]
-upstream = "u"
-path = "/"
-[locations.broken]
-upstream = "gone"
-path = "/broken"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["traced", "broken"]
-`, col.Addr, up.Addr, freeAddr(t)))
-	p := start(t, cfg, "main")
+	p, _ := serve(t, siteConfig{
+		Basic:     `name = "edge-test"`,
+		Upstreams: []siteUpstream{{Name: "u", Addrs: []string{up.Addr}}, {Name: "gone", Addrs: []string{freeAddr(t)}}},
+		Locations: []siteLocation{loc("traced", "u", "/"), loc("broken", "gone", "/broken")},
+		Extra:     obTracing(col.Addr) + "\nservice_name = \"edge-svc\"",
+	}.String())
 
 	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
 	const parentID = "00f067aa0ba902b7"
@@ -608,22 +568,8 @@ locations = ["traced", "broken"]
 func TestObTracingCollectorDownDoesNotBlock(t *testing.T) {
 	up, seen := obTraceBackend(t)
 	dead := freeAddr(t) // closed port: every export fails
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-grace_period = "2s"
-access_log = false
-[tracing]
-endpoint = "http://%s"
-[upstreams.u]
-addrs = ["%s"]
-[locations.l]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, dead, up.Addr))
-	p := start(t, cfg, "main")
-	url := p.url("main") + "/x"
+	p, base := serve(t, obSite(up.Addr, "grace_period = \"2s\"\naccess_log = false", obTracing(dead)))
+	url := base + "/x"
 	// Enough requests to span several batch exports (every 2s) that fail.
 	const n = 300
 	startAll := time.Now()
@@ -713,28 +659,14 @@ func TestObAccessLogFileAndRotation(t *testing.T) {
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, "access.log")
 	accessConf := func(accessLog string) string {
-		return fmt.Sprintf(`
-[basic]
-access_log = %s
-[plugins.rid]
-category = "request_id"
-[upstreams.u]
-addrs = ["%s"]
-[locations.api]
-upstream = "u"
-path = "/api"
-plugins = ["rid"]
-[locations.plain]
-upstream = "u"
-path = "/plain"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["api", "plain"]
-`, accessLog, up.Addr)
+		return siteConfig{
+			Basic:     "access_log = " + accessLog,
+			Upstreams: []siteUpstream{{Name: "u", Addrs: []string{up.Addr}}},
+			Plugins:   plugin("rid", "request_id"),
+			Locations: []siteLocation{loc("api", "u", "/api", "rid"), loc("plain", "u", "/plain")},
+		}.String()
 	}
-	cfg := writeConfig(t, accessConf(strconv.Quote(logPath)))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	p, base := serve(t, accessConf(strconv.Quote(logPath)))
 	host := strings.TrimPrefix(base, "http://")
 
 	r1, b1 := do(t, "GET", base+"/api/users?id=7&x=%20y", nil)
@@ -854,26 +786,23 @@ locations = ["api", "plain"]
 	}
 
 	// A reload switches the access log to stderr, then off.
-	os.WriteFile(cfg, []byte(accessConf("true")), 0o644)
-	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 1)
+	p.reload(accessConf("true"))
+	p.waitReloads(1)
 	do(t, "GET", base+"/plain/stderr?a=1", nil)
 	l := p.waitLog("access", func(l map[string]any) bool { return l["path"] == "/plain/stderr" })
 	if l["query"] != "a=1" || l["status"] != 200.0 {
 		t.Fatalf("stderr access line %v", l)
 	}
 	p.signal(syscall.SIGUSR1) // harmless on stderr
-	os.WriteFile(cfg, []byte(accessConf("false")), 0o644)
-	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 2)
+	p.reload(accessConf("false"))
+	p.waitReloads(2)
 	do(t, "GET", base+"/plain/off", nil)
 	// Turn it back on and wait for a marker line; by then a line for "off"
 	// would have been flushed (batches wait at most 100ms, and the
 	// previous writer is flushed when it is retired).
 	time.Sleep(200 * time.Millisecond)
-	os.WriteFile(cfg, []byte(accessConf("true")), 0o644)
-	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 3)
+	p.reload(accessConf("true"))
+	p.waitReloads(3)
 	do(t, "GET", base+"/plain/back", nil)
 	p.waitLog("access", func(l map[string]any) bool { return l["path"] == "/plain/back" })
 	for _, l := range p.logLines("access") {
@@ -905,23 +834,9 @@ func (c *obCollector) countTrace(traceID string) int {
 func TestObTracingFollowsReloads(t *testing.T) {
 	colA, colB := obStartCollector(t), obStartCollector(t)
 	up, seen := obTraceBackend(t)
-	conf := func(tracing string) string {
-		return fmt.Sprintf(`
-[basic]
-grace_period = "2s"
-%s
-[upstreams.u]
-addrs = ["%s"]
-[locations.l]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, tracing, up.Addr)
-	}
-	path := writeConfig(t, conf(fmt.Sprintf("[tracing]\nendpoint = %q", "http://"+colA.Addr)))
-	p := start(t, path, "main")
-	url := p.url("main") + "/t"
+	conf := func(tracing string) string { return obSite(up.Addr, `grace_period = "2s"`, tracing) }
+	p, base := serve(t, conf(obTracing(colA.Addr)))
+	url := base + "/t"
 	get := func(traceID string) {
 		t.Helper()
 		resp, _ := do(t, "GET", url, nil, "traceparent: 00-"+traceID+"-00f067aa0ba902b7-01")
@@ -932,9 +847,8 @@ locations = ["l"]
 	const idA, idB, idOff = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb2", "ccccccccccccccccccccccccccccccc3"
 	get(idA)
 
-	os.WriteFile(path, []byte(conf(fmt.Sprintf("[tracing]\nendpoint = %q", "http://"+colB.Addr))), 0o644)
-	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 1)
+	p.reload(conf(obTracing(colB.Addr)))
+	p.waitReloads(1)
 	get(idB)
 	colA.waitSpans(t, idA, tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT)
 	colB.waitSpans(t, idB, tracepb.Span_SPAN_KIND_SERVER, tracepb.Span_SPAN_KIND_CLIENT)
@@ -945,9 +859,8 @@ locations = ["l"]
 	// sample_ratio = 0: new traces are not recorded (the upstream still gets
 	// a traceparent, flags 00); a sampled client trace still is.
 	const idRatio = "ddddddddddddddddddddddddddddddd4"
-	os.WriteFile(path, []byte(conf(fmt.Sprintf("[tracing]\nendpoint = %q\nsample_ratio = 0", "http://"+colB.Addr))), 0o644)
-	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 2)
+	p.reload(conf(obTracing(colB.Addr) + "\nsample_ratio = 0"))
+	p.waitReloads(2)
 	if resp, _ := do(t, "GET", url, nil); resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
@@ -961,9 +874,8 @@ locations = ["l"]
 		t.Fatalf("sample_ratio = 0 recorded %d spans of a new trace", n)
 	}
 
-	os.WriteFile(path, []byte(conf("")), 0o644)
-	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 3)
+	p.reload(conf(""))
+	p.waitReloads(3)
 	get(idOff)
 	tps = seen()
 	if want := "00-" + idOff + "-00f067aa0ba902b7-01"; tps[len(tps)-1] != want {
@@ -991,19 +903,7 @@ func TestObGauges(t *testing.T) {
 		io.WriteString(w, "ok")
 	}))
 	maddr := freeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-access_log = false
-[upstreams.u]
-addrs = ["%s"]
-[locations.l]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, maddr, up.Addr))
-	p := start(t, cfg, "main")
+	_, base := serve(t, obSite(up.Addr, fmt.Sprintf("metrics_addr = %q\naccess_log = false", maddr), ""))
 	inFlight := obSeries("http_requests_in_flight")
 	open := obSeries("http_connections_open", "server", "main")
 	obWaitMetrics(t, maddr, map[string]float64{inFlight: 0}, nil)
@@ -1011,7 +911,7 @@ locations = ["l"]
 	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
 	done := make(chan error, 1)
 	go func() {
-		resp, err := c.Get(p.url("main") + "/slow")
+		resp, err := c.Get(base + "/slow")
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
@@ -1030,7 +930,7 @@ locations = ["l"]
 	}
 	// A second connection while the first idles.
 	c2 := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}
-	if resp, err := c2.Get(p.url("main") + "/fast"); err != nil {
+	if resp, err := c2.Get(base + "/fast"); err != nil {
 		t.Fatal(err)
 	} else {
 		io.Copy(io.Discard, resp.Body)
@@ -1048,22 +948,9 @@ locations = ["l"]
 func TestObClientIPBehindTrustedProxy(t *testing.T) {
 	col := obStartCollector(t)
 	up, _ := obTraceBackend(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-trusted_proxies = ["127.0.0.0/8"]
-[tracing]
-endpoint = "http://%s"
-[upstreams.u]
-addrs = ["%s"]
-[locations.l]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, col.Addr, up.Addr))
-	p := start(t, cfg, "main")
+	p, base := serve(t, obSite(up.Addr, `trusted_proxies = ["127.0.0.0/8"]`, obTracing(col.Addr)))
 	const traceID = "7bf92f3577b34da6a3ce929d0e0e4731"
-	resp, _ := do(t, "GET", p.url("main")+"/behind", nil,
+	resp, _ := do(t, "GET", base+"/behind", nil,
 		"X-Forwarded-For: 198.51.100.7, 203.0.113.9", "traceparent: 00-"+traceID+"-00f067aa0ba902b7-01")
 	if resp.StatusCode != 200 {
 		t.Fatalf("status %d", resp.StatusCode)

@@ -11,12 +11,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -62,69 +60,36 @@ func plExpect(t *testing.T, what string, resp *http.Response, body []byte, statu
 	}
 }
 
+// plRefused checks that the answer is status with the contract's JSON
+// error body: a refusal by a plugin or the proxy.
+func plRefused(t *testing.T, what string, resp *http.Response, body []byte, status int) {
+	t.Helper()
+	plExpect(t, what, resp, body, status)
+	plErrorBody(t, what, resp, body)
+}
+
 var plUUID = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 func TestPluginChainOrderRefusalAndServerPlugins(t *testing.T) {
 	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-
-[plugins.srv_headers]
-category = "headers"
-request_add = ["X-Order: server"]
-
-[plugins.rid]
-category = "request_id"
-
-[plugins.keys]
-category = "key_auth"
-header = "X-API-Key"
-keys = ["k1", "k2"]
-
-[plugins.local_only]
-category = "ip_restriction"
-type = "allow"
-ip_list = ["127.0.0.0/8", "::1"]
-
-[plugins.no_local]
-category = "ip_restriction"
-type = "deny"
-ip_list = ["127.0.0.1"]
-
-[plugins.loc_headers]
-category = "headers"
-request_add = ["X-Order: location"]
-request_set = { "X-Seen-Id" = "$request_id" }
-response_set = { "X-Loc" = "yes" }
-
-[locations.api]
-upstream = "a"
-path = "/api"
-plugins = ["rid", "keys", "local_only", "loc_headers"]
-headers_add = ["X-Resp-Id: $request_id"]
+	api := loc("api", "a", "/api", "rid", "keys", "local_only", "loc_headers").with(`headers_add = ["X-Resp-Id: $request_id"]
 [locations.api.proxy_set_headers]
-X-Rid = "$request_id"
-
-[locations.denied]
-upstream = "a"
-path = "/denied"
-plugins = ["rid", "no_local", "loc_headers"]
-
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["api", "denied"]
-plugins = ["srv_headers"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+X-Rid = "$request_id"`)
+	cfg := plSite(up.Addr, plugin("srv_headers", "headers", `request_add = ["X-Order: server"]`)+
+		plugin("rid", "request_id")+
+		plugin("keys", "key_auth", `header = "X-API-Key"`, `keys = ["k1", "k2"]`)+
+		plugin("local_only", "ip_restriction", `type = "allow"`, `ip_list = ["127.0.0.0/8", "::1"]`)+
+		plugin("no_local", "ip_restriction", `type = "deny"`, `ip_list = ["127.0.0.1"]`)+
+		plugin("loc_headers", "headers", `request_add = ["X-Order: location"]`, `request_set = { "X-Seen-Id" = "$request_id" }`, `response_set = { "X-Loc" = "yes" }`),
+		api, loc("denied", "a", "/denied", "rid", "no_local", "loc_headers"))
+	cfg.ServerOpts = `plugins = ["srv_headers"]`
+	p, base := serve(t, cfg.String())
 
 	t.Run("missing key refused before upstream", func(t *testing.T) {
 		before := hits.hits.Load()
 		resp, body := do(t, "GET", base+"/api/x", nil)
-		plExpect(t, "no key", resp, body, 401)
-		plErrorBody(t, "no key", resp, body)
+		plRefused(t, "no key", resp, body, 401)
 		// request_id ran before key_auth, so its response phase stamps the
 		// refusal too.
 		if id := resp.Header.Get("X-Request-Id"); !plUUID.MatchString(id) {
@@ -181,8 +146,7 @@ plugins = ["srv_headers"]
 	t.Run("ip deny stops the chain", func(t *testing.T) {
 		before := hits.hits.Load()
 		resp, body := do(t, "GET", base+"/denied", nil)
-		plExpect(t, "denied", resp, body, 403)
-		plErrorBody(t, "denied", resp, body)
+		plRefused(t, "denied", resp, body, 403)
 		if n := hits.hits.Load() - before; n != 0 {
 			t.Fatalf("upstream saw a denied request")
 		}
@@ -231,18 +195,17 @@ var plBadPlugins = []struct{ name, body, key string }{
 	{"no_category", `header = "X"`, "category"},
 }
 
+// plBadPluginConfig is a config whose one location runs the plugins
+// plBadPlugins[i] for each i in bad.
 func plBadPluginConfig(upAddr string, bad ...int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "[upstreams.u]\naddrs = [%q]\n", upAddr)
+	var plugins string
 	var names []string
 	for _, i := range bad {
 		bp := plBadPlugins[i]
-		fmt.Fprintf(&b, "[plugins.%s]\n%s\n", bp.name, bp.body)
-		names = append(names, fmt.Sprintf("%q", bp.name))
+		plugins += fmt.Sprintf("[plugins.%s]\n%s\n", bp.name, bp.body)
+		names = append(names, bp.name)
 	}
-	fmt.Fprintf(&b, "[locations.l]\nupstream = \"u\"\nplugins = [%s]\n", strings.Join(names, ", "))
-	b.WriteString("[servers.s]\naddr = \"127.0.0.1:0\"\nlocations = [\"l\"]\n")
-	return b.String()
+	return minimalConfig(upAddr, plugins, names...).String()
 }
 
 func TestPluginConfigErrorsRejectedByValidate(t *testing.T) {
@@ -283,32 +246,17 @@ func TestPluginConfigErrorsRejectedByValidate(t *testing.T) {
 func TestPluginConfigErrorOnReloadKeepsServing(t *testing.T) {
 	t.Parallel()
 	up, _ := plEchoBackend(t, "a")
-	good := fmt.Sprintf(`
-[basic]
-grace_period = "1s"
-[upstreams.u]
-addrs = ["%s"]
-[plugins.keys]
-category = "key_auth"
-header = "X-API-Key"
-keys = ["k1"]
-[locations.l]
-upstream = "u"
-plugins = ["keys"]
-[servers.s]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, up.Addr)
-	path := writeConfig(t, good)
-	p := start(t, path, "s")
+	cfg := minimalConfig(up.Addr, plugin("keys", "key_auth", `header = "X-API-Key"`, `keys = ["k1"]`), "keys")
+	cfg.Basic = `grace_period = "1s"`
+	good := cfg.String()
+	p := start(t, writeConfig(t, good), "s")
 	base := p.url("s")
 	resp, body := do(t, "GET", base+"/", nil, "X-API-Key: k1")
 	plExpect(t, "before reload", resp, body, 200)
 
 	// Every category's error, one reload each.
 	for i, bad := range plBadPlugins {
-		os.WriteFile(path, []byte(good+fmt.Sprintf("[plugins.%s]\n%s\n", bad.name, bad.body)), 0o644)
-		p.signal(syscall.SIGHUP)
+		p.reload(good + fmt.Sprintf("[plugins.%s]\n%s\n", bad.name, bad.body))
 		n := i + 1
 		eventually(t, "reload failure log", func() bool {
 			return len(p.logLines("reload failed; the running configuration stays")) >= n
@@ -361,71 +309,15 @@ func TestPluginAuthentication(t *testing.T) {
 		}
 	}))
 	const secret = "e2e-jwt-secret-0123456789"
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-
-[plugins.jwt]
-category = "jwt"
-secret = "%s"
-algorithms = ["HS256"]
-issuer = "e2e"
-forward_claims = { sub = "X-User-Id" }
-
-[plugins.basic]
-category = "basic_auth"
-realm = "e2e"
-users = ["ops:s3cr:et", "dev:$2a$04$ys0hCVJE9w3yLmx6FAK5NuaSzBj2Rn1bLjeQlRG2xbIA4z0gfGrqO"]
-
-[plugins.fwd]
-category = "forward_auth"
-url = "http://%s/verify"
-request_headers = ["Authorization"]
-upstream_headers = ["X-User", "X-Auth-Uri", "X-Auth-Method"]
-timeout = "2s"
-
-[plugins.fwd_slow]
-category = "forward_auth"
-url = "http://%s/verify"
-request_headers = ["Authorization"]
-timeout = "300ms"
-
-[plugins.fwd_down]
-category = "forward_auth"
-url = "http://127.0.0.1:1/verify"
-timeout = "1s"
-
-[locations.jwt]
-upstream = "a"
-path = "/jwt"
-plugins = ["jwt"]
-
-[locations.basic]
-upstream = "a"
-path = "/basic"
-plugins = ["basic"]
-
-[locations.fwd]
-upstream = "a"
-path = "/fwd"
-plugins = ["fwd"]
-
-[locations.fwd_down]
-upstream = "a"
-path = "/down"
-plugins = ["fwd_down"]
-
-[locations.fwd_slow]
-upstream = "a"
-path = "/slowauth"
-plugins = ["fwd_slow"]
-
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["jwt", "basic", "fwd", "fwd_down", "fwd_slow"]
-`, up.Addr, secret, auth.Addr, auth.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	verify := fmt.Sprintf("url = \"http://%s/verify\"", auth.Addr)
+	_, base := serve(t, plSite(up.Addr,
+		plugin("jwt", "jwt", fmt.Sprintf("secret = %q", secret), `algorithms = ["HS256"]`, `issuer = "e2e"`, `forward_claims = { sub = "X-User-Id" }`)+
+			plugin("basic", "basic_auth", `realm = "e2e"`, `users = ["ops:s3cr:et", "dev:$2a$04$ys0hCVJE9w3yLmx6FAK5NuaSzBj2Rn1bLjeQlRG2xbIA4z0gfGrqO"]`)+
+			plugin("fwd", "forward_auth", verify, `request_headers = ["Authorization"]`, `upstream_headers = ["X-User", "X-Auth-Uri", "X-Auth-Method"]`, `timeout = "2s"`)+
+			plugin("fwd_slow", "forward_auth", verify, `request_headers = ["Authorization"]`, `timeout = "300ms"`)+
+			plugin("fwd_down", "forward_auth", `url = "http://127.0.0.1:1/verify"`, `timeout = "1s"`),
+		loc("jwt", "a", "/jwt", "jwt"), loc("basic", "a", "/basic", "basic"), loc("fwd", "a", "/fwd", "fwd"),
+		loc("fwd_down", "a", "/down", "fwd_down"), loc("fwd_slow", "a", "/slowauth", "fwd_slow")).String())
 	now := time.Now()
 
 	t.Run("jwt", func(t *testing.T) {
@@ -477,8 +369,7 @@ locations = ["jwt", "basic", "fwd", "fwd_down", "fwd_slow"]
 	t.Run("basic_auth", func(t *testing.T) {
 		before := hits.hits.Load()
 		resp, body := do(t, "GET", base+"/basic", nil)
-		plExpect(t, "no credentials", resp, body, 401)
-		plErrorBody(t, "no credentials", resp, body)
+		plRefused(t, "no credentials", resp, body, 401)
 		if got := resp.Header.Get("WWW-Authenticate"); got != `Basic realm="e2e", charset="UTF-8"` {
 			t.Errorf("WWW-Authenticate = %q", got)
 		}
@@ -551,11 +442,9 @@ locations = ["jwt", "basic", "fwd", "fwd_down", "fwd_slow"]
 
 		before = hits.hits.Load()
 		resp, body = do(t, "GET", base+"/down", nil)
-		plExpect(t, "auth unreachable", resp, body, 503)
-		plErrorBody(t, "auth unreachable", resp, body)
+		plRefused(t, "auth unreachable", resp, body, 503)
 		resp, body = do(t, "GET", base+"/slowauth", nil, "Authorization: Bearer slow")
-		plExpect(t, "auth slower than timeout", resp, body, 503)
-		plErrorBody(t, "auth slower than timeout", resp, body)
+		plRefused(t, "auth slower than timeout", resp, body, 503)
 		if hits.hits.Load() != before {
 			t.Errorf("upstream reached with the auth service down or slow")
 		}
@@ -565,69 +454,15 @@ locations = ["jwt", "basic", "fwd", "fwd_down", "fwd_slow"]
 func TestPluginCSRFRedirectMockPing(t *testing.T) {
 	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-
-[plugins.csrf]
-category = "csrf"
-key = "0123456789abcdef0123456789abcdef"
-ttl = "1h"
-
-[plugins.https]
-category = "redirect"
-http_to_https = true
-
-[plugins.v2]
-category = "redirect"
-prefix = "/v2"
-status = 308
-
-[plugins.maint]
-category = "mock"
-status = 503
-headers = ["Retry-After: 300", "X-Mock: on"]
-data = '{"maintenance":true}'
-
-[plugins.ping]
-category = "ping"
-path = "/healthz"
-
-[locations.csrf]
-upstream = "a"
-path = "/app"
-plugins = ["csrf"]
-
-[locations.token]
-upstream = "a"
-path = "/csrf-token"
-path_type = "exact"
-plugins = ["csrf"]
-
-[locations.secure]
-upstream = "a"
-path = "/secure"
-plugins = ["https"]
-
-[locations.v2]
-upstream = "a"
-path = "/old"
-plugins = ["v2"]
-
-[locations.maint]
-path = "/maint"
-plugins = ["maint"]
-
-[locations.probe]
-path = "/healthz"
-plugins = ["ping"]
-
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["csrf", "token", "secure", "v2", "maint", "probe"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	token := loc("token", "a", "/csrf-token", "csrf").with(`path_type = "exact"`)
+	_, base := serve(t, plSite(up.Addr,
+		plugin("csrf", "csrf", `key = "0123456789abcdef0123456789abcdef"`, `ttl = "1h"`)+
+			plugin("https", "redirect", "http_to_https = true")+
+			plugin("v2", "redirect", `prefix = "/v2"`, "status = 308")+
+			plugin("maint", "mock", "status = 503", `headers = ["Retry-After: 300", "X-Mock: on"]`, `data = '{"maintenance":true}'`)+
+			plugin("ping", "ping", `path = "/healthz"`),
+		loc("csrf", "a", "/app", "csrf"), token, loc("secure", "a", "/secure", "https"), loc("v2", "a", "/old", "v2"),
+		loc("maint", "", "/maint", "maint"), loc("probe", "", "/healthz", "ping")).String())
 
 	t.Run("csrf token flow", func(t *testing.T) {
 		before := hits.hits.Load()
@@ -740,33 +575,15 @@ locations = ["csrf", "token", "secure", "v2", "maint", "probe"]
 func TestPluginServerPluginsPerServer(t *testing.T) {
 	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.tag]
-category = "headers"
-request_set = { "X-Server-Plugin" = "ran" }
-response_set = { "X-Server-Plugin" = "ran" }
-[plugins.qkey]
-category = "key_auth"
-query = "api_key"
-keys = ["secret-1"]
-[locations.plain]
-upstream = "a"
-path = "/plain"
-[locations.q]
-upstream = "a"
-path = "/q"
-plugins = ["qkey"]
-[servers.with]
+	cfg := plSite(up.Addr, plugin("tag", "headers", `request_set = { "X-Server-Plugin" = "ran" }`, `response_set = { "X-Server-Plugin" = "ran" }`)+
+		plugin("qkey", "key_auth", `query = "api_key"`, `keys = ["secret-1"]`),
+		loc("plain", "a", "/plain"), loc("q", "a", "/q", "qkey"))
+	cfg.Extra = `[servers.with]
 addr = "127.0.0.1:0"
 plugins = ["tag"]
-locations = ["plain", "q"]
-[servers.without]
-addr = "127.0.0.1:0"
-locations = ["plain", "q"]
-`, up.Addr))
-	p := start(t, cfg, "with", "without")
+locations = ["plain", "q"]`
+	cfg.Server = "without"
+	p := start(t, writeConfig(t, cfg.String()), "with", "without")
 	resp, b := do(t, "GET", p.url("with")+"/plain", nil)
 	plExpect(t, "with", resp, b, 200)
 	if decodeEcho(t, b).Header.Get("X-Server-Plugin") != "ran" || resp.Header.Get("X-Server-Plugin") != "ran" {
@@ -800,25 +617,8 @@ locations = ["plain", "q"]
 func TestPluginCORSBeforeAuth(t *testing.T) {
 	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.cors]
-category = "cors"
-allow_origins = ["https://app.example.com"]
-[plugins.keys]
-category = "key_auth"
-header = "X-API-Key"
-keys = ["k"]
-[locations.api]
-upstream = "a"
-plugins = ["cors", "keys"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["api"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, plSite(up.Addr, plugin("cors", "cors", `allow_origins = ["https://app.example.com"]`)+
+		plugin("keys", "key_auth", `header = "X-API-Key"`, `keys = ["k"]`), loc("api", "a", "", "cors", "keys")).String())
 	resp, b := do(t, "OPTIONS", base+"/x", nil, "Origin: https://app.example.com", "Access-Control-Request-Method: POST", "Access-Control-Request-Headers: X-API-Key")
 	plExpect(t, "preflight without a key", resp, b, 204)
 	if resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example.com" {

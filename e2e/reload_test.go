@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -17,40 +16,11 @@ import (
 // reloadConfig renders a config whose location /r goes to upstream target
 // and, with extra, adds a second server.
 func reloadConfig(metrics, target, a, b string, extraServer bool, autoReload bool) string {
-	s := fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-auto_reload = %v
-grace_period = "5s"
-[upstreams.a]
-addrs = ["%s"]
-[upstreams.b]
-addrs = ["%s"]
-[locations.r]
-upstream = "%s"
-path = "/"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["r"]
-`, metrics, autoReload, a, b, target)
+	c := abConfig(fmt.Sprintf("metrics_addr = %q\nauto_reload = %v\ngrace_period = \"5s\"", metrics, autoReload), target, a, b)
 	if extraServer {
-		s += `
-[servers.extra]
-addr = "127.0.0.1:0"
-locations = ["r"]
-`
+		c.Extra = "[servers.extra]\naddr = \"127.0.0.1:0\"\nlocations = [\"r\"]"
 	}
-	return s
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return c.String()
 }
 
 func backendName(t *testing.T, url string) string {
@@ -73,33 +43,18 @@ func metricValue(t *testing.T, metricsAddr, series string) string {
 	return ""
 }
 
-// eventually polls cond every 20ms for up to 10s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func TestReloadBySIGHUPAndInvalidConfigKeepsServing(t *testing.T) {
 	a, b := echoBackend(t, "a"), echoBackend(t, "b")
 	maddr := freeAddr(t)
-	path := writeConfig(t, reloadConfig(maddr, "a", a.Addr, b.Addr, false, false))
-	p := start(t, path, "main")
-	url := p.url("main") + "/x"
+	p, base := serve(t, reloadConfig(maddr, "a", a.Addr, b.Addr, false, false))
+	url := base + "/x"
 	if got := backendName(t, url); got != "a" {
 		t.Fatalf("before reload: backend %q", got)
 	}
 	pid := p.cmd.Process.Pid
 
 	// A routing change plus a new server, applied by SIGHUP.
-	os.WriteFile(path, []byte(reloadConfig(maddr, "b", a.Addr, b.Addr, true, false)), 0o644)
-	p.signal(syscall.SIGHUP)
+	p.reload(reloadConfig(maddr, "b", a.Addr, b.Addr, true, false))
 	eventually(t, "route change", func() bool { return backendName(t, url) == "b" })
 	extra := p.url("extra")
 	if got := backendName(t, extra+"/y"); got != "b" {
@@ -113,8 +68,7 @@ func TestReloadBySIGHUPAndInvalidConfigKeepsServing(t *testing.T) {
 	}
 
 	// An invalid config is refused; the old one keeps serving.
-	os.WriteFile(path, []byte(strings.Replace(reloadConfig(maddr, "a", a.Addr, b.Addr, true, false), `upstream = "a"`, `upstream = "missing"`, 1)), 0o644)
-	p.signal(syscall.SIGHUP)
+	p.reload(reloadConfig(maddr, "missing", a.Addr, b.Addr, true, false))
 	eventually(t, "failure counter", func() bool {
 		return metricValue(t, maddr, `config_reloads_total{result="failure"}`) == "1"
 	})
@@ -203,17 +157,15 @@ func TestReloadsUnderLoadLoseNothing(t *testing.T) {
 	maddr := freeAddr(t)
 	cfgA := reloadConfig(maddr, "a", a.Addr, b.Addr, false, false)
 	cfgB := reloadConfig(maddr, "b", a.Addr, b.Addr, false, false)
-	path := writeConfig(t, cfgA)
-	p := start(t, path, "main")
+	p, base := serve(t, cfgA)
 	stop := make(chan struct{})
-	total, failed, wait := loadClients(t, 8, p.url("main")+"/load", stop)
+	total, failed, wait := loadClients(t, 8, base+"/load", stop)
 	for i := 0; i < 20; i++ {
 		cfg := cfgB
 		if i%2 == 1 {
 			cfg = cfgA
 		}
-		os.WriteFile(path, []byte(cfg), 0o644)
-		p.signal(syscall.SIGHUP)
+		p.reload(cfg)
 		want := fmt.Sprint(i + 1)
 		eventually(t, "reload "+want, func() bool {
 			return metricValue(t, maddr, `config_reloads_total{result="success"}`) == want
@@ -273,13 +225,11 @@ func TestReloadRenamesServerOnSameAddr(t *testing.T) {
 	maddr := freeAddr(t)
 	addr := freeAddr(t)
 	cfg := strings.Replace(reloadConfig(maddr, "a", a.Addr, a.Addr, false, false), "127.0.0.1:0", addr, 1)
-	path := writeConfig(t, cfg)
-	p := start(t, path, "main")
+	p := start(t, writeConfig(t, cfg), "main")
 	if got := backendName(t, "http://"+addr+"/x"); got != "a" {
 		t.Fatalf("backend %q", got)
 	}
-	os.WriteFile(path, []byte(strings.Replace(cfg, "[servers.main]", "[servers.renamed]", 1)), 0o644)
-	p.signal(syscall.SIGHUP)
+	p.reload(strings.Replace(cfg, "[servers.main]", "[servers.renamed]", 1))
 	eventually(t, "rename applied", func() bool {
 		return metricValue(t, maddr, `config_reloads_total{result="success"}`) == "1"
 	})

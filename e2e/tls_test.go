@@ -45,10 +45,6 @@ var tlSerial atomic.Int64
 
 func tlNewCA(t *testing.T, name string) *tlCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1000 + tlSerial.Add(1)),
 		Subject:               pkix.Name{CommonName: name},
@@ -58,12 +54,36 @@ func tlNewCA(t *testing.T, name string) *tlCA {
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, key := tlCreate(t, tmpl, nil, nil)
+	cert, _ := x509.ParseCertificate(der)
+	return &tlCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// pemFile writes the CA certificate to a PEM file (for tls_ca and
+// client_ca) and returns its path.
+func (ca *tlCA) pemFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	writeFile(t, path, string(ca.pem))
+	return path
+}
+
+// tlCreate makes a P-256 key and a certificate of tmpl for it, signed by
+// parent's parentKey; a nil parent makes it self-signed.
+func tlCreate(t *testing.T, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, _ := x509.ParseCertificate(der)
-	return &tlCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der, key
 }
 
 func (ca *tlCA) pool() *x509.CertPool {
@@ -77,10 +97,6 @@ func (ca *tlCA) pool() *x509.CertPool {
 // the PEM key and the parsed leaf.
 func (ca *tlCA) issue(t *testing.T, notAfter time.Time, names ...string) (certPEM, keyPEM []byte, leaf *x509.Certificate) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1000 + tlSerial.Add(1)),
 		Subject:      pkix.Name{CommonName: names[0]},
@@ -91,10 +107,7 @@ func (ca *tlCA) issue(t *testing.T, notAfter time.Time, names ...string) (certPE
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	der, key := tlCreate(t, tmpl, ca.cert, ca.key)
 	leaf, _ = x509.ParseCertificate(der)
 	kder, _ := x509.MarshalPKCS8PrivateKey(key)
 	certPEM = append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.pem...)
@@ -113,6 +126,15 @@ func (ca *tlCA) writePair(t *testing.T, dir, base string, names ...string) (cert
 	return certFile, keyFile, leaf
 }
 
+// tlOneCert makes a CA called caName and a certificate of it for domain,
+// written to base.crt and base.key in a new temp dir.
+func tlOneCert(t *testing.T, caName, base, domain string) (ca *tlCA, certFile, keyFile string, leaf *x509.Certificate) {
+	t.Helper()
+	ca = tlNewCA(t, caName)
+	certFile, keyFile, leaf = ca.writePair(t, t.TempDir(), base, domain)
+	return ca, certFile, keyFile, leaf
+}
+
 func tlWriteAtomic(t *testing.T, path string, b []byte) {
 	t.Helper()
 	tmp := path + ".tmp"
@@ -124,8 +146,9 @@ func tlWriteAtomic(t *testing.T, path string, b []byte) {
 	}
 }
 
-// tlClientCert is a tls.Certificate for a client, issued by ca.
-func (ca *tlCA) clientCert(t *testing.T, name string) tls.Certificate {
+// keyPair is a tls.Certificate for name (usable by a client or a server),
+// issued by ca and valid for an hour.
+func (ca *tlCA) keyPair(t *testing.T, name string) tls.Certificate {
 	t.Helper()
 	c, k, _ := ca.issue(t, time.Now().Add(time.Hour), name)
 	cert, err := tls.X509KeyPair(c, k)
@@ -174,14 +197,6 @@ func tlGet(t *testing.T, c *http.Client, url string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-// tlWaitReloads waits until pingap has logged n successful reloads.
-func tlWaitReloads(t *testing.T, p *proc, n int) {
-	t.Helper()
-	eventually(t, fmt.Sprintf("%d reloads", n), func() bool {
-		return len(p.logLines("configuration reloaded")) >= n
-	})
-}
-
 // tlFreePort returns a port free on both TCP and UDP loopback a moment ago
 // (HTTP/3 listens on the server's port over UDP, so it must be fixed).
 func tlFreePort(t *testing.T) int {
@@ -203,6 +218,24 @@ func tlFreePort(t *testing.T) int {
 	return 0
 }
 
+// tlSite is oneUpstream(upAddr) served by a server "tls" on addr ("" =
+// 127.0.0.1:0) with the TLS lines serverOpts.
+func tlSite(upAddr, addr, serverOpts string) siteConfig {
+	c := oneUpstream(upAddr)
+	c.Server, c.Addr, c.ServerOpts = "tls", addr, serverOpts
+	return c
+}
+
+// tlPair is the tls_cert and tls_key lines of a server or certificate.
+func tlPair(crt, key string) string {
+	return fmt.Sprintf("tls_cert = %q\ntls_key = %q", crt, key)
+}
+
+// tlCertificate is a [certificates.NAME] table for domain.
+func tlCertificate(name, domain, crt, key string) string {
+	return fmt.Sprintf("[certificates.%s]\ndomains = [%q]\n%s\n", name, domain, tlPair(crt, key))
+}
+
 func TestTlSNIALPNVersionsAndHTTP3(t *testing.T) {
 	up := echoBackend(t, "a")
 	ca := tlNewCA(t, "tl test CA")
@@ -214,38 +247,12 @@ func TestTlSNIALPNVersionsAndHTTP3(t *testing.T) {
 	port := tlFreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	maddr := freeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[certificates.one]
-domains = ["one.test"]
-tls_cert = %q
-tls_key = %q
-[certificates.two]
-domains = ["two.test"]
-tls_cert = %q
-tls_key = %q
-[certificates.wild]
-domains = ["*.wild.test"]
-tls_cert = %q
-tls_key = %q
-[servers.tls]
-addr = "%s"
-locations = ["all"]
-certificates = ["one", "two", "wild"]
-http3 = true
-[servers.tlsdef]
-addr = "127.0.0.1:0"
-locations = ["all"]
-certificates = ["one"]
-tls_cert = %q
-tls_key = %q
-`, maddr, up.Addr, oneCrt, oneKey, twoCrt, twoKey, wCrt, wKey, addr, dCrt, dKey))
-	p := start(t, cfg, "tls", "tlsdef")
+	cfg := tlSite(up.Addr, addr, "certificates = [\"one\", \"two\", \"wild\"]\nhttp3 = true")
+	cfg.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+	cfg.Extra = tlCertificate("one", "one.test", oneCrt, oneKey) + tlCertificate("two", "two.test", twoCrt, twoKey) +
+		tlCertificate("wild", "*.wild.test", wCrt, wKey) +
+		"[servers.tlsdef]\naddr = \"127.0.0.1:0\"\nlocations = [\"all\"]\ncertificates = [\"one\"]\n" + tlPair(dCrt, dKey)
+	p := start(t, writeConfig(t, cfg.String()), "tls", "tlsdef")
 	pool := ca.pool()
 
 	t.Run("SNI picks the certificate", func(t *testing.T) {
@@ -431,7 +438,7 @@ tls_key = %q
 		}
 		tr.CloseIdleConnections()
 		p.signal(syscall.SIGHUP)
-		tlWaitReloads(t, p, 1)
+		p.waitReloads(1)
 		if resp, _ := tlGet(t, c, "https://"+addr+"/s3"); !resp.TLS.DidResume {
 			t.Fatal("the session did not resume after a reload (ticket keys lost)")
 		}
@@ -440,28 +447,12 @@ tls_key = %q
 
 func TestTlCertificateSwapOnReload(t *testing.T) {
 	up := echoBackend(t, "a")
-	ca := tlNewCA(t, "tl swap CA")
-	dir := t.TempDir()
-	crt, key, first := ca.writePair(t, dir, "site", "site.test")
+	ca, crt, key, first := tlOneCert(t, "tl swap CA", "site", "site.test")
 	maddr := freeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[certificates.site]
-domains = ["site.test"]
-tls_cert = %q
-tls_key = %q
-[servers.tls]
-addr = "127.0.0.1:%d"
-locations = ["all"]
-certificates = ["site"]
-http3 = true
-`, maddr, up.Addr, crt, key, tlFreePort(t)))
-	p := start(t, cfg, "tls")
+	cfg := tlSite(up.Addr, fmt.Sprintf("127.0.0.1:%d", tlFreePort(t)), "certificates = [\"site\"]\nhttp3 = true")
+	cfg.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+	cfg.Extra = tlCertificate("site", "site.test", crt, key)
+	p := start(t, writeConfig(t, cfg.String()), "tls")
 	addr := p.waitAddr("tls")
 	conf := &tls.Config{ServerName: "site.test", RootCAs: ca.pool()}
 	h3get := func(tr *qhttp3.Transport, path string) *http.Response {
@@ -496,7 +487,7 @@ http3 = true
 	tlWriteAtomic(t, key, k2)
 	tlWriteAtomic(t, crt, c2)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 1)
+	p.waitReloads(1)
 
 	// The open connection still works, with the certificate it negotiated.
 	var reused bool
@@ -555,25 +546,11 @@ http3 = true
 // (no SIGHUP, config unchanged) is enough for new handshakes.
 func TestTlCertificateFilesWatched(t *testing.T) {
 	up := echoBackend(t, "a")
-	ca := tlNewCA(t, "tl watch CA")
-	dir := t.TempDir()
-	crt, key, first := ca.writePair(t, dir, "watched", "watch.test")
+	ca, crt, key, first := tlOneCert(t, "tl watch CA", "watched", "watch.test")
 	maddr := freeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-auto_reload = true
-metrics_addr = "%s"
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.tls]
-addr = "127.0.0.1:0"
-locations = ["all"]
-tls_cert = %q
-tls_key = %q
-`, maddr, up.Addr, crt, key))
-	p := start(t, cfg, "tls")
+	cfg := tlSite(up.Addr, "", tlPair(crt, key))
+	cfg.Basic = fmt.Sprintf("auto_reload = true\nmetrics_addr = %q", maddr)
+	p := start(t, writeConfig(t, cfg.String()), "tls")
 	addr := p.waitAddr("tls")
 	// A server's own tls_cert is exported as "servers.NAME".
 	expiry := obSeries("tls_certificate_expiry_seconds", "name", "servers.tls")
@@ -616,20 +593,8 @@ func TestTlClientCertificates(t *testing.T) {
 	crt, key, _ := serverCA.writePair(t, dir, "server", "mtls.test")
 	caFile := filepath.Join(dir, "clients.pem")
 	tlWriteAtomic(t, caFile, clientCA.pem)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.tls]
-addr = "127.0.0.1:%d"
-locations = ["all"]
-tls_cert = %q
-tls_key = %q
-client_ca = %q
-http3 = true
-`, up.Addr, tlFreePort(t), crt, key, caFile))
-	p := start(t, cfg, "tls")
+	cfg := tlSite(up.Addr, fmt.Sprintf("127.0.0.1:%d", tlFreePort(t)), tlPair(crt, key)+fmt.Sprintf("\nclient_ca = %q\nhttp3 = true", caFile))
+	p := start(t, writeConfig(t, cfg.String()), "tls")
 	url := "https://" + p.waitAddr("tls") + "/x"
 	base := &tls.Config{ServerName: "mtls.test", RootCAs: serverCA.pool()}
 
@@ -639,8 +604,8 @@ http3 = true
 		ok    bool
 	}{
 		{"no client certificate", nil, false},
-		{"certificate of another CA", []tls.Certificate{otherCA.clientCert(t, "mallory")}, false},
-		{"certificate of client_ca", []tls.Certificate{clientCA.clientCert(t, "alice")}, true},
+		{"certificate of another CA", []tls.Certificate{otherCA.keyPair(t, "mallory")}, false},
+		{"certificate of client_ca", []tls.Certificate{clientCA.keyPair(t, "alice")}, true},
 	} {
 		for _, proto := range []string{"h1", "h2", "h3"} {
 			t.Run(tt.name+" "+proto, func(t *testing.T) {
@@ -676,14 +641,14 @@ http3 = true
 	// refuses alice and accepts mallory (new connections).
 	tlWriteAtomic(t, caFile, otherCA.pem)
 	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 1)
+	p.waitReloads(1)
 	for _, tt := range []struct {
 		who string
 		ca  *tlCA
 		ok  bool
 	}{{"alice", clientCA, false}, {"mallory", otherCA, true}} {
 		conf := base.Clone()
-		conf.Certificates = []tls.Certificate{tt.ca.clientCert(t, tt.who)}
+		conf.Certificates = []tls.Certificate{tt.ca.keyPair(t, tt.who)}
 		resp, err := tlClient(conf, false).Get(url)
 		if err == nil {
 			resp.Body.Close()
@@ -720,41 +685,14 @@ func TestTlUpstreamClientCertificate(t *testing.T) {
 	cCrt, cKey, _ := clientCA.writePair(t, dir, "proxy-client", "pingap-proxy")
 	caFile := filepath.Join(dir, "backend-ca.pem")
 	tlWriteAtomic(t, caFile, backendCA.pem)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.mtls]
-addrs = ["%[1]s"]
-tls = true
-sni = "backend.test"
-tls_ca = %[2]q
-tls_client_cert = %[3]q
-tls_client_key = %[4]q
-[upstreams.mtls2]
-addrs = ["%[1]s"]
-tls = true
-http2 = true
-sni = "backend.test"
-tls_ca = %[2]q
-tls_client_cert = %[3]q
-tls_client_key = %[4]q
-[upstreams.nocert]
-addrs = ["%[1]s"]
-tls = true
-sni = "backend.test"
-tls_ca = %[2]q
-[locations.with]
-upstream = "mtls"
-path = "/with"
-[locations.with2]
-upstream = "mtls2"
-path = "/h2with"
-[locations.without]
-upstream = "nocert"
-path = "/without"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["with", "with2", "without"]
-`, ln.Addr().String(), caFile, cCrt, cKey))
-	p := start(t, cfg, "main")
+	backend := []string{ln.Addr().String()}
+	verified := fmt.Sprintf("tls = true\nsni = \"backend.test\"\ntls_ca = %q", caFile)
+	withCert := verified + fmt.Sprintf("\ntls_client_cert = %q\ntls_client_key = %q", cCrt, cKey)
+	p, _ := serve(t, siteConfig{
+		Upstreams: []siteUpstream{{Name: "mtls", Addrs: backend, Opts: withCert}, {Name: "mtls2", Addrs: backend, Opts: withCert + "\nhttp2 = true"},
+			{Name: "nocert", Addrs: backend, Opts: verified}},
+		Locations: []siteLocation{loc("with", "mtls", "/with"), loc("with2", "mtls2", "/h2with"), loc("without", "nocert", "/without")},
+	}.String())
 	for i := 0; i < 3; i++ { // pooled connections too
 		resp, body := do(t, "GET", p.url("main")+"/with", nil)
 		if resp.StatusCode != 200 || string(body) != "HTTP/1.1 client=pingap-proxy" {
@@ -804,10 +742,9 @@ func tlACME(t *testing.T, mode string) {
 		challenge = "tls-alpn-01"
 	}
 	pb := pebble.Start(t, opts)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-[acme]
+	site := tlSite(up.Addr, tlsAddr, `certificates = ["auto"]`)
+	site.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+	site.Extra = fmt.Sprintf(`[acme]
 email = "ops@pingap.test"
 directory_url = %q
 ca_root = %q
@@ -816,18 +753,10 @@ challenge = %q
 [certificates.auto]
 domains = [%q]
 acme = true
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.tls]
-addr = "%s"
-locations = ["all"]
-certificates = ["auto"]
 [servers.http]
-addr = "%s"
-locations = ["all"]
-`, maddr, pb.Dir, pb.CARoot, storage, challenge, domain, up.Addr, tlsAddr, httpAddr))
+addr = %q
+locations = ["all"]`, pb.Dir, pb.CARoot, storage, challenge, domain, httpAddr)
+	cfg := writeConfig(t, site.String())
 	p := start(t, cfg, "tls", "http")
 	addr := p.waitAddr("tls")
 	roots := pb.IssuerCAs
@@ -908,27 +837,13 @@ locations = ["all"]
 // advertising and serving HTTP/3; turning it back on serves it again.
 func TestTlHTTP3TurnedOffAndOn(t *testing.T) {
 	up := echoBackend(t, "a")
-	ca := tlNewCA(t, "tl h3 CA")
-	dir := t.TempDir()
-	crt, key, _ := ca.writePair(t, dir, "h3", "h3.test")
+	ca, crt, key, _ := tlOneCert(t, "tl h3 CA", "h3", "h3.test")
 	port := tlFreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	conf := func(h3 bool) string {
-		return fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-[locations.all]
-upstream = "u"
-[servers.tls]
-addr = "%s"
-locations = ["all"]
-tls_cert = %q
-tls_key = %q
-http3 = %v
-`, up.Addr, addr, crt, key, h3)
+		return tlSite(up.Addr, addr, tlPair(crt, key)+fmt.Sprintf("\nhttp3 = %v", h3)).String()
 	}
-	path := writeConfig(t, conf(true))
-	p := start(t, path, "tls")
+	p := start(t, writeConfig(t, conf(true)), "tls")
 	tconf := &tls.Config{ServerName: "h3.test", RootCAs: ca.pool()}
 	h3ok := func() error {
 		tr := &qhttp3.Transport{TLSClientConfig: tconf.Clone()}
@@ -957,17 +872,15 @@ http3 = %v
 		t.Fatalf("h3 on: %v, Alt-Svc %q", err, altSvc())
 	}
 
-	os.WriteFile(path, []byte(conf(false)), 0o644)
-	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 1)
+	p.reload(conf(false))
+	p.waitReloads(1)
 	if got := altSvc(); got != "" {
 		t.Fatalf("Alt-Svc %q with http3 = false", got)
 	}
 	eventually(t, "HTTP/3 stops", func() bool { return h3ok() != nil })
 
-	os.WriteFile(path, []byte(conf(true)), 0o644)
-	p.signal(syscall.SIGHUP)
-	tlWaitReloads(t, p, 2)
+	p.reload(conf(true))
+	p.waitReloads(2)
 	if len(p.logLines("reload failed; the running configuration stays")) != 0 {
 		t.Fatalf("turning HTTP/3 back on failed: %v", p.logLines("reload failed; the running configuration stays"))
 	}

@@ -30,7 +30,32 @@ import (
 	"golang.org/x/net/http2"
 )
 
-// plRateHeaders checks the X-RateLimit-* fields of a 429.
+// plSite is the config of most plugin tests: upstream "a" at addr, the
+// plugin tables (see plugin) and locs on server "main".
+func plSite(addr, plugins string, locs ...siteLocation) siteConfig {
+	return siteConfig{Upstreams: []siteUpstream{{Name: "a", Addrs: []string{addr}}}, Plugins: plugins, Locations: locs}
+}
+
+// plBodyLimitSite limits request bodies to max in the two documented ways:
+// the body_limit plugin called name on /plugin, client_max_body_size on
+// /directive.
+func plBodyLimitSite(addr, name, max string) siteConfig {
+	return plSite(addr, plugin(name, "body_limit", fmt.Sprintf("max = %q", max)),
+		loc("plugin", "a", "/plugin", name), loc("directive", "a", "/directive").with(fmt.Sprintf("client_max_body_size = %q", max)))
+}
+
+// plRedis is the lines of a limit plugin that keeps its state in the redis
+// at addr; failOpen false adds redis_fail_open = false (true is the
+// default, so no line).
+func plRedis(addr string, failOpen bool, timeout string) string {
+	s := fmt.Sprintf("redis = \"redis://%s/0\"\n", addr)
+	if !failOpen {
+		s += "redis_fail_open = false\n"
+	}
+	return s + fmt.Sprintf("redis_timeout = %q", timeout)
+}
+
+// plCheck429 checks the X-RateLimit-* fields of a 429.
 func plCheck429(t *testing.T, what string, resp *http.Response, body []byte, max int) {
 	t.Helper()
 	if resp.StatusCode != 429 {
@@ -52,23 +77,8 @@ func plCheck429(t *testing.T, what string, resp *http.Response, body []byte, max
 func TestTrafficRateLimit(t *testing.T) {
 	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.five]
-category = "limit"
-key = "header:X-Client"
-max = 5
-interval = "1s"
-[locations.l]
-upstream = "a"
-plugins = ["five"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, plSite(up.Addr, plugin("five", "limit", `key = "header:X-Client"`, "max = 5", `interval = "1s"`),
+		loc("l", "a", "", "five")).String())
 
 	// A token bucket of 5 per second gives a token back every 200ms; the
 	// burst of 6 must fit in that. On a loaded machine a burst can take
@@ -133,50 +143,18 @@ func TestTrafficInflightLimit(t *testing.T) {
 		}
 		w.Write([]byte("done"))
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.two]
-category = "limit"
-type = "inflight"
-max = 2
-[locations.l]
-upstream = "a"
-plugins = ["two"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, plSite(up.Addr, plugin("two", "limit", `type = "inflight"`, "max = 2"), loc("l", "a", "", "two")).String())
 	var released sync.Once
 	releaseAll := func() { released.Do(func() { close(release) }) }
 	defer releaseAll()
 
-	var wg sync.WaitGroup
-	results := make(chan int, 2)
-	for i := 0; i < 2; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			resp, err := http.Get(base + "/slow")
-			if err != nil {
-				results <- -1
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			results <- resp.StatusCode
-		}()
-	}
+	results := []<-chan int{getStatusAsync(base + "/slow"), getStatusAsync(base + "/slow")}
 	eventually(t, "two requests in flight at the backend", func() bool { return inflight.Load() == 2 })
 	resp, body := do(t, "GET", base+"/fast", nil)
 	plCheck429(t, "third concurrent request", resp, body, 2)
 	releaseAll()
-	wg.Wait()
-	close(results)
-	for s := range results {
-		if s != 200 {
+	for _, r := range results {
+		if s := <-r; s != 200 {
 			t.Errorf("in-flight request status %d", s)
 		}
 	}
@@ -196,24 +174,8 @@ func TestTrafficRedisSharedLimit(t *testing.T) {
 	up, hits := plEchoBackend(t, "a")
 	// A long interval: refill is one token every 12s, so the count below
 	// does not depend on timing.
-	cfg := fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.shared]
-category = "limit"
-key = "header:X-Client"
-max = 5
-interval = "1m"
-redis = "redis://%s/0"
-redis_fail_open = false
-redis_timeout = "2s"
-[locations.l]
-upstream = "a"
-plugins = ["shared"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, up.Addr, raddr)
+	cfg := plSite(up.Addr, plugin("shared", "limit", `key = "header:X-Client"`, "max = 5", `interval = "1m"`, plRedis(raddr, false, "2s")),
+		loc("l", "a", "", "shared")).String()
 	p1 := start(t, writeConfig(t, cfg), "main")
 	p2 := start(t, writeConfig(t, cfg), "main")
 	urls := []string{p1.url("main"), p2.url("main")}
@@ -302,26 +264,7 @@ func TestTrafficBodyLimits(t *testing.T) {
 	t.Parallel()
 	ub := &plUploadBackend{}
 	up := newBackend(t, ub)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.small_uploads]
-category = "body_limit"
-max = "4KB"
-[locations.plugin]
-upstream = "a"
-path = "/plugin"
-plugins = ["small_uploads"]
-[locations.directive]
-upstream = "a"
-path = "/directive"
-client_max_body_size = "4KB"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["plugin", "directive"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, plBodyLimitSite(up.Addr, "small_uploads", "4KB").String())
 	const limit = 4 << 10
 
 	for _, loc := range []string{"/plugin", "/directive"} {
@@ -343,8 +286,7 @@ locations = ["plugin", "directive"]
 			// Declared too large: 413 before anything is forwarded.
 			_, before := ub.largestComplete()
 			resp, body = do(t, "POST", base+loc, bytes.NewReader(make([]byte, limit+1)))
-			plExpect(t, "Content-Length over the limit", resp, body, 413)
-			plErrorBody(t, "Content-Length over the limit", resp, body)
+			plRefused(t, "Content-Length over the limit", resp, body, 413)
 
 			// Chunked, the limit is crossed while streaming.
 			req, _ = http.NewRequest("POST", base+loc, &plSlowChunks{n: 64, size: 1024})
@@ -428,22 +370,7 @@ func TestTrafficCache(t *testing.T) {
 	t.Parallel()
 	cb := &plCacheBackend{hits: map[string]int{}, slow: make(chan struct{})}
 	up := newBackend(t, cb)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.cache]
-category = "cache"
-max_size = "10MB"
-lock_timeout = "10s"
-[locations.l]
-upstream = "a"
-plugins = ["cache"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, plSite(up.Addr, plugin("cache", "cache", `max_size = "10MB"`, `lock_timeout = "10s"`), loc("l", "a", "", "cache")).String())
 	get := func(path string, headers ...string) (*http.Response, string) {
 		t.Helper()
 		resp, body := do(t, "GET", base+path, nil, headers...)
@@ -499,28 +426,16 @@ locations = ["l"]
 
 	t.Run("concurrent misses coalesce", func(t *testing.T) {
 		const n = 20
-		var wg sync.WaitGroup
-		bodies := make([]string, n)
-		statuses := make([]int, n)
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				resp, err := client.Get(base + "/c/slow")
-				if err != nil {
-					return
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				bodies[i], statuses[i] = string(b), resp.StatusCode
-			}()
-		}
+		var statuses []int
+		var bodies []string
+		done := make(chan struct{})
+		go func() { statuses, bodies = plGetConcurrently(base+"/c/slow", n); close(done) }()
 		// Let the first request reach the backend, give the others time to
 		// queue behind it, then answer.
 		eventually(t, "the first miss at the upstream", func() bool { return cb.count("/c/slow") >= 1 })
 		time.Sleep(300 * time.Millisecond)
 		close(cb.slow)
-		wg.Wait()
+		<-done
 		for i := range bodies {
 			if statuses[i] != 200 || bodies[i] != bodies[0] {
 				t.Fatalf("request %d: %d %q (first %q)", i, statuses[i], bodies[i], bodies[0])
@@ -598,24 +513,8 @@ func TestTrafficCompression(t *testing.T) {
 			w.Write(big)
 		}
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.compress]
-category = "compression"
-gzip_level = 6
-br_level = 5
-zstd_level = 3
-min_length = "1KB"
-[locations.l]
-upstream = "a"
-plugins = ["compress"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, plSite(up.Addr, plugin("compress", "compression", "gzip_level = 6", "br_level = 5", "zstd_level = 3", `min_length = "1KB"`),
+		loc("l", "a", "", "compress")).String())
 	// A transport that does not decode gzip behind our back.
 	fetch := func(t *testing.T, path, ae string) (*http.Response, []byte) { return plFetchRaw(t, base+path, ae) }
 	decode := plDecode
@@ -700,33 +599,10 @@ func plHasToken(values []string, token string) bool {
 func TestTrafficCORS(t *testing.T) {
 	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.cors]
-category = "cors"
-allow_origins = ["https://app.example.com", "https://*.example.org"]
-allow_methods = ["GET", "POST", "PUT"]
-allow_headers = ["Content-Type", "X-Token"]
-expose_headers = ["X-Backend"]
-allow_credentials = true
-max_age = "10m"
-[plugins.open]
-category = "cors"
-[locations.api]
-upstream = "a"
-path = "/api"
-plugins = ["cors"]
-[locations.open]
-upstream = "a"
-path = "/open"
-plugins = ["open"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["api", "open"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, plSite(up.Addr, plugin("cors", "cors", `allow_origins = ["https://app.example.com", "https://*.example.org"]`,
+		`allow_methods = ["GET", "POST", "PUT"]`, `allow_headers = ["Content-Type", "X-Token"]`, `expose_headers = ["X-Backend"]`,
+		"allow_credentials = true", `max_age = "10m"`)+plugin("open", "cors"),
+		loc("api", "a", "/api", "cors"), loc("open", "a", "/open", "open")).String())
 
 	t.Run("preflight allowed", func(t *testing.T) {
 		before := hits.hits.Load()
@@ -791,35 +667,9 @@ locations = ["api", "open"]
 func TestTrafficCacheAndCompressionOrders(t *testing.T) {
 	t.Parallel()
 	big := plPayload(64 << 10)
-	var hits atomic.Int64
-	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "max-age=60")
-		w.Write(big)
-	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.cache]
-category = "cache"
-max_size = "10MB"
-[plugins.compress]
-category = "compression"
-[locations.cache_first]
-upstream = "a"
-path = "/cf"
-plugins = ["cache", "compress"]
-[locations.compress_first]
-upstream = "a"
-path = "/zf"
-plugins = ["compress", "cache"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["cache_first", "compress_first"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	up, hits := plCacheableBackend(t, big)
+	_, base := serve(t, plSite(up.Addr, plugin("cache", "cache", `max_size = "10MB"`)+plugin("compress", "compression"),
+		loc("cache_first", "a", "/cf", "cache", "compress"), loc("compress_first", "a", "/zf", "compress", "cache")).String())
 	fetch := func(t *testing.T, path, ae string) (*http.Response, []byte) { return plFetchRaw(t, base+path, ae) }
 	decode := plDecode
 	for _, tt := range []struct {
@@ -874,21 +724,8 @@ func TestTrafficCompressionStreamsEvents(t *testing.T) {
 			}
 		}
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.compress]
-category = "compression"
-types = ["text/*"]
-[locations.l]
-upstream = "a"
-plugins = ["compress"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	req, _ := http.NewRequest("GET", p.url("main")+"/events", nil)
+	_, base := serve(t, plSite(up.Addr, plugin("compress", "compression", `types = ["text/*"]`), loc("l", "a", "", "compress")).String())
+	req, _ := http.NewRequest("GET", base+"/events", nil)
 	req.Header.Set("Accept-Encoding", "gzip")
 	raw := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableCompression: true}}
 	resp, err := raw.Do(req)
@@ -926,45 +763,20 @@ func TestTrafficLimitStateSurvivesReload(t *testing.T) {
 	t.Parallel()
 	a, _ := plEchoBackend(t, "a")
 	body := func(extra string) string {
-		return fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.lim]
-category = "limit"
-key = "header:X-Client"
-max = 3
-interval = "1m"
-[locations.l]
-upstream = "a"
-plugins = ["lim"]
-%s
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, a.Addr, extra)
+		return plSite(a.Addr, plugin("lim", "limit", `key = "header:X-Client"`, "max = 3", `interval = "1m"`), loc("l", "a", "", "lim").with(extra)).String()
 	}
-	path := writeConfig(t, body(""))
-	p := start(t, path, "main")
-	base := p.url("main")
+	p, base := serve(t, body(""))
 	for i := 0; i < 3; i++ {
 		resp, b := do(t, "GET", base+"/", nil, "X-Client: r")
 		plExpect(t, "within the limit", resp, b, 200)
 	}
-	writeFile(t, path, body(`headers_add = ["X-Reloaded: yes"]`))
-	p.signal(syscall.SIGHUP)
+	p.reload(body(`headers_add = ["X-Reloaded: yes"]`))
 	eventually(t, "reload applied", func() bool {
 		resp, _ := do(t, "GET", base+"/", nil, "X-Client: probe")
 		return resp.Header.Get("X-Reloaded") == "yes"
 	})
 	resp, b := do(t, "GET", base+"/", nil, "X-Client: r")
 	plCheck429(t, "after reload", resp, b, 3)
-}
-
-func writeFile(t *testing.T, path, body string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestTrafficInflightReleasedOnErrors: an in-flight slot comes back when the
@@ -992,31 +804,11 @@ func TestTrafficInflightReleasedOnErrors(t *testing.T) {
 		}
 		w.Write([]byte("ok"))
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-read_timeout = "500ms"
-[upstreams.down]
-addrs = ["127.0.0.1:1"]
-[plugins.one]
-category = "limit"
-type = "inflight"
-key = "header:X-Client"
-max = 1
-[locations.ok]
-upstream = "a"
-path = "/"
-plugins = ["one"]
-[locations.down]
-upstream = "down"
-path = "/down"
-plugins = ["one"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["ok", "down"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	cfg := plSite(up.Addr, plugin("one", "limit", `type = "inflight"`, `key = "header:X-Client"`, "max = 1"),
+		loc("ok", "a", "/", "one"), loc("down", "down", "/down", "one"))
+	cfg.Upstreams[0].Opts = `read_timeout = "500ms"`
+	cfg.Upstreams = append(cfg.Upstreams, siteUpstream{Name: "down", Addrs: []string{"127.0.0.1:1"}})
+	p, base := serve(t, cfg.String())
 	defer close(hold)
 
 	for i := 0; i < 3; i++ {
@@ -1061,25 +853,7 @@ func TestTrafficBodyLimitExpectContinue(t *testing.T) {
 	t.Parallel()
 	ub := &plUploadBackend{}
 	up := newBackend(t, ub)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.small]
-category = "body_limit"
-max = "1KB"
-[locations.plugin]
-upstream = "a"
-path = "/plugin"
-plugins = ["small"]
-[locations.directive]
-upstream = "a"
-path = "/directive"
-client_max_body_size = "1KB"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["plugin", "directive"]
-`, up.Addr))
-	p := start(t, cfg, "main")
+	p, _ := serve(t, plBodyLimitSite(up.Addr, "small", "1KB").String())
 	addr := p.waitAddr("main")
 	for _, loc := range []string{"/plugin", "/directive"} {
 		got := rawRequest(t, addr, "POST "+loc+" HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
@@ -1116,36 +890,10 @@ func TestTrafficRedisUnreachable(t *testing.T) {
 	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
 	dead := freeAddr(t) // nothing listens there
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.open]
-category = "limit"
-max = 1
-interval = "1m"
-redis = "redis://%s/0"
-redis_timeout = "200ms"
-[plugins.closed]
-category = "limit"
-max = 1
-interval = "1m"
-redis = "redis://%s/0"
-redis_fail_open = false
-redis_timeout = "200ms"
-[locations.open]
-upstream = "a"
-path = "/open"
-plugins = ["open"]
-[locations.closed]
-upstream = "a"
-path = "/closed"
-plugins = ["closed"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["open", "closed"]
-`, up.Addr, dead, dead))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, plSite(up.Addr,
+		plugin("open", "limit", "max = 1", `interval = "1m"`, plRedis(dead, true, "200ms"))+
+			plugin("closed", "limit", "max = 1", `interval = "1m"`, plRedis(dead, false, "200ms")),
+		loc("open", "a", "/open", "open"), loc("closed", "a", "/closed", "closed")).String())
 	for i := 0; i < 3; i++ {
 		resp, b := do(t, "GET", base+"/open", nil)
 		plExpect(t, "fail open", resp, b, 200)
@@ -1156,8 +904,7 @@ locations = ["open", "closed"]
 	before := hits.hits.Load()
 	for i := 0; i < 2; i++ {
 		resp, b := do(t, "GET", base+"/closed", nil)
-		plExpect(t, "fail closed", resp, b, 429)
-		plErrorBody(t, "fail closed", resp, b)
+		plRefused(t, "fail closed", resp, b, 429)
 	}
 	if hits.hits.Load() != before {
 		t.Error("fail closed: the upstream was reached")
@@ -1188,29 +935,8 @@ func TestTrafficCacheBypassAndNotStored(t *testing.T) {
 		fmt.Fprintf(w, "host %s", r.Host)
 	})
 	up := newBackend(t, mux)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.cache]
-category = "cache"
-max_size = "10MB"
-[plugins.strict_purge]
-category = "cache"
-max_size = "1MB"
-purge_ip_list = ["10.9.9.9"]
-[locations.l]
-upstream = "a"
-plugins = ["cache"]
-[locations.strict]
-upstream = "a"
-path = "/strict"
-plugins = ["strict_purge"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l", "strict"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, plSite(up.Addr, plugin("cache", "cache", `max_size = "10MB"`)+plugin("strict_purge", "cache", `max_size = "1MB"`, `purge_ip_list = ["10.9.9.9"]`),
+		loc("l", "a", "", "cache"), loc("strict", "a", "/strict", "strict_purge")).String())
 
 	for i := 0; i < 2; i++ {
 		resp, b := do(t, "GET", base+"/cookie", nil)
@@ -1241,8 +967,7 @@ locations = ["l", "strict"]
 		t.Errorf("host in the key: %q %q %q", h1, h2, h3)
 	}
 	resp, b := do(t, "PURGE", base+"/strict/x", nil)
-	plExpect(t, "PURGE from a client not in purge_ip_list", resp, b, 403)
-	plErrorBody(t, "PURGE 403", resp, b)
+	plRefused(t, "PURGE from a client not in purge_ip_list", resp, b, 403)
 	// HEAD after GET is answered from its own entry, without a body.
 	do(t, "GET", base+"/c/head", nil)
 	resp, b = do(t, "HEAD", base+"/c/head", nil)
@@ -1288,39 +1013,10 @@ func TestTrafficCacheUncacheableDoesNotQueue(t *testing.T) {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Write([]byte("fresh"))
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.cache]
-category = "cache"
-lock_timeout = "20s"
-[locations.l]
-upstream = "a"
-plugins = ["cache"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, plSite(up.Addr, plugin("cache", "cache", `lock_timeout = "20s"`), loc("l", "a", "", "cache")).String())
 	wave := func(n int) (time.Duration, []int) {
-		var wg sync.WaitGroup
-		statuses := make([]int, n)
 		began := time.Now()
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				resp, err := client.Get(base + "/dyn")
-				if err != nil {
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				statuses[i] = resp.StatusCode
-			}()
-		}
-		wg.Wait()
+		statuses, _ := plGetConcurrently(base+"/dyn", n)
 		return time.Since(began), statuses
 	}
 
@@ -1383,29 +1079,8 @@ func TestTrafficCacheDiskTier(t *testing.T) {
 		w.Write(bytes.Repeat([]byte(r.URL.Path[len(r.URL.Path)-1:]), 300))
 	}))
 	dir := t.TempDir()
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.disk]
-category = "cache"
-max_size = "16KB"
-dir = "%s"
-[plugins.mem]
-category = "cache"
-max_size = "16KB"
-[locations.l]
-upstream = "a"
-plugins = ["disk"]
-[locations.mem]
-upstream = "a"
-path = "/mem"
-plugins = ["mem"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l", "mem"]
-`, up.Addr, dir))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	p, base := serve(t, plSite(up.Addr, plugin("disk", "cache", `max_size = "16KB"`, fmt.Sprintf("dir = %q", dir))+plugin("mem", "cache", `max_size = "16KB"`),
+		loc("l", "a", "", "disk"), loc("mem", "a", "/mem", "mem")).String())
 	const n = 40
 	for i := 0; i < n; i++ {
 		resp, b := do(t, "GET", fmt.Sprintf("%s/e%d", base, i), nil)
@@ -1467,7 +1142,7 @@ locations = ["l", "mem"]
 	if ents, _ := os.ReadDir(dir); len(ents) == 0 {
 		t.Fatal("the disk tier left no files")
 	}
-	p2 := start(t, cfg, "main")
+	p2 := start(t, p.config, "main")
 	p2.waitLog("cache: disk tier scanned", nil)
 	readBack(p2, "after a restart")
 	resp, b := do(t, "PURGE", p2.url("main")+"/e3", nil)
@@ -1483,35 +1158,11 @@ locations = ["l", "mem"]
 func TestTrafficTrustedProxies(t *testing.T) {
 	t.Parallel()
 	up, hits := plEchoBackend(t, "a")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-trusted_proxies = ["127.0.0.1/32"]
-[upstreams.a]
-addrs = ["%s"]
-[plugins.per_ip]
-category = "limit"
-key = "ip"
-max = 2
-interval = "1m"
-[plugins.office]
-category = "ip_restriction"
-type = "allow"
-ip_list = ["10.1.0.0/16"]
-trust_forwarded = true
-[locations.lim]
-upstream = "a"
-path = "/lim"
-plugins = ["per_ip"]
-[locations.office]
-upstream = "a"
-path = "/office"
-plugins = ["office"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["lim", "office"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	cfg := plSite(up.Addr, plugin("per_ip", "limit", `key = "ip"`, "max = 2", `interval = "1m"`)+
+		plugin("office", "ip_restriction", `type = "allow"`, `ip_list = ["10.1.0.0/16"]`, "trust_forwarded = true"),
+		loc("lim", "a", "/lim", "per_ip"), loc("office", "a", "/office", "office"))
+	cfg.Basic = `trusted_proxies = ["127.0.0.1/32"]`
+	_, base := serve(t, cfg.String())
 	for _, ip := range []string{"10.0.0.1", "10.0.0.2"} {
 		for i := 0; i < 2; i++ {
 			resp, b := do(t, "GET", base+"/lim", nil, "X-Forwarded-For: "+ip)
@@ -1581,20 +1232,7 @@ func TestTrafficCacheStaleAndPurgeVariants(t *testing.T) {
 			fmt.Fprintf(w, "lang %s", r.Header.Get("Accept-Language"))
 		}
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.cache]
-category = "cache"
-[locations.l]
-upstream = "a"
-plugins = ["cache"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, plSite(up.Addr, plugin("cache", "cache"), loc("l", "a", "", "cache")).String())
 	status := func(r *http.Response) string { return r.Header.Get("X-Cache-Status") }
 
 	t.Run("stale-if-error", func(t *testing.T) {
@@ -1697,35 +1335,10 @@ func TestTrafficCompressionSkips(t *testing.T) {
 			http.ServeContent(w, r, "file.json", time.Unix(1700000000, 0), bytes.NewReader(big))
 		}
 	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.compress]
-category = "compression"
-[locations.l]
-upstream = "a"
-plugins = ["compress"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["l"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
-	raw := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+	_, base := serve(t, plSite(up.Addr, plugin("compress", "compression"), loc("l", "a", "", "compress")).String())
 	get := func(path string, headers ...string) (*http.Response, []byte) {
-		req, _ := http.NewRequest("GET", base+path, nil)
-		req.Header.Set("Accept-Encoding", "br, gzip, zstd")
-		for _, h := range headers {
-			k, v, _ := strings.Cut(h, ":")
-			req.Header.Set(k, strings.TrimSpace(v))
-		}
-		resp, err := raw.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp, b
+		t.Helper()
+		return plFetchRaw(t, base+path, "br, gzip, zstd", headers...)
 	}
 	if resp, b := get("/notransform"); resp.Header.Get("Content-Encoding") != "" || !bytes.Equal(b, big) {
 		t.Errorf("no-transform: Content-Encoding %q, %d bytes", resp.Header.Get("Content-Encoding"), len(b))
@@ -1753,36 +1366,14 @@ func TestTrafficIPv6Client(t *testing.T) {
 		ln.Close()
 	}
 	up, hits := plEchoBackend(t, "a")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.no_v6_loopback]
-category = "ip_restriction"
-ip_list = ["::1/128"]
-[plugins.v6_only]
-category = "ip_restriction"
-type = "allow"
-ip_list = ["::/0"]
-[plugins.per_ip]
-category = "limit"
-max = 1
-interval = "1m"
-[locations.deny]
-upstream = "a"
-path = "/deny"
-plugins = ["no_v6_loopback"]
-[locations.allow]
-upstream = "a"
-path = "/allow"
-plugins = ["v6_only", "per_ip"]
-[servers.v6]
+	cfg := plSite(up.Addr, plugin("no_v6_loopback", "ip_restriction", `ip_list = ["::1/128"]`)+
+		plugin("v6_only", "ip_restriction", `type = "allow"`, `ip_list = ["::/0"]`)+plugin("per_ip", "limit", "max = 1", `interval = "1m"`),
+		loc("deny", "a", "/deny", "no_v6_loopback"), loc("allow", "a", "/allow", "v6_only", "per_ip"))
+	cfg.Extra = `[servers.v6]
 addr = "[::1]:0"
-locations = ["deny", "allow"]
-[servers.v4]
-addr = "127.0.0.1:0"
-locations = ["deny", "allow"]
-`, up.Addr))
-	p := start(t, cfg, "v6", "v4")
+locations = ["deny", "allow"]`
+	cfg.Server = "v4"
+	p := start(t, writeConfig(t, cfg.String()), "v6", "v4")
 	v6, v4 := p.url("v6"), p.url("v4")
 	before := hits.hits.Load()
 	resp, b := do(t, "GET", v6+"/deny", nil)
@@ -1840,35 +1431,11 @@ func TestTrafficHTTP2BodyLimitAndCancel(t *testing.T) {
 		}
 	})
 	up := newBackend(t, mux)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.small]
-category = "body_limit"
-max = "4KB"
-[plugins.one]
-category = "limit"
-type = "inflight"
-max = 1
-[locations.plugin]
-upstream = "a"
-path = "/plugin"
-plugins = ["small"]
-[locations.directive]
-upstream = "a"
-path = "/directive"
-client_max_body_size = "4KB"
-[locations.hold]
-upstream = "a"
-path = "/hold"
-plugins = ["one"]
-[servers.main]
-addr = "127.0.0.1:0"
-h2c = true
-locations = ["plugin", "directive", "hold"]
-`, up.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	cfg := plBodyLimitSite(up.Addr, "small", "4KB")
+	cfg.Plugins += plugin("one", "limit", `type = "inflight"`, "max = 1")
+	cfg.Locations = append(cfg.Locations, loc("hold", "a", "/hold", "one"))
+	cfg.ServerOpts = "h2c = true"
+	_, base := serve(t, cfg.String())
 	h2 := plH2C()
 
 	for _, loc := range []string{"/plugin", "/directive"} {
@@ -1895,8 +1462,7 @@ locations = ["plugin", "directive", "hold"]
 			resp, b = post(bytes.NewReader(make([]byte, 5000)), 5000)
 			plExpect(t, "declared over the limit", resp, b, 413)
 			resp, b = post(&plSlowChunks{n: 64, size: 1024}, -1)
-			plExpect(t, "streamed over the limit", resp, b, 413)
-			plErrorBody(t, "streamed over the limit", resp, b)
+			plRefused(t, "streamed over the limit", resp, b, 413)
 			if largest, after := ub.largestComplete(); largest > 4096 || after != before {
 				t.Fatalf("the upstream received a complete oversized body (largest %d, complete %d -> %d)", largest, before, after)
 			}
@@ -1953,50 +1519,14 @@ func TestTrafficRedisInflightAndRecovery(t *testing.T) {
 		}
 		w.Write([]byte("ok"))
 	}))
-	cfg := fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.conc]
-category = "limit"
-type = "inflight"
-max = 1
-redis = "redis://%s/0"
-redis_fail_open = false
-redis_timeout = "2s"
-[plugins.rate]
-category = "limit"
-key = "header:X-Client"
-max = 2
-interval = "1s"
-redis = "redis://%s/0"
-redis_fail_open = false
-redis_timeout = "2s"
-[locations.conc]
-upstream = "a"
-path = "/conc"
-plugins = ["conc"]
-[locations.rate]
-upstream = "a"
-path = "/rate"
-plugins = ["rate"]
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["conc", "rate"]
-`, up.Addr, raddr, raddr)
+	cfg := plSite(up.Addr,
+		plugin("conc", "limit", `type = "inflight"`, "max = 1", plRedis(raddr, false, "2s"))+
+			plugin("rate", "limit", `key = "header:X-Client"`, "max = 2", `interval = "1s"`, plRedis(raddr, false, "2s")),
+		loc("conc", "a", "/conc", "conc"), loc("rate", "a", "/rate", "rate")).String()
 	p1 := start(t, writeConfig(t, cfg), "main")
 	p2 := start(t, writeConfig(t, cfg), "main")
 
-	done := make(chan int, 1)
-	go func() {
-		resp, err := http.Get(p1.url("main") + "/conc/hold")
-		if err != nil {
-			done <- -1
-			return
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		done <- resp.StatusCode
-	}()
+	done := getStatusAsync(p1.url("main") + "/conc/hold")
 	eventually(t, "held request at the upstream", func() bool { return holding.Load() == 1 })
 	resp, b := do(t, "GET", p2.url("main")+"/conc/x", nil)
 	plCheck429(t, "second instance while the first holds the only slot", resp, b, 1)
@@ -2048,70 +1578,22 @@ locations = ["conc", "rate"]
 func TestTrafficHTTP2ContentPlugins(t *testing.T) {
 	t.Parallel()
 	big := plPayload(100 << 10)
-	var hits atomic.Int64
-	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hits.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "max-age=60")
-		w.Write(big)
-	}))
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.a]
-addrs = ["%s"]
-[plugins.cache]
-category = "cache"
-[plugins.compress]
-category = "compression"
-[plugins.lim]
-category = "limit"
-max = 100
-interval = "1m"
-[locations.l]
-upstream = "a"
-plugins = ["lim", "cache", "compress"]
-[servers.main]
-addr = "127.0.0.1:0"
-h2c = true
-locations = ["l"]
-`, up.Addr))
-	p := start(t, cfg, "main")
+	up, hits := plCacheableBackend(t, big)
+	cfg := plSite(up.Addr, plugin("cache", "cache")+plugin("compress", "compression")+plugin("lim", "limit", "max = 100", `interval = "1m"`),
+		loc("l", "a", "", "lim", "cache", "compress"))
+	cfg.ServerOpts = "h2c = true"
+	_, base := serve(t, cfg.String())
 	h2 := plH2C()
 	for i, enc := range []string{"br", "br", "zstd", "gzip"} {
-		req, _ := http.NewRequest("GET", p.url("main")+"/data", nil)
-		req.Header.Set("Accept-Encoding", enc)
-		resp, err := h2.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.ProtoMajor != 2 || resp.StatusCode != 200 {
-			t.Fatalf("request %d: %v %s %d", i, err, resp.Proto, resp.StatusCode)
+		resp, b := plFetchWith(t, h2, base+"/data", enc)
+		if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+			t.Fatalf("request %d: %s %d", i, resp.Proto, resp.StatusCode)
 		}
 		if resp.Header.Get("Content-Encoding") != enc || resp.Header.Get("X-RateLimit-Limit") != "100" {
 			t.Fatalf("request %d: Content-Encoding %q X-RateLimit-Limit %q", i, resp.Header.Get("Content-Encoding"), resp.Header.Get("X-RateLimit-Limit"))
 		}
-		var r io.Reader
-		switch enc {
-		case "br":
-			r = brotli.NewReader(bytes.NewReader(b))
-		case "zstd":
-			zr, err := zstd.NewReader(bytes.NewReader(b))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer zr.Close()
-			r = zr
-		case "gzip":
-			zr, err := gzip.NewReader(bytes.NewReader(b))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r = zr
-		}
-		got, err := io.ReadAll(r)
-		if err != nil || !bytes.Equal(got, big) {
-			t.Fatalf("request %d (%s, %s): decoded %d bytes, err %v", i, enc, resp.Header.Get("X-Cache-Status"), len(got), err)
+		if got := plDecode(t, enc, b); !bytes.Equal(got, big) {
+			t.Fatalf("request %d (%s, %s): decoded %d bytes", i, enc, resp.Header.Get("X-Cache-Status"), len(got))
 		}
 		if i == 1 && resp.Header.Get("X-Cache-Status") != "HIT" {
 			t.Errorf("second br request: %s", resp.Header.Get("X-Cache-Status"))
@@ -2122,18 +1604,62 @@ locations = ["l"]
 	}
 }
 
+// plGetConcurrently sends n GETs of url at once and returns, once all are
+// answered, each one's status and body (0 and "" after a transport error).
+func plGetConcurrently(url string, n int) (statuses []int, bodies []string) {
+	statuses, bodies = make([]int, n), make([]string, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Get(url)
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			statuses[i], bodies[i] = resp.StatusCode, string(b)
+		}()
+	}
+	wg.Wait()
+	return statuses, bodies
+}
+
+// plCacheableBackend serves body as cacheable JSON (max-age=60) on every
+// path and counts the requests that reach it.
+func plCacheableBackend(t *testing.T, body []byte) (*backend, *atomic.Int64) {
+	t.Helper()
+	hits := new(atomic.Int64)
+	up := newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Write(body)
+	}))
+	return up, hits
+}
+
 // plRawClient does not decode Content-Encoding behind the test's back.
 var plRawClient = &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableCompression: true}}
 
-// plFetchRaw GETs url with Accept-Encoding ae ("" = none) and returns the
-// response with its body as sent.
-func plFetchRaw(t *testing.T, url, ae string) (*http.Response, []byte) {
+// plFetchRaw GETs url with Accept-Encoding ae ("" = none) and more
+// "Name: value" headers, and returns the response with its body as sent.
+func plFetchRaw(t *testing.T, url, ae string, headers ...string) (*http.Response, []byte) {
+	t.Helper()
+	return plFetchWith(t, plRawClient, url, ae, headers...)
+}
+
+// plFetchWith is plFetchRaw through client c (which must not decode
+// Content-Encoding either).
+func plFetchWith(t *testing.T, c *http.Client, url, ae string, headers ...string) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	if ae != "" {
 		req.Header.Set("Accept-Encoding", ae)
 	}
-	resp, err := plRawClient.Do(req)
+	setHeaders(req, headers...)
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,25 +12,15 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -185,10 +175,7 @@ func upGet(c *http.Client, url string, headers ...string) (status int, backend s
 	if err != nil {
 		return 0, "", "", err
 	}
-	for _, h := range headers {
-		k, v, _ := strings.Cut(h, ":")
-		req.Header.Set(k, strings.TrimSpace(v))
-	}
+	setHeaders(req, headers...)
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, "", "", err
@@ -209,31 +196,6 @@ func upMustGet(t *testing.T, c *http.Client, url string, headers ...string) stri
 		t.Fatalf("GET %s: status %d: %s", url, st, body)
 	}
 	return be
-}
-
-// upEventually polls cond every 20ms until it holds or timeout passes.
-func upEventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func upFreeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // upMetric returns the value of the first sample of family whose labels
@@ -277,20 +239,26 @@ func upCount(t *testing.T, c *http.Client, url string, n int, headers ...string)
 	return got
 }
 
+// upHold counts r in held until it has answered with body, which it does
+// once gate closes, its client goes away or 20s pass.
+func upHold(w http.ResponseWriter, r *http.Request, gate <-chan struct{}, held *atomic.Int64, body string) {
+	held.Add(1)
+	defer held.Add(-1)
+	select {
+	case <-gate:
+	case <-r.Context().Done():
+	case <-time.After(20 * time.Second):
+	}
+	io.WriteString(w, body)
+}
+
 func TestUpBalancingPolicies(t *testing.T) {
 	a, b, c := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil), upNewBackend(t, "c", nil)
 	release := make(chan struct{})
 	var held atomic.Int64
 	// slow holds every request until release: the least_conn victim.
 	slow := upNewBackend(t, "slow", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		held.Add(1)
-		defer held.Add(-1)
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		case <-time.After(20 * time.Second):
-		}
-		io.WriteString(w, "slow")
+		upHold(w, r, release, &held, "slow")
 	}))
 	// fast holds only the requests of the least_conn set-up (/lc/hold)
 	// until fastGo, then answers everything at once.
@@ -298,13 +266,8 @@ func TestUpBalancingPolicies(t *testing.T) {
 	var fastHeld atomic.Int64
 	fast := upNewBackend(t, "fast", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/lc/hold" {
-			fastHeld.Add(1)
-			defer fastHeld.Add(-1)
-			select {
-			case <-fastGo:
-			case <-r.Context().Done():
-			case <-time.After(20 * time.Second):
-			}
+			upHold(w, r, fastGo, &fastHeld, "fast")
+			return
 		}
 		io.WriteString(w, "fast")
 	}))
@@ -313,39 +276,13 @@ func TestUpBalancingPolicies(t *testing.T) {
 	var releaseOnce sync.Once
 	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
 
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-trusted_proxies = ["127.0.0.1/32"]
-[upstreams.rr]
-addrs = ["%[1]s", "%[2]s", "%[3]s"]
-[upstreams.wrr]
-addrs = ["%[1]s", "%[2]s"]
-algorithm = "weighted_round_robin"
-weights = [3, 1]
-[upstreams.lc]
-addrs = ["%[4]s", "%[5]s"]
-algorithm = "least_conn"
-[upstreams.iph]
-addrs = ["%[1]s", "%[2]s", "%[3]s"]
-algorithm = "ip_hash"
-[locations.rr]
-upstream = "rr"
-path = "/rr"
-[locations.wrr]
-upstream = "wrr"
-path = "/wrr"
-[locations.lc]
-upstream = "lc"
-path = "/lc"
-[locations.iph]
-upstream = "iph"
-path = "/iph"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["rr", "wrr", "lc", "iph"]
-`, a.Addr, b.Addr, c.Addr, slow.Addr, fast.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	abc := []string{a.Addr, b.Addr, c.Addr}
+	cfg := routes(siteUpstream{Name: "rr", Addrs: abc},
+		siteUpstream{Name: "wrr", Addrs: abc[:2], Opts: "algorithm = \"weighted_round_robin\"\nweights = [3, 1]"},
+		siteUpstream{Name: "lc", Addrs: []string{slow.Addr, fast.Addr}, Opts: `algorithm = "least_conn"`},
+		siteUpstream{Name: "iph", Addrs: abc, Opts: `algorithm = "ip_hash"`})
+	cfg.Basic = `trusted_proxies = ["127.0.0.1/32"]`
+	_, base := serve(t, cfg.String())
 
 	t.Run("round_robin even split", func(t *testing.T) {
 		got := upCount(t, upPlain, base+"/rr", 300)
@@ -396,7 +333,7 @@ locations = ["rr", "wrr", "lc", "iph"]
 				upGet(holder, base+"/lc/hold")
 			}()
 		}
-		upEventually(t, 10*time.Second, "6 requests held by the two backends", func() bool {
+		waitFor(t, 10*time.Second, "6 requests held by the two backends", func() bool {
 			return held.Load()+fastHeld.Load() == 6
 		})
 		// 3/3 when the six arrive one after another; concurrent selections
@@ -405,7 +342,7 @@ locations = ["rr", "wrr", "lc", "iph"]
 			t.Fatalf("least_conn split 6 concurrent requests %d (slow) / %d (fast), want about 3/3", s, f)
 		}
 		fastGoOnce.Do(func() { close(fastGo) })
-		upEventually(t, 10*time.Second, "fast answered its held requests", func() bool { return fastHeld.Load() == 0 })
+		waitFor(t, 10*time.Second, "fast answered its held requests", func() bool { return fastHeld.Load() == 0 })
 		c := &http.Client{Timeout: 10 * time.Second, Transport: upPlain.Transport}
 		for i := 0; i < 30; i++ {
 			if be := upMustGet(t, c, base+"/lc/fast"); be != "fast" {
@@ -466,30 +403,16 @@ locations = ["rr", "wrr", "lc", "iph"]
 
 func TestUpConsistentHashAcrossReload(t *testing.T) {
 	a, b, c := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil), upNewBackend(t, "c", nil)
-	conf := func(addrs string) string {
-		return fmt.Sprintf(`
-[upstreams.hh]
-addrs = [%[1]s]
-algorithm = "hash"
-hash_key = "header:X-User"
-[upstreams.hu]
-addrs = [%[1]s]
-algorithm = "hash"
-hash_key = "uri"
-[locations.hh]
-upstream = "hh"
-path = "/h"
-[locations.hu]
-upstream = "hu"
-path = "/u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["hh", "hu"]
-`, addrs)
+	conf := func(addrs ...string) string {
+		return siteConfig{
+			Upstreams: []siteUpstream{
+				{Name: "hh", Addrs: addrs, Opts: "algorithm = \"hash\"\nhash_key = \"header:X-User\""},
+				{Name: "hu", Addrs: addrs, Opts: "algorithm = \"hash\"\nhash_key = \"uri\""},
+			},
+			Locations: []siteLocation{loc("hh", "hh", "/h"), loc("hu", "hu", "/u")},
+		}.String()
 	}
-	path := writeConfig(t, conf(fmt.Sprintf("%q, %q, %q", a.Addr, b.Addr, c.Addr)))
-	p := start(t, path, "main")
-	base := p.url("main")
+	p, base := serve(t, conf(a.Addr, b.Addr, c.Addr))
 
 	const keys = 60
 	type key struct{ url, header string }
@@ -518,11 +441,8 @@ locations = ["hh", "hu"]
 	}
 
 	// Remove c by reload.
-	if err := os.WriteFile(path, []byte(conf(fmt.Sprintf("%q, %q", a.Addr, b.Addr))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p.signal(syscall.SIGHUP)
-	p.waitLog("configuration reloaded", nil)
+	p.reload(conf(a.Addr, b.Addr))
+	p.waitReloads(1)
 	moved := 0
 	for _, k := range all {
 		got := get(k)
@@ -629,53 +549,44 @@ func TestUpFailoverZeroErrorsAndRecovery(t *testing.T) {
 				return b
 			}
 			a, b := newB("a"), newB("b")
-			maddr := upFreeAddr(t)
+			maddr := freeAddr(t)
 			check := ""
 			if tt.active {
 				check = `health_check = "http://probe.test/health"`
 			}
-			cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-[upstreams.u]
-addrs = ["%s", "%s"]
-%s
+			cfg := oneUpstream(a.Addr, b.Addr)
+			cfg.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+			cfg.Upstreams[0].Opts = fmt.Sprintf(`%s
 http2 = %v
 health_check_interval = "200ms"
 health_check_timeout = "500ms"
 unhealthy_threshold = 1
 healthy_threshold = 2
-connection_timeout = "1s"
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, maddr, a.Addr, b.Addr, check, tt.h2c))
-			p := start(t, cfg, "main")
-			url := p.url("main") + "/load"
+connection_timeout = "1s"`, check, tt.h2c)
+			_, base := serve(t, cfg.String())
+			url := base + "/load"
 			gaugeB := func() string {
 				return upMetric(maddr, "upstream_health", `upstream="u"`, fmt.Sprintf(`server=%q`, b.Addr))
 			}
 
 			load := upStartLoad(t, 4, url, !tt.h2c, func() *http.Client { return upClient("") })
-			upEventually(t, 5*time.Second, "both backends serve", func() bool { return a.hits.Load() > 20 && b.hits.Load() > 20 })
+			waitFor(t, 5*time.Second, "both backends serve", func() bool { return a.hits.Load() > 20 && b.hits.Load() > 20 })
 			b.stop()
 			atStop := load.total.Load()
 			// b is refused: each connect failure is retried on a, until
 			// the active check (or passive marking) takes b out.
 			if tt.active {
-				upEventually(t, 5*time.Second, "the check marks b down", func() bool { return gaugeB() == "0" })
+				waitFor(t, 5*time.Second, "the check marks b down", func() bool { return gaugeB() == "0" })
 			}
-			upEventually(t, 5*time.Second, "load continues with b down", func() bool { return load.total.Load() > atStop+300 })
+			waitFor(t, 5*time.Second, "load continues with b down", func() bool { return load.total.Load() > atStop+300 })
 			b.start()
 			bBefore := b.hits.Load()
 			if tt.active {
-				upEventually(t, 10*time.Second, "the check marks restarted b up", func() bool { return gaugeB() == "1" })
+				waitFor(t, 10*time.Second, "the check marks restarted b up", func() bool { return gaugeB() == "1" })
 			}
 			// Passive only: b gets traffic again after the cooldown
 			// (health_check_interval).
-			upEventually(t, 10*time.Second, "restarted b back in rotation", func() bool { return b.hits.Load() > bBefore+20 })
+			waitFor(t, 10*time.Second, "restarted b back in rotation", func() bool { return b.hits.Load() > bBefore+20 })
 			load.end()
 			if n := load.failed.Load(); n != 0 {
 				t.Fatalf("%d of %d requests failed while a backend stopped and restarted; first: %v", n, load.total.Load(), load.firstErr.Load())
@@ -687,29 +598,12 @@ locations = ["all"]
 }
 
 func TestUpAllAddrsDown(t *testing.T) {
-	dead1, dead2, dead3 := upFreeAddr(t), upFreeAddr(t), upFreeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.refuse]
-addrs = ["%s", "%s"]
-connection_timeout = "1s"
-[upstreams.checked]
-addrs = ["%s"]
-health_check = "tcp://checked.test"
+	dead1, dead2, dead3 := freeAddr(t), freeAddr(t), freeAddr(t)
+	_, base := serve(t, routes(siteUpstream{Name: "refuse", Addrs: []string{dead1, dead2}, Opts: `connection_timeout = "1s"`},
+		siteUpstream{Name: "checked", Addrs: []string{dead3}, Opts: `health_check = "tcp://checked.test"
 health_check_interval = "200ms"
 health_check_timeout = "200ms"
-unhealthy_threshold = 1
-[locations.refuse]
-upstream = "refuse"
-path = "/refuse"
-[locations.checked]
-upstream = "checked"
-path = "/checked"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["refuse", "checked"]
-`, dead1, dead2, dead3))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+unhealthy_threshold = 1`}).String())
 	isJSONError := func(body string) bool {
 		var m map[string]string
 		return json.Unmarshal([]byte(body), &m) == nil && m["error"] != ""
@@ -723,12 +617,12 @@ locations = ["refuse", "checked"]
 	}
 	// Once passive health marks both down (unhealthy_threshold consecutive
 	// connect failures), no addr is healthy: 503.
-	upEventually(t, 5*time.Second, "503 after passive marking", func() bool {
+	waitFor(t, 5*time.Second, "503 after passive marking", func() bool {
 		st, _, body, _ := upGet(upPlain, base+"/refuse")
 		return st == 503 && isJSONError(body)
 	})
 	// With an active check the only addr is taken out: 503.
-	upEventually(t, 5*time.Second, "503 once the check marks the addr down", func() bool {
+	waitFor(t, 5*time.Second, "503 once the check marks the addr down", func() bool {
 		st, _, body, _ := upGet(upPlain, base+"/checked")
 		return st == 503 && isJSONError(body)
 	})
@@ -736,38 +630,29 @@ locations = ["refuse", "checked"]
 
 func TestUpActiveHealthCheckAndMetric(t *testing.T) {
 	a, b := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil)
-	maddr := upFreeAddr(t)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[basic]
-metrics_addr = "%s"
-[upstreams.u]
-addrs = ["%s", "%s"]
-health_check = "http://probe.test:8080/health"
+	maddr := freeAddr(t)
+	cfg := oneUpstream(a.Addr, b.Addr)
+	cfg.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+	cfg.Upstreams[0].Opts = `health_check = "http://probe.test:8080/health"
 health_check_interval = "200ms"
 health_check_timeout = "500ms"
 unhealthy_threshold = 1
-healthy_threshold = 2
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, maddr, a.Addr, b.Addr))
-	p := start(t, cfg, "main")
-	url := p.url("main") + "/x"
+healthy_threshold = 2`
+	_, base := serve(t, cfg.String())
+	url := base + "/x"
 	gauge := func(addr string) string {
 		return upMetric(maddr, "upstream_health", `upstream="u"`, fmt.Sprintf(`server=%q`, addr))
 	}
-	upEventually(t, 5*time.Second, "upstream_health 1 for both addrs", func() bool {
+	waitFor(t, 5*time.Second, "upstream_health 1 for both addrs", func() bool {
 		return gauge(a.Addr) == "1" && gauge(b.Addr) == "1"
 	})
-	upEventually(t, 5*time.Second, "probes reach a", func() bool { return a.probes.Load() > 0 })
+	waitFor(t, 5*time.Second, "probes reach a", func() bool { return a.probes.Load() > 0 })
 	if h, _ := a.probeHost.Load().(string); h != "probe.test:8080" {
 		t.Errorf("probe Host = %q, want the health_check host probe.test:8080", h)
 	}
 
 	a.health.Store(500)
-	upEventually(t, 5*time.Second, "upstream_health 0 for a", func() bool { return gauge(a.Addr) == "0" })
+	waitFor(t, 5*time.Second, "upstream_health 0 for a", func() bool { return gauge(a.Addr) == "0" })
 	if got := upCount(t, upPlain, url, 30); got["b"] != 30 {
 		t.Fatalf("with a unhealthy: %v, want all 30 on b", got)
 	}
@@ -776,59 +661,10 @@ locations = ["all"]
 	}
 
 	a.health.Store(200)
-	upEventually(t, 5*time.Second, "upstream_health 1 for a again", func() bool { return gauge(a.Addr) == "1" })
+	waitFor(t, 5*time.Second, "upstream_health 1 for a again", func() bool { return gauge(a.Addr) == "1" })
 	if got := upCount(t, upPlain, url, 30); got["a"] != 15 || got["b"] != 15 {
 		t.Fatalf("after a recovered: %v, want 15/15", got)
 	}
-}
-
-// upCA is a private test CA that signs server certificates.
-type upCA struct {
-	cert    *x509.Certificate
-	key     *ecdsa.PrivateKey
-	pemPath string
-}
-
-func upNewCA(t *testing.T) *upCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pingap e2e upstream CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return &upCA{cert: cert, key: key, pemPath: path}
-}
-
-// leaf returns a server certificate for dnsName signed by the CA.
-func (ca *upCA) leaf(t *testing.T, dnsName string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: dnsName}, DNSNames: []string{dnsName},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 // upProtoSeen is what a protocol backend recorded about its last request.
@@ -868,8 +704,8 @@ func (s *upProtoSeen) get() (int, string) {
 }
 
 func TestUpTLSAndHTTP2Upstreams(t *testing.T) {
-	ca := upNewCA(t)
-	leaf := ca.leaf(t, "backend.test")
+	ca := tlNewCA(t, "pingap e2e upstream CA")
+	caFile, leaf := ca.pemFile(t), ca.keyPair(t, "backend.test")
 
 	// One TLS backend offering h2 and http/1.1 by ALPN.
 	var tlsSeen upProtoSeen
@@ -890,64 +726,20 @@ func TestUpTLSAndHTTP2Upstreams(t *testing.T) {
 	h2cb.start()
 	t.Cleanup(h2cb.kill)
 
-	tlsAddr := ln.Addr().String()
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.tls1]
-addrs = ["%[1]s"]
-tls = true
-tls_ca = "%[2]s"
-sni = "backend.test"
-[upstreams.tls2]
-addrs = ["%[1]s"]
-tls = true
-http2 = true
-tls_ca = "%[2]s"
-sni = "backend.test"
-[upstreams.untrusted]
-addrs = ["%[1]s"]
-tls = true
-sni = "backend.test"
-[upstreams.wrongname]
-addrs = ["%[1]s"]
-tls = true
-tls_ca = "%[2]s"
-sni = "other.test"
-[upstreams.h2c]
-addrs = ["%[3]s"]
-http2 = true
-[upstreams.tlscheck]
-addrs = ["%[1]s"]
-tls = true
-tls_ca = "%[2]s"
-sni = "backend.test"
+	tlsAddr := []string{ln.Addr().String()}
+	trusted := fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"backend.test\"", caFile)
+	_, base := serve(t, routes(
+		siteUpstream{Name: "tls1", Addrs: tlsAddr, Opts: trusted},
+		siteUpstream{Name: "tls2", Addrs: tlsAddr, Opts: trusted + "\nhttp2 = true"},
+		siteUpstream{Name: "untrusted", Addrs: tlsAddr, Opts: "tls = true\nsni = \"backend.test\""},
+		siteUpstream{Name: "wrongname", Addrs: tlsAddr, Opts: fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"other.test\"", caFile)},
+		siteUpstream{Name: "h2c", Addrs: []string{h2cb.Addr}, Opts: "http2 = true"},
+		siteUpstream{Name: "tlscheck", Addrs: tlsAddr, Opts: trusted + `
 health_check = "https://backend.test/health"
 health_check_interval = "200ms"
 unhealthy_threshold = 1
-healthy_threshold = 1
-[locations.tlscheck]
-upstream = "tlscheck"
-path = "/tlscheck"
-[locations.tls1]
-upstream = "tls1"
-path = "/tls1"
-[locations.tls2]
-upstream = "tls2"
-path = "/tls2"
-[locations.untrusted]
-upstream = "untrusted"
-path = "/untrusted"
-[locations.wrongname]
-upstream = "wrongname"
-path = "/wrongname"
-[locations.h2c]
-upstream = "h2c"
-path = "/h2c"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["tls1", "tls2", "untrusted", "wrongname", "h2c", "tlscheck"]
-`, tlsAddr, ca.pemPath, h2cb.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+healthy_threshold = 1`},
+	).String())
 
 	for _, tt := range []struct {
 		path   string
@@ -987,7 +779,7 @@ locations = ["tls1", "tls2", "untrusted", "wrongname", "h2c", "tlscheck"]
 			st, _, _, _ := upGet(upPlain, base+"/tlscheck")
 			return st
 		}
-		upEventually(t, 5*time.Second, "probe over TLS", func() bool { return tlsSeen.probeSNI.Load() != nil })
+		waitFor(t, 5*time.Second, "probe over TLS", func() bool { return tlsSeen.probeSNI.Load() != nil })
 		if sni := tlsSeen.probeSNI.Load(); sni != "backend.test" {
 			t.Fatalf("probe SNI %v, want backend.test", sni)
 		}
@@ -995,9 +787,9 @@ locations = ["tls1", "tls2", "untrusted", "wrongname", "h2c", "tlscheck"]
 			t.Fatalf("healthy TLS addr: status %d", st)
 		}
 		tlsSeen.health.Store(500)
-		upEventually(t, 5*time.Second, "503 with the only addr failing its https check", func() bool { return status() == 503 })
+		waitFor(t, 5*time.Second, "503 with the only addr failing its https check", func() bool { return status() == 503 })
 		tlsSeen.health.Store(0)
-		upEventually(t, 5*time.Second, "200 after it recovers", func() bool { return status() == 200 })
+		waitFor(t, 5*time.Second, "200 after it recovers", func() bool { return status() == 200 })
 	})
 }
 
@@ -1025,19 +817,10 @@ func TestUpServerSentEventsUnbuffered(t *testing.T) {
 			}
 			sse.start()
 			t.Cleanup(sse.kill)
-			cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-http2 = %v
-read_timeout = "300ms"
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, sse.Addr, h2c))
-			p := start(t, cfg, "main")
-			resp, err := upPlain.Get(p.url("main") + "/events")
+			cfg := oneUpstream(sse.Addr)
+			cfg.Upstreams[0].Opts = fmt.Sprintf("http2 = %v\nread_timeout = \"300ms\"", h2c)
+			_, base := serve(t, cfg.String())
+			resp, err := upPlain.Get(base + "/events")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1081,8 +864,8 @@ locations = ["all"]
 }
 
 func TestUpConnectionReuse(t *testing.T) {
-	ca := upNewCA(t)
-	leaf := ca.leaf(t, "backend.test")
+	ca := tlNewCA(t, "pingap e2e upstream CA")
+	caFile, leaf := ca.pemFile(t), ca.keyPair(t, "backend.test")
 	plain := upNewBackend(t, "plain", nil)
 	h2c := &upBackend{t: t, name: "h2c", proto: new(http.Protocols)}
 	h2c.proto.SetUnencryptedHTTP2(true)
@@ -1114,43 +897,13 @@ func TestUpConnectionReuse(t *testing.T) {
 	go tlsSrv.ServeTLS(ln, "", "")
 	t.Cleanup(func() { tlsSrv.Close() })
 
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.plain]
-addrs = ["%s"]
-[upstreams.h2c]
-addrs = ["%s"]
-http2 = true
-[upstreams.tls]
-addrs = ["%s"]
-tls = true
-tls_ca = "%s"
-sni = "backend.test"
-[upstreams.closer]
-addrs = ["%s"]
-[upstreams.shortidle]
-addrs = ["%s"]
-idle_timeout = "150ms"
-[locations.plain]
-upstream = "plain"
-path = "/plain"
-[locations.h2c]
-upstream = "h2c"
-path = "/h2c"
-[locations.tls]
-upstream = "tls"
-path = "/tls"
-[locations.closer]
-upstream = "closer"
-path = "/closer"
-[locations.shortidle]
-upstream = "shortidle"
-path = "/shortidle"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["plain", "h2c", "tls", "closer", "shortidle"]
-`, plain.Addr, h2c.Addr, ln.Addr().String(), ca.pemPath, closer.Addr, plain.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	_, base := serve(t, routes(
+		siteUpstream{Name: "plain", Addrs: []string{plain.Addr}},
+		siteUpstream{Name: "h2c", Addrs: []string{h2c.Addr}, Opts: "http2 = true"},
+		siteUpstream{Name: "tls", Addrs: []string{ln.Addr().String()}, Opts: fmt.Sprintf("tls = true\ntls_ca = %q\nsni = \"backend.test\"", caFile)},
+		siteUpstream{Name: "closer", Addrs: []string{closer.Addr}},
+		siteUpstream{Name: "shortidle", Addrs: []string{plain.Addr}, Opts: `idle_timeout = "150ms"`},
+	).String())
 
 	const n = 200
 	for _, tt := range []struct {
@@ -1183,18 +936,10 @@ locations = ["plain", "h2c", "tls", "closer", "shortidle"]
 			<-release
 			io.WriteString(w, "slow")
 		}))
-		cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-max_idle_conns = 2
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, slow.Addr))
-		p := start(t, cfg, "main")
-		url := p.url("main") + "/m"
+		cfg := oneUpstream(slow.Addr)
+		cfg.Upstreams[0].Opts = "max_idle_conns = 2"
+		_, base := serve(t, cfg.String())
+		url := base + "/m"
 		var wg sync.WaitGroup
 		for i := 0; i < n; i++ {
 			wg.Add(1)
@@ -1203,13 +948,13 @@ locations = ["all"]
 				upGet(upClient(""), url)
 			}()
 		}
-		upEventually(t, 5*time.Second, "8 concurrent requests at the backend", func() bool { return inside.Load() == n })
+		waitFor(t, 5*time.Second, "8 concurrent requests at the backend", func() bool { return inside.Load() == n })
 		close(release)
 		wg.Wait()
 		if got := slow.conns.Load(); got != n {
 			t.Fatalf("%d concurrent requests used %d connections", n, got)
 		}
-		upEventually(t, 5*time.Second, "pool trimmed to max_idle_conns", func() bool { return slow.closed.Load() == n-2 })
+		waitFor(t, 5*time.Second, "pool trimmed to max_idle_conns", func() bool { return slow.closed.Load() == n-2 })
 		for i := 0; i < 10; i++ {
 			upMustGet(t, upPlain, url)
 		}
@@ -1332,23 +1077,8 @@ func upWSEcho(t *testing.T, ws *websocket.Conn, msg string) string {
 
 func TestUpWebSocket(t *testing.T) {
 	a, b := upWSBackend(t, "a"), upWSBackend(t, "b")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.one]
-addrs = ["%[1]s"]
-read_timeout = "300ms"
-[upstreams.two]
-addrs = ["%[1]s", "%[2]s"]
-[locations.one]
-upstream = "one"
-path = "/one"
-[locations.two]
-upstream = "two"
-path = "/two"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["one", "two"]
-`, a.Addr, b.Addr))
-	p := start(t, cfg, "main")
+	p, _ := serve(t, routes(siteUpstream{Name: "one", Addrs: []string{a.Addr}, Opts: `read_timeout = "300ms"`},
+		siteUpstream{Name: "two", Addrs: []string{a.Addr, b.Addr}}).String())
 	addr := p.waitAddr("main")
 
 	t.Run("echo", func(t *testing.T) {
@@ -1412,18 +1142,11 @@ func TestUpGRPC(t *testing.T) {
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
 
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.g]
-addrs = ["%s"]
-http2 = true
-[locations.all]
-upstream = "g"
-[servers.main]
-addr = "127.0.0.1:0"
-h2c = true
-locations = ["all"]
-`, ln.Addr().String()))
-	p := start(t, cfg, "main")
+	cfg := oneUpstream(ln.Addr().String())
+	cfg.Upstreams[0].Name, cfg.Locations[0].Upstream = "g", "g"
+	cfg.Upstreams[0].Opts = "http2 = true"
+	cfg.ServerOpts = "h2c = true"
+	p, _ := serve(t, cfg.String())
 	conn, err := grpc.NewClient("passthrough:///"+p.waitAddr("main"), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -1518,17 +1241,9 @@ func TestUpWebSocketToHTTP2UpstreamRefused(t *testing.T) {
 	be.proto.SetUnencryptedHTTP2(true)
 	be.start()
 	t.Cleanup(be.kill)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-http2 = true
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, be.Addr))
-	p := start(t, cfg, "main")
+	cfg := oneUpstream(be.Addr)
+	cfg.Upstreams[0].Opts = "http2 = true"
+	p, _ := serve(t, cfg.String())
 	addr := p.waitAddr("main")
 	for i := 0; i < 5; i++ {
 		got := rawRequest(t, addr, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
@@ -1549,7 +1264,7 @@ locations = ["all"]
 // random spreads.
 func TestUpHealthAcrossPoliciesAndReload(t *testing.T) {
 	a, b, c := upNewBackend(t, "a", nil), upNewBackend(t, "b", nil), upNewBackend(t, "c", nil)
-	maddr := upFreeAddr(t)
+	maddr := freeAddr(t)
 	conf := func(check bool, extra string) string {
 		hc := ""
 		if check {
@@ -1558,40 +1273,15 @@ health_check_interval = "200ms"
 unhealthy_threshold = 1
 healthy_threshold = 1`
 		}
-		return fmt.Sprintf(`
-[basic]
-metrics_addr = "%[1]s"
-[upstreams.w]
-addrs = ["%[2]s", "%[3]s", "%[4]s"]
-algorithm = "weighted_round_robin"
-weights = [3, 1, 2]
-%[5]s
-[upstreams.h]
-addrs = ["%[2]s", "%[3]s", "%[4]s"]
-algorithm = "hash"
-hash_key = "header:X-User"
-%[5]s
-[upstreams.r]
-addrs = ["%[2]s", "%[3]s", "%[4]s"]
-algorithm = "random"
-[locations.w]
-upstream = "w"
-path = "/w"
-[locations.h]
-upstream = "h"
-path = "/h"
-[locations.r]
-upstream = "r"
-path = "/r"
-%[6]s
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["w", "h", "r"]
-`, maddr, a.Addr, b.Addr, c.Addr, hc, extra)
+		abc := []string{a.Addr, b.Addr, c.Addr}
+		cfg := routes(siteUpstream{Name: "w", Addrs: abc, Opts: "algorithm = \"weighted_round_robin\"\nweights = [3, 1, 2]\n" + hc},
+			siteUpstream{Name: "h", Addrs: abc, Opts: "algorithm = \"hash\"\nhash_key = \"header:X-User\"\n" + hc},
+			siteUpstream{Name: "r", Addrs: abc, Opts: `algorithm = "random"`})
+		cfg.Basic = fmt.Sprintf("metrics_addr = %q", maddr)
+		cfg.Extra = extra
+		return cfg.String()
 	}
-	path := writeConfig(t, conf(true, ""))
-	p := start(t, path, "main")
-	base := p.url("main")
+	p, base := serve(t, conf(true, ""))
 	users := func() map[string]string {
 		m := map[string]string{}
 		for i := 0; i < 60; i++ {
@@ -1612,7 +1302,7 @@ locations = ["w", "h", "r"]
 
 	a.health.Store(500)
 	for _, up := range []string{"w", "h"} {
-		upEventually(t, 5*time.Second, "a down in "+up, func() bool {
+		waitFor(t, 5*time.Second, "a down in "+up, func() bool {
 			return upMetric(maddr, "upstream_health", fmt.Sprintf("upstream=%q", up), fmt.Sprintf("server=%q", a.Addr)) == "0"
 		})
 	}
@@ -1631,17 +1321,15 @@ locations = ["w", "h", "r"]
 
 	// A reload that changes something else keeps a down (health state
 	// survives reloads; the unchanged check keeps running).
-	os.WriteFile(path, []byte(conf(true, "[locations.extra]\nupstream = \"r\"\npath = \"/extra\"")), 0o644)
-	p.signal(syscall.SIGHUP)
-	p.waitLog("configuration reloaded", nil)
+	p.reload(conf(true, "[locations.extra]\nupstream = \"r\"\npath = \"/extra\""))
+	p.waitReloads(1)
 	if got := upCount(t, upPlain, base+"/w", 60); got["a"] != 0 {
 		t.Fatalf("right after a reload the down addr got traffic: %v", got)
 	}
 
 	// Removing the check brings a back at once; its keys return to it.
-	os.WriteFile(path, []byte(conf(false, "")), 0o644)
-	p.signal(syscall.SIGHUP)
-	upEventually(t, 5*time.Second, "second reload", func() bool { return len(p.logLines("configuration reloaded")) >= 2 })
+	p.reload(conf(false, ""))
+	p.waitReloads(2)
 	if got := upCount(t, upPlain, base+"/w", 600); got["a"] != 300 || got["b"] != 100 || got["c"] != 200 {
 		t.Fatalf("after the check was removed, weights [3,1,2] over 600 requests: %v", got)
 	}
@@ -1672,17 +1360,10 @@ func TestUpLeastConnCountsWebSockets(t *testing.T) {
 		}))
 	}
 	a, b := mk("a"), mk("b")
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.lc]
-addrs = ["%s", "%s"]
-algorithm = "least_conn"
-[locations.all]
-upstream = "lc"
-[servers.main]
-addr = "127.0.0.1:0"
-locations = ["all"]
-`, a.Addr, b.Addr))
-	p := start(t, cfg, "main")
+	cfg := oneUpstream(a.Addr, b.Addr)
+	cfg.Upstreams[0].Name, cfg.Locations[0].Upstream = "lc", "lc"
+	cfg.Upstreams[0].Opts = `algorithm = "least_conn"`
+	p, _ := serve(t, cfg.String())
 	ws := upWSDial(t, p.waitAddr("main"), "/ws")
 	held, _, _ := strings.Cut(upWSEcho(t, ws, "hi"), ":")
 	other := map[string]string{"a": "b", "b": "a"}[held]
@@ -1697,7 +1378,7 @@ locations = ["all"]
 	ws.Close()
 	// Once the WebSocket is closed, its backend is no longer busy: the
 	// two addrs tie again and share the requests.
-	upEventually(t, 5*time.Second, "the closed WebSocket's backend gets requests again", func() bool {
+	waitFor(t, 5*time.Second, "the closed WebSocket's backend gets requests again", func() bool {
 		got := upCount(t, upPlain, p.url("main")+"/x", 10)
 		return got[held] > 0
 	})
@@ -1755,30 +1436,14 @@ func TestUpHTTP2UpstreamAnswersBeforeBodyEnds(t *testing.T) {
 	be.proto.SetUnencryptedHTTP2(true)
 	be.start()
 	t.Cleanup(be.kill)
-	cfg := writeConfig(t, fmt.Sprintf(`
-[upstreams.u]
-addrs = ["%s"]
-http2 = true
-[locations.all]
-upstream = "u"
-[servers.main]
-addr = "127.0.0.1:0"
-h2c = true
-locations = ["all"]
-`, be.Addr))
-	p := start(t, cfg, "main")
-	base := p.url("main")
+	cfg := oneUpstream(be.Addr)
+	cfg.Upstreams[0].Opts = "http2 = true"
+	cfg.ServerOpts = "h2c = true"
+	_, base := serve(t, cfg.String())
 
 	t.Run("early answer", func(t *testing.T) {
 		for i := 0; i < 5; i++ {
-			pr, pw := io.Pipe()
-			go func() {
-				pw.Write([]byte("first part of a body that never ends in time\n"))
-				time.Sleep(300 * time.Millisecond)
-				pw.Write([]byte("rest\n"))
-				pw.Close()
-			}()
-			req, _ := http.NewRequest("POST", base+"/upload", pr)
+			req, _ := http.NewRequest("POST", base+"/upload", upTwoPartBody("first part of a body that never ends in time\n", "rest\n", 300*time.Millisecond))
 			resp, err := upClient("").Do(req)
 			if err != nil {
 				t.Fatalf("request %d: %v", i, err)
@@ -1836,14 +1501,7 @@ locations = ["all"]
 		// progress still completes). The upstream then sees its request
 		// cut, so the response may end early (reset, never passed off as
 		// complete); what matters is the proxy neither crashes nor races.
-		pr, pw := io.Pipe()
-		go func() {
-			pw.Write([]byte("one\n"))
-			time.Sleep(200 * time.Millisecond)
-			pw.Write([]byte("two\n"))
-			pw.Close()
-		}()
-		req, _ := http.NewRequest("POST", base+"/echo", pr)
+		req, _ := http.NewRequest("POST", base+"/echo", upTwoPartBody("one\n", "two\n", 200*time.Millisecond))
 		resp, err := upClient("").Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -1859,6 +1517,19 @@ locations = ["all"]
 	if st, _, _, err := upGet(upPlain, base+"/upload"); err != nil || st != 401 {
 		t.Fatalf("after the streams: %d %v", st, err)
 	}
+}
+
+// upTwoPartBody is a streamed request body: first at once, rest after
+// pause (so the request is still being sent when the answer may come).
+func upTwoPartBody(first, rest string, pause time.Duration) io.Reader {
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte(first))
+		time.Sleep(pause)
+		pw.Write([]byte(rest))
+		pw.Close()
+	}()
+	return pr
 }
 
 // An HTTP/1.1 upstream that answers a large upload early (413 without
