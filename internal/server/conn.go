@@ -180,7 +180,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 		// Each body read must make progress within sendTimeout (nginx's
 		// client_body_timeout): a client trickling a body cannot hold a
 		// handler and its upstream connection forever.
-		r.c.rwc.SetReadDeadline(time.Now().Add(r.c.opts.sendTimeout))
+		r.c.setReadDeadline(time.Now().Add(r.c.opts.sendTimeout))
 	}
 	if r.c.io != nil {
 		return r.c.io.Read(p)
@@ -205,6 +205,9 @@ type conn struct {
 	// previous response was done: its responses are then flushed the
 	// ordinary way, never by sendWait (see there).
 	pipelined bool
+	// rdl is the read deadline setHotDeadline set, in ns since
+	// Server.epoch, while nothing else moved it; 0: unknown.
+	rdl int64
 	// io reads and writes a plain socket with raw system calls (rawsock.IO);
 	// nil: through rwc.
 	io *rawsock.IO
@@ -369,6 +372,9 @@ func (c *conn) finish() {
 		c.releaseBuffers()
 	}
 	c.stopParkTimer()
+	if c.watch != nil {
+		c.watch.timer.Stop()
+	}
 	c.releaseSlot()
 	c.srv.removeConn(c)
 	if c.onConn != nil {
@@ -413,7 +419,7 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 		start := time.Now()
 		if !c.served && opts.H2C && c.tlsState == nil && c.sniffH2Preface() {
 			c.state.Store(stateActive)
-			c.rwc.SetDeadline(time.Time{})
+			c.setDeadline(time.Time{})
 			c.serveH2(nil)
 			return false
 		}
@@ -483,17 +489,13 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 	if c.br.Buffered() > 0 {
 		// Pipelined: the next request is already here.
 		c.pipelined = true
-		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
+		c.setReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
 		return waitReady
 	}
 	if now.IsZero() {
 		now = time.Now()
 	}
-	hot := now.Add(opts.idleRelease)
-	if hot.After(deadline) {
-		hot = deadline
-	}
-	c.rwc.SetReadDeadline(hot)
+	hot := c.setHotDeadline(now, deadline, opts.idleRelease)
 	c.waited = false
 	if c.bw.Buffered() > 0 && !c.pipelined {
 		// Send the response and wait for the next request in one step
@@ -514,7 +516,7 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 		// an upgrade). That saves moving the deadline (a runtime timer
 		// update and two clock readings) on most requests.
 		if !headBuffered(c.br) {
-			c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
+			c.setReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
 		}
 		return waitReady
 	}
@@ -522,7 +524,7 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 		// A request sendWait's wait could not see (see there): the
 		// client pipelines; its responses take the ordinary way now.
 		c.pipelined = true
-		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
+		c.setReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
 		if _, err := c.br.Peek(1); err != nil {
 			return waitClosed
 		}
@@ -539,7 +541,7 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 // without buffers, until the idle deadline. The byte is replayed by
 // connReader.
 func (c *conn) waitParked(deadline time.Time) bool {
-	c.rwc.SetReadDeadline(deadline)
+	c.setReadDeadline(deadline)
 	n, _ := c.rwc.Read(c.cr.one[:])
 	if n == 0 {
 		return false
@@ -547,8 +549,47 @@ func (c *conn) waitParked(deadline time.Time) bool {
 	c.cr.pending = true
 	c.acquireBuffers()
 	c.br.Peek(1) // the byte into the buffer, where the parsers look
-	c.rwc.SetReadDeadline(time.Now().Add(c.srv.opts.Load().ReadHeaderTimeout))
+	c.setReadDeadline(time.Now().Add(c.srv.opts.Load().ReadHeaderTimeout))
 	return true
+}
+
+// setReadDeadline moves the connection's read deadline (and forgets the
+// idle-release deadline setHotDeadline keeps). Every read-deadline change
+// on an HTTP/1 connection goes through it or setDeadline, except the
+// disconnect watcher's own (its stopWatch goes through it).
+func (c *conn) setReadDeadline(t time.Time) {
+	c.rdl = 0
+	c.rwc.SetReadDeadline(t)
+}
+
+// setDeadline moves both deadlines (see setReadDeadline).
+func (c *conn) setDeadline(t time.Time) {
+	c.rdl = 0
+	c.rwc.SetDeadline(t)
+}
+
+// setHotDeadline sets the read deadline of the wait for the next request:
+// now+idleRelease, or deadline (the idle timeout) if that comes first. It
+// returns the deadline in effect. Moving a deadline is a runtime timer
+// update; back-to-back requests would move it by microseconds each time,
+// so the one set for an earlier request is kept while it is within 1/8 of
+// idleRelease of what this one would set (never later than it): the
+// connection then parks between 7/8 of idleRelease and idleRelease after
+// its last request.
+func (c *conn) setHotDeadline(now, deadline time.Time, idle time.Duration) time.Time {
+	epoch := c.srv.epoch
+	nowM := int64(now.Sub(epoch)) // monotonic arithmetic: no clock read
+	want := nowM + int64(idle)
+	if dl := int64(deadline.Sub(epoch)); dl < want {
+		want = dl
+	}
+	if c.rdl != 0 && c.rdl <= want && c.rdl-nowM >= int64(idle-idle/8) {
+		return epoch.Add(time.Duration(c.rdl))
+	}
+	c.rdl = want
+	t := epoch.Add(time.Duration(want))
+	c.rwc.SetReadDeadline(t)
+	return t
 }
 
 // headBuffered reports whether br holds the end of a request head (an
@@ -617,7 +658,7 @@ func (c *conn) linger() {
 		if d.After(end) {
 			d = end
 		}
-		c.rwc.SetReadDeadline(d)
+		c.setReadDeadline(d)
 		n, err := io.CopyN(io.Discard, c.rwc, min(left, 64<<10))
 		left -= n
 		if err != nil {
@@ -658,7 +699,7 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 		// The head is complete: the body is not bound by the head timeout
 		// but by a per-read progress timeout (connReader).
 		c.inBody = true
-		c.rwc.SetReadDeadline(time.Time{})
+		c.setReadDeadline(time.Time{})
 	}
 
 	if c.head.Upgrade && opts.H2C && c.tlsState == nil && c.tryH2CUpgrade() {
@@ -704,7 +745,7 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 	keep := c.head.KeepAlive && !c.w.closeAfter && c.w.err == nil
 	if keep && !c.body.Done() {
 		// Discarding the rest must not take forever either.
-		c.rwc.SetReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
+		c.setReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))
 		if c.body.ContinuePending() || !c.body.Drain(maxDrain) {
 			keep = false
 		}

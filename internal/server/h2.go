@@ -56,7 +56,7 @@ func (c *conn) tryH2CUpgrade() bool {
 	if err := c.bw.Flush(); err != nil {
 		return true
 	}
-	c.rwc.SetDeadline(time.Time{})
+	c.setDeadline(time.Time{})
 	c.serveH2(&h2Upgrade{settings: settings})
 	return true
 }

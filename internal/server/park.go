@@ -68,11 +68,11 @@ func (c *conn) resumeParked() {
 // unless the wake-up was spurious).
 func (c *conn) waitReadable(deadline time.Time) bool {
 	c.acquireBuffers()
-	c.rwc.SetReadDeadline(deadline)
+	c.setReadDeadline(deadline)
 	if _, err := c.br.Peek(1); err != nil {
 		return false
 	}
-	c.rwc.SetReadDeadline(time.Now().Add(c.srv.opts.Load().ReadHeaderTimeout))
+	c.setReadDeadline(time.Now().Add(c.srv.opts.Load().ReadHeaderTimeout))
 	return true
 }
 

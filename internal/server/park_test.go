@@ -319,3 +319,21 @@ func TestEpollParkClientCloseDuringClose(t *testing.T) {
 		}
 	}
 }
+
+// TestParkAfterBackToBackRequests: the idle-release deadline kept across
+// back-to-back requests (setHotDeadline) still ends the wait: the
+// connection parks once idle, and the next request resumes it.
+func TestParkAfterBackToBackRequests(t *testing.T) {
+	addr, s := startServer(t, HandlerFunc(echo), Options{idleRelease: 50 * time.Millisecond})
+	c := dialRaw(t, addr)
+	for round := range 3 {
+		for i := range 50 {
+			path := fmt.Sprintf("/r%d-%d", round, i)
+			c.send("GET " + path + " HTTP/1.1\r\nHost: h\r\n\r\n")
+			if resp, _ := c.read("GET"); resp.Header.Get("X-Path") != path {
+				t.Fatalf("request %s: X-Path %q", path, resp.Header.Get("X-Path"))
+			}
+		}
+		waitConns(t, s, 1, wantParked(1))
+	}
+}

@@ -25,11 +25,14 @@ var aLongTimeAgo = time.Unix(1, 0)
 // the plugins hold is the one the watcher cancels.
 type watch struct {
 	c     *conn
-	timer *time.Timer // runs fire after watchDelay; reused (Reset/Stop)
+	timer *time.Timer // runs fire; reused, never stopped (see fire)
 
 	mu      sync.Mutex
-	active  bool // a request is being handled: fire may start a read
-	reading bool // fire is in its read
+	active  bool  // a request is being handled: fire may start a read
+	due     bool  // ... and may be watched from since+watchDelay on
+	since   int64 // when it became watchable, ns since Server.epoch
+	armed   bool  // the timer will run fire
+	reading bool  // fire is in its read
 	ended   chan struct{}
 	got     bool    // the read returned a byte (pipelined input)
 	one     [1]byte // that byte
@@ -43,6 +46,12 @@ type watch struct {
 // a body is armed by BodyEOF once the handler has read the whole body:
 // until then the handler's own reads see a client that goes away, and the
 // watcher must not read the connection under them.
+//
+// The timer is not reset and stopped per request (two runtime timer
+// updates): armed once, it stays armed across fast requests, and when it
+// runs, fire re-arms it for whatever is left of the current request's
+// delay, or lets it lapse when no request is watchable. A busy connection
+// thus costs one timer run per watchDelay, not two updates per request.
 func (c *conn) startWatch(armed bool) context.Context {
 	w := c.watch
 	if w == nil {
@@ -55,17 +64,34 @@ func (c *conn) startWatch(armed bool) context.Context {
 	w.ctx.reset()
 	w.mu.Lock()
 	w.active = true
-	w.mu.Unlock()
+	w.due = armed
 	if armed {
-		w.timer.Reset(watchDelay)
+		// The request's start: a clock reading the server made already.
+		w.since = int64(c.ctx.Start.Sub(c.srv.epoch))
+		w.armLocked(watchDelay)
 	}
+	w.mu.Unlock()
 	return &w.ctx
+}
+
+// armLocked makes sure fire runs within d (w.mu held).
+func (w *watch) armLocked(d time.Duration) {
+	if !w.armed {
+		w.armed = true
+		w.timer.Reset(d)
+	}
 }
 
 // BodyEOF implements httpx.BodyEOFHook: the request's body was read to its
 // end, so nothing reads the connection until the response is done; watch
 // it from watchDelay on, as a request without a body.
-func (w *watch) BodyEOF() { w.timer.Reset(watchDelay) }
+func (w *watch) BodyEOF() {
+	w.mu.Lock()
+	w.due = true
+	w.since = w.c.srv.mono()
+	w.armLocked(watchDelay)
+	w.mu.Unlock()
+}
 
 // fire runs on the timer's goroutine once a request took watchDelay: it
 // reads one byte from the connection until the request ends (stopWatch
@@ -73,7 +99,14 @@ func (w *watch) BodyEOF() { w.timer.Reset(watchDelay) }
 // timeout means the client went away: the request's context is cancelled.
 func (w *watch) fire() {
 	w.mu.Lock()
-	if !w.active || w.reading {
+	w.armed = false
+	if !w.active || !w.due || w.reading {
+		w.mu.Unlock()
+		return
+	}
+	if left := watchDelay - time.Duration(w.c.srv.mono()-w.since); left > 0 {
+		// A later request than the one that armed the timer.
+		w.armLocked(left)
 		w.mu.Unlock()
 		return
 	}
@@ -114,14 +147,14 @@ func (c *conn) stopWatch() {
 	w.reading = false
 	w.mu.Unlock()
 	if !reading {
-		// The timer either did not fire, or fire will see !active.
-		w.timer.Stop()
+		// The timer, if armed, stays so: fire sees !active, or the
+		// next request.
 		return
 	}
-	c.rwc.SetReadDeadline(aLongTimeAgo)
+	c.setReadDeadline(aLongTimeAgo)
 	<-w.ended
 	// Every later read sets its own deadline; clear the past one anyway.
-	c.rwc.SetReadDeadline(time.Time{})
+	c.setReadDeadline(time.Time{})
 	if w.got {
 		w.got = false
 		c.pipelined = true

@@ -268,3 +268,27 @@ func TestReqCtxAfterFunc(t *testing.T) {
 		t.Fatal("child context not cancelled")
 	}
 }
+
+// TestSlowRequestAfterFastOnes: the watch timer armed by earlier fast
+// requests on the connection (it is not reset per request) still watches
+// a later slow one from its own start: a disconnect cancels it.
+func TestSlowRequestAfterFastOnes(t *testing.T) {
+	done := make(chan error, 1)
+	addr, _ := startServer(t, slowHandler(10*time.Second, done), Options{Name: "web"})
+	cl := dialRaw(t, addr)
+	for range 20 {
+		cl.send("GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+		cl.read("GET")
+	}
+	cl.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	time.Sleep(2 * watchDelay) // the watcher is reading
+	cl.conn.Close()
+	select {
+	case err := <-done:
+		if err != context.Canceled {
+			t.Fatalf("handler saw %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler's context was not cancelled after the client closed")
+	}
+}

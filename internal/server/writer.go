@@ -346,7 +346,7 @@ func (w *h1Writer) Hijack() (net.Conn, *bufio.Reader, error) {
 	c.inBody = false
 	c.ctx.Hijacked = true
 	c.state.Store(stateHijacked)
-	c.rwc.SetDeadline(time.Time{})
+	c.setDeadline(time.Time{})
 	c.srv.pools.putWriter(c.bw)
 	c.bw = nil // the connReader flushes nothing any more
 	br := c.br
