@@ -52,14 +52,7 @@ func TestDisconnectCancelsContext(t *testing.T) {
 			cl.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
 			time.Sleep(2 * watchDelay) // the watcher is reading
 			cl.conn.Close()
-			select {
-			case err := <-done:
-				if err != context.Canceled {
-					t.Fatalf("handler saw %v, want context.Canceled", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("the handler's context was not cancelled after the client closed")
-			}
+			expectCanceled(t, done, "")
 		})
 	}
 }
@@ -72,13 +65,20 @@ func TestDisconnectBeforeWatch(t *testing.T) {
 	cl := dialRaw(t, addr)
 	cl.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
 	cl.conn.Close()
+	expectCanceled(t, done, "")
+}
+
+// expectCanceled waits (bounded) for the handler's report on done and
+// checks that it saw its context cancelled; what names the case.
+func expectCanceled(t *testing.T, done <-chan error, what string) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != context.Canceled {
-			t.Fatalf("handler saw %v, want context.Canceled", err)
+			t.Fatalf("%shandler saw %v, want context.Canceled", what, err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("the handler's context was not cancelled")
+		t.Fatalf("%sthe handler's context was not cancelled after the client closed", what)
 	}
 }
 
@@ -150,14 +150,7 @@ func TestDisconnectAfterBodyCancelsContext(t *testing.T) {
 		cl.send(req)
 		time.Sleep(2 * watchDelay) // the watcher is reading
 		cl.conn.Close()
-		select {
-		case err := <-done:
-			if err != context.Canceled {
-				t.Fatalf("%q: handler saw %v, want context.Canceled", req, err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatalf("%q: the handler's context was not cancelled after the client closed", req)
-		}
+		expectCanceled(t, done, fmt.Sprintf("%q: ", req))
 	}
 }
 
