@@ -451,7 +451,9 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 			c.bw.Flush()
 			return
 		}
-		c.now = time.Now()
+		// The monotonic clock only (time.Now also reads the wall clock);
+		// the wall time follows from start's.
+		c.now = start.Add(time.Since(start))
 		deadline = c.now.Add(opts.IdleTimeout)
 	}
 }

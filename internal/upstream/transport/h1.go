@@ -50,6 +50,9 @@ type h1 struct {
 	connTimeout time.Duration
 	idleTimeout time.Duration
 	maxIdle     int
+	// epoch makes clock readings from the monotonic clock alone
+	// (now: half the cost of time.Now).
+	epoch time.Time
 
 	mu       sync.Mutex
 	idle     []*conn // LIFO: the top is the most recently used
@@ -62,6 +65,7 @@ type h1 struct {
 
 func newH1(cfg config.Upstream, addr string, tlsConf *tls.Config) *h1 {
 	t := &h1{
+		epoch:       time.Now(),
 		addr:        addr,
 		tls:         tlsConf,
 		connTimeout: orDuration(cfg.ConnectionTimeout, DefaultConnectionTimeout),
@@ -156,6 +160,10 @@ func (c *conn) releaseWriter() {
 	}
 }
 
+// now reads the monotonic clock only (time.Now also reads the wall
+// clock); the result still carries a wall time, derived from epoch.
+func (t *h1) now() time.Time { return t.epoch.Add(time.Since(t.epoch)) }
+
 // Stats implements Stats.
 func (t *h1) Stats() (dials, reused uint64) { return t.dials.Load(), t.reused.Load() }
 
@@ -247,7 +255,7 @@ func (t *h1) putConn(c *conn) {
 		return
 	}
 	c.releaseBuffers()
-	c.idleAt = time.Now()
+	c.idleAt = t.now()
 	t.mu.Lock()
 	if len(t.idle) >= t.maxIdle {
 		t.mu.Unlock()
