@@ -262,6 +262,30 @@ func TestIOWriteDeadline(t *testing.T) {
 	}
 }
 
+// TestIOWriteReset: writing to a connection the peer reset reports the
+// reset (ECONNRESET, or EPIPE once the kernel knows) as an error and does
+// not take the process down: on Linux the write is sendto with
+// MSG_NOSIGNAL, elsewhere the runtime ignores SIGPIPE on sockets.
+func TestIOWriteReset(t *testing.T) {
+	a, b := pair(t)
+	b.SetLinger(0)
+	b.Close()
+	a.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	c := NewIO(rawConn(t, a))
+	var err error
+	// The reset arrives asynchronously: the first write may still be
+	// accepted; a bounded number of writes must see it.
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = c.Write([]byte("after the reset"))
+		if err == nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("Write after the peer's reset = %v, want ECONNRESET or EPIPE", err)
+	}
+}
+
 // TestIOAllocs: a read and a write allocate nothing.
 func TestIOAllocs(t *testing.T) {
 	a, b := pair(t)
