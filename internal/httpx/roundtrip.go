@@ -34,6 +34,11 @@ type OutRequest struct {
 	Upgrade string
 	// ReadTimeout bounds the wait for the response head (504 when passed).
 	ReadTimeout time.Duration
+	// Now, when set, is a clock reading the caller took right before the
+	// round trip (with its monotonic part): the HTTP/1.1 transport uses it
+	// for the pool's idle check and the deadlines of a pooled connection
+	// instead of reading the clock again. Zero: the transport reads it.
+	Now time.Time
 	// OnInformational, when set, receives 1xx responses (other than 101)
 	// that arrive before the final one.
 	OnInformational func(status int, h *Header) error

@@ -161,6 +161,10 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 		// Durations from the request's start: time.Since reads only the
 		// monotonic clock (time.Now reads two clocks).
 		t0 := time.Since(c.Start)
+		a.out.Now = time.Time{}
+		if !c.Start.IsZero() {
+			a.out.Now = c.Start.Add(t0) // the transport's clock reading too
+		}
 		h.Begin()
 		res, err := h.Transport.RoundTrip(ctx, &a.out, &c.Resp)
 		d := time.Since(c.Start) - t0

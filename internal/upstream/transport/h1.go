@@ -308,15 +308,19 @@ func (t *h1) RoundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx.R
 	}
 	for attempt := 0; ; attempt++ {
 		// One clock reading per attempt serves the pool and the deadlines
-		// (a dial takes time: a fresh connection reads the clock again).
-		now := time.Now()
+		// (a dial takes time: a fresh connection reads the clock again);
+		// the first attempt's is the caller's when it gave one.
+		now := req.Now
+		if now.IsZero() || attempt > 0 {
+			now = t.now()
+		}
 		c, reused, err := t.getConn(ctx, req.Upgrade != "" || attempt > 0, now)
 		if err != nil {
 			return res, err
 		}
 		res.Reused = reused
 		if !reused {
-			now = time.Now()
+			now = t.now()
 		}
 		retry, err := c.roundTrip(ctx, req, resp, &res, reused, now)
 		if retry && attempt == 0 {
@@ -670,10 +674,13 @@ func (b *body) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if b.rt > 0 && (c.br.Buffered() == 0 || time.Until(c.readBy) < b.rt/2) {
+	if b.rt > 0 && (c.br.Buffered() == 0 ||
+		b.mode == httpx.FramingChunked && time.Until(c.readBy) < b.rt/2) {
 		// Each network read may wait up to read_timeout. A Read served
-		// from the buffer needs no new deadline, unless the old one is
-		// getting close (a partial chunk line may still need the network).
+		// from the buffer needs no new deadline (bufio reads the network
+		// only when it is empty), unless the old one is getting close and
+		// the body is chunked (a partial chunk line may still need the
+		// network).
 		c.setReadDeadline(b.rt)
 	}
 	switch b.mode {
