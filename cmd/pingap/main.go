@@ -112,7 +112,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// Signals are caught before anything listens, so a SIGTERM that arrives
 	// while the first requests run is a graceful shutdown, never a kill.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, sigReopen, sigUpgrade)
 
 	inherited, err := upgrade.FromEnv()
 	if err != nil {
@@ -168,9 +168,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case syscall.SIGHUP:
 			logger.Info("SIGHUP: reloading configuration")
 			reload()
-		case syscall.SIGUSR1:
+		case sigReopen:
 			e.ReopenAccessLog()
-		case syscall.SIGUSR2:
+		case sigUpgrade:
 			logger.Info("SIGUSR2: starting a new process for a graceful upgrade")
 			child, err := upgrade.Spawn(args, e.Listeners(), 30*time.Second)
 			if err != nil {

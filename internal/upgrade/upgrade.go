@@ -198,7 +198,7 @@ func (t *tracked) setNonblock() {
 		return
 	}
 	if rc, err := sc.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { syscall.SetNonblock(int(fd), true) })
+		rc.Control(setNonblockFd)
 	}
 }
 
