@@ -60,7 +60,8 @@ func watchEtcd(src *source.Etcd, log *slog.Logger, reload func()) (stop func()) 
 //	pingap config pull -from etcd://HOST:PORT/PREFIX
 //
 // push validates the file like -t does, then replaces the prefix's items in
-// one transaction (keys not in the file are deleted); running proxies
+// one transaction, or several beyond etcd's --max-txn-ops (keys not in the
+// file are deleted; see source.Etcd.Push); running proxies
 // watching the prefix reload. pull prints the prefix's config as one TOML
 // document (the format of a config file). Exit codes: 0 done, 1 failed,
 // 2 bad usage.

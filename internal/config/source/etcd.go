@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -278,16 +280,23 @@ func (s *Etcd) items(ctx context.Context) (map[string][]byte, int64, error) {
 	return items, resp.Header.Revision, nil
 }
 
-// Push replaces the items under the prefix with cfg's, in one transaction:
-// keys cfg does not have are deleted, changed items are written, unchanged
-// ones are left alone (so a push of the running config is no change and no
-// reload). The transaction only commits if nothing under the prefix changed
-// since it was read; a concurrent writer makes Push read again (a few
-// times). cfg should be valid (config.Load/Parse made it); Push does not
-// validate.
+// Push replaces the items under the prefix with cfg's: keys cfg does not
+// have are deleted, changed items are written, unchanged ones are left
+// alone (so a push of the running config is no change and no reload).
+// Writes only commit if nothing under the prefix changed since it was
+// read; a concurrent writer makes Push read again (a few times). cfg
+// should be valid (config.Load/Parse made it); Push does not validate.
 //
-// etcd caps the operations of one transaction (--max-txn-ops, 128 by
-// default): a push that changes more items than that fails and says so.
+// The changes go in one transaction when etcd takes that many operations
+// in one (--max-txn-ops, 128 by default). A bigger push is written in
+// transactions of up to etcdTxnOps operations, in an order that keeps
+// every step's references resolvable (upstreams, plugins and
+// certificates first, then locations, servers and basic; deletions in the
+// reverse order): watching proxies may load an intermediate state (each
+// reload is validated; one that fails keeps the old config serving), and
+// the last transaction completes the config. If a concurrent writer
+// changes the prefix between two of them, Push starts over and writes
+// the whole of cfg again.
 func (s *Etcd) Push(ctx context.Context, cfg *config.Config) error {
 	want, err := config.EncodeItems(cfg)
 	if err != nil {
@@ -295,36 +304,112 @@ func (s *Etcd) Push(ctx context.Context, cfg *config.Config) error {
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
+	batch := 0 // all changes in one transaction
 	for attempt := 0; attempt < 5; attempt++ {
 		have, rev, err := s.items(ctx)
 		if err != nil {
 			return err
 		}
-		var ops []clientv3.Op
-		for _, k := range sortedKeys(have) {
-			if _, ok := want[k]; !ok {
-				ops = append(ops, clientv3.OpDelete(s.keyPrefix+k))
-			}
-		}
-		for _, k := range sortedKeys(want) {
-			if old, ok := have[k]; !ok || !bytes.Equal(old, want[k]) {
-				ops = append(ops, clientv3.OpPut(s.keyPrefix+k, string(want[k])))
-			}
-		}
+		ops := pushOps(s.keyPrefix, have, want)
 		if len(ops) == 0 {
 			return nil
 		}
-		unchanged := clientv3.Compare(clientv3.ModRevision(s.keyPrefix), "<", rev+1).
-			WithRange(clientv3.GetPrefixRangeEnd(s.keyPrefix))
-		resp, err := s.cli.Txn(ctx).If(unchanged).Then(ops...).Commit()
-		if err != nil {
-			return fmt.Errorf("%s: write %d changes in one transaction: %w", s.source, len(ops), err)
+		done, err := s.commit(ctx, ops, batch, rev)
+		if errors.Is(err, rpctypes.ErrTooManyOps) && batch != 1 {
+			// Smaller transactions: etcd's default limit first, then
+			// halves (a member may be configured lower).
+			if batch == 0 {
+				batch = etcdTxnOps
+			} else {
+				batch /= 2
+			}
+			attempt-- // not a conflict
+			continue
 		}
-		if resp.Succeeded {
+		if err != nil {
+			return err
+		}
+		if done {
 			return nil
 		}
 	}
 	return fmt.Errorf("%s: the prefix kept changing while pushing; try again", s.source)
+}
+
+// etcdTxnOps is etcd's default --max-txn-ops: the size of the transactions
+// a push that etcd refused in one is split into.
+const etcdTxnOps = 128
+
+// commit writes ops in transactions of up to batch operations (0: one),
+// each only if nothing under the prefix changed since revision rev or
+// since the previous one. It reports false when something had.
+func (s *Etcd) commit(ctx context.Context, ops []clientv3.Op, batch int, rev int64) (bool, error) {
+	if batch <= 0 {
+		batch = len(ops)
+	}
+	for i := 0; i < len(ops); i += batch {
+		part := ops[i:min(i+batch, len(ops))]
+		unchanged := clientv3.Compare(clientv3.ModRevision(s.keyPrefix), "<", rev+1).
+			WithRange(clientv3.GetPrefixRangeEnd(s.keyPrefix))
+		resp, err := s.cli.Txn(ctx).If(unchanged).Then(part...).Commit()
+		if err != nil {
+			if batch == len(ops) {
+				return false, fmt.Errorf("%s: write %d changes in one transaction: %w", s.source, len(ops), err)
+			}
+			return false, fmt.Errorf("%s: write changes %d-%d of %d: %w", s.source, i+1, i+len(part), len(ops), err)
+		}
+		if !resp.Succeeded {
+			return false, nil
+		}
+		rev = resp.Header.Revision
+	}
+	return true, nil
+}
+
+// pushOps lists the operations that turn the items have into want, in
+// the order a push split over several transactions writes them: the kinds
+// that others refer to are written before the kinds that refer to them and
+// deleted after them.
+func pushOps(prefix string, have, want map[string][]byte) []clientv3.Op {
+	var ops []clientv3.Op
+	put := func(rank int) {
+		for _, k := range sortedKeys(want) {
+			if itemRank(k) != rank {
+				continue
+			}
+			if old, ok := have[k]; !ok || !bytes.Equal(old, want[k]) {
+				ops = append(ops, clientv3.OpPut(prefix+k, string(want[k])))
+			}
+		}
+	}
+	del := func(rank int) {
+		for _, k := range sortedKeys(have) {
+			if _, ok := want[k]; !ok && itemRank(k) == rank {
+				ops = append(ops, clientv3.OpDelete(prefix+k))
+			}
+		}
+	}
+	put(0)
+	put(1)
+	del(2)
+	put(2)
+	del(1)
+	del(0)
+	return ops
+}
+
+// itemRank orders item keys by what refers to what: 0 for upstreams,
+// plugins, certificates, acme and tracing (and unknown keys), 1 for
+// locations (they name upstreams and plugins), 2 for servers and basic
+// (they name locations, plugins and certificates).
+func itemRank(key string) int {
+	switch {
+	case strings.HasPrefix(key, "locations/"):
+		return 1
+	case strings.HasPrefix(key, "servers/"), key == "basic":
+		return 2
+	}
+	return 0
 }
 
 // Persist validates a whole TOML config (as a config file would be) and

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -560,5 +561,99 @@ func TestEtcdPushConcurrentWriters(t *testing.T) {
 	enc := etEncode(t, got)
 	if enc != etEncode(t, cfgA) && enc != etEncode(t, cfgB) {
 		t.Fatalf("mixed config after concurrent pushes:\n%s", enc)
+	}
+}
+
+// bigConfig is a valid config with n locations (l000, l001, ...) on one
+// upstream, all served by one server; tag varies the locations' bodies.
+func bigConfig(t *testing.T, n int, tag string) *config.Config {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("[basic]\nname = \"big\"\n\n[upstreams.u]\naddrs = [\"127.0.0.1:8001\"]\n")
+	names := make([]string, n)
+	for i := range n {
+		names[i] = fmt.Sprintf("%q", fmt.Sprintf("l%03d", i))
+		fmt.Fprintf(&b, "\n[locations.l%03d]\nupstream = \"u\"\npath = \"/%s/%d\"\n", i, tag, i)
+	}
+	fmt.Fprintf(&b, "\n[servers.main]\naddr = \"127.0.0.1:6188\"\nlocations = [%s]\n", strings.Join(names, ", "))
+	return etParse(t, b.String())
+}
+
+// TestEtcdPushBeyondMaxTxnOps: a push with more changes than etcd takes in
+// one transaction (--max-txn-ops) is split and lands whole; with a member
+// configured below the default limit, the transactions get smaller until
+// they fit.
+func TestEtcdPushBeyondMaxTxnOps(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{
+		{"default limit", nil},
+		{"limit 10", []string{"--max-txn-ops", "10"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := etcdtest.StartWith(t, tc.flags...)
+			s := etOpen(t, srv.Endpoint("big"))
+			cli := etClient(t, srv)
+			for _, step := range []struct {
+				n   int
+				tag string
+			}{
+				{300, "a"}, // 303 new keys
+				{200, "b"}, // 200 changed, 100 deleted, server changed
+				{260, "c"}, // 200 changed, 60 new
+			} {
+				cfg := bigConfig(t, step.n, step.tag)
+				if err := s.Push(context.Background(), cfg); err != nil {
+					t.Fatalf("push %d locations: %v", step.n, err)
+				}
+				got, err := s.Load(context.Background())
+				if err != nil {
+					t.Fatalf("load after pushing %d locations: %v", step.n, err)
+				}
+				if a, b := etEncode(t, got), etEncode(t, cfg); a != b {
+					t.Fatalf("pull after pushing %d locations differs from the push", step.n)
+				}
+				resp, err := cli.Get(context.Background(), "big/locations/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.Count != int64(step.n) {
+					t.Fatalf("%d location keys after pushing %d", resp.Count, step.n)
+				}
+			}
+		})
+	}
+}
+
+// TestPushOpsOrder: split over transactions, a push writes what others
+// refer to before what refers to it, and deletes in the reverse order, so
+// each step's references resolve.
+func TestPushOpsOrder(t *testing.T) {
+	have := map[string][]byte{
+		"basic": []byte("old"), "servers/old": []byte("x"), "locations/old": []byte("x"),
+		"upstreams/old": []byte("x"), "upstreams/same": []byte("s"),
+	}
+	want := map[string][]byte{
+		"basic": []byte("new"), "servers/new": []byte("y"), "locations/new": []byte("y"),
+		"upstreams/new": []byte("y"), "upstreams/same": []byte("s"), "plugins/p": []byte("y"),
+	}
+	var got []string
+	for _, op := range pushOps("p/", have, want) {
+		verb := "put"
+		if op.IsDelete() {
+			verb = "del"
+		}
+		got = append(got, verb+" "+string(op.KeyBytes()))
+	}
+	wantOps := []string{
+		"put p/plugins/p", "put p/upstreams/new",
+		"put p/locations/new",
+		"del p/servers/old", "put p/basic", "put p/servers/new",
+		"del p/locations/old",
+		"del p/upstreams/old",
+	}
+	if strings.Join(got, ", ") != strings.Join(wantOps, ", ") {
+		t.Fatalf("ops:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantOps, "\n"))
 	}
 }

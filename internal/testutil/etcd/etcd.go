@@ -43,6 +43,8 @@ type Server struct {
 
 	// TLS (StartTLS): etcd serves HTTPS and requires a client certificate.
 	TLS *TLSFiles
+
+	extra []string // more etcd flags (StartWith)
 }
 
 // TLSFiles are the PEM files of a TLS etcd (StartTLS): the CA that signed
@@ -60,6 +62,12 @@ func Start(t testing.TB) *Server {
 	return start(t, nil)
 }
 
+// StartWith is Start with more etcd flags (e.g. "--max-txn-ops", "10").
+func StartWith(t testing.TB, flags ...string) *Server {
+	t.Helper()
+	return start(t, nil, flags...)
+}
+
 // StartTLS is Start with client TLS: etcd listens with HTTPS and requires a
 // client certificate signed by the CA in s.TLS (client-cert-auth).
 func StartTLS(t testing.TB) *Server {
@@ -67,7 +75,7 @@ func StartTLS(t testing.TB) *Server {
 	return start(t, newTLSFiles(t))
 }
 
-func start(t testing.TB, tlsFiles *TLSFiles) *Server {
+func start(t testing.TB, tlsFiles *TLSFiles, flags ...string) *Server {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
@@ -87,7 +95,7 @@ func start(t testing.TB, tlsFiles *TLSFiles) *Server {
 		s := &Server{
 			Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(cport)),
 			t:    t, bin: bin, dir: fmt.Sprintf("%s/data%d", dir, attempt), peerPort: pport,
-			TLS: tlsFiles,
+			TLS: tlsFiles, extra: flags,
 		}
 		if err := s.run(); err != nil {
 			lastErr = err
@@ -177,6 +185,7 @@ func (s *Server) run() error {
 		"--log-outputs", "stderr",
 		"--log-level", "warn",
 	}
+	args = append(args, s.extra...)
 	if s.TLS != nil {
 		args = append(args, "--cert-file", s.TLS.serverCert, "--key-file", s.TLS.serverKey,
 			"--client-cert-auth", "--trusted-ca-file", s.TLS.CA)
