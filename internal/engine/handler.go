@@ -23,6 +23,27 @@ type serverHandler struct {
 	// name is the [servers.NAME] the listener serves; a reload that renames
 	// a server on the same addr changes it without touching the socket.
 	name atomic.Pointer[string]
+	// last is the server found for name in one snapshot: requests between
+	// two reloads skip the lookup by name.
+	last atomic.Pointer[serverLookup]
+}
+
+type serverLookup struct {
+	snap *Snapshot
+	name *string
+	ss   *serverState // nil: the snapshot has no such server
+}
+
+// server returns the listener's server in snap (nil when it left the
+// config).
+func (h *serverHandler) server(snap *Snapshot) *serverState {
+	name := h.name.Load()
+	if l := h.last.Load(); l != nil && l.snap == snap && l.name == name {
+		return l.ss
+	}
+	ss := snap.servers[*name]
+	h.last.Store(&serverLookup{snap: snap, name: name, ss: ss})
+	return ss
 }
 
 func newServerHandler(e *Engine, name string) *serverHandler {
@@ -56,7 +77,7 @@ func (h *serverHandler) ServeHTTPX(c *httpx.Ctx) {
 			}
 		}
 	}()
-	ss := snap.servers[*h.name.Load()]
+	ss := h.server(snap)
 	if ss == nil {
 		// The listener's server left the config; it is draining.
 		c.Error(503, "server is being removed")
