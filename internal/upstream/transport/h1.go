@@ -99,6 +99,17 @@ type conn struct {
 	parser   httpx.ResponseParser
 	cr       httpx.ChunkedReader
 	cw       httpx.ChunkedWriter
+
+	// A request body is written on its own goroutine (sendBody) while the
+	// response is read, so an upstream that answers before it has read the
+	// whole body (an early 413, a streaming echo) is heard at once and is
+	// never left blocked writing an answer nobody reads. writing is set
+	// (by the round trip's goroutine) from the writer's start until its
+	// result is taken from bodyDone; the writer owns bw meanwhile.
+	bodyDone chan error
+	writing  bool
+	headIn   atomic.Bool // the response head was read: the writer leaves reads alone
+	writeErr error       // the writer's result, once taken
 }
 
 // reqWriter is what c.bw writes to: the connection, except that the flush
@@ -140,15 +151,25 @@ func (c *conn) setReadDeadline(d time.Duration) {
 
 func (c *conn) close() {
 	c.nc.Close()
+	if c.writing {
+		// The body writer fails on the closed connection and releases
+		// the write buffer itself.
+		c.releaseReader()
+		return
+	}
 	c.releaseBuffers()
 }
 
-func (c *conn) releaseBuffers() {
+func (c *conn) releaseReader() {
 	if c.br != nil {
 		c.br.Reset(nil)
 		readerPool.Put(c.br)
 		c.br = nil
 	}
+}
+
+func (c *conn) releaseBuffers() {
+	c.releaseReader()
 	c.releaseWriter()
 }
 
@@ -385,6 +406,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 			stop()
 		}
 		c.close()
+		c.waitBody()
 		if ce := ctx.Err(); ce != nil {
 			if te, ok := e.(*httpx.TransportError); ok {
 				te.Err = ce
@@ -424,20 +446,38 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.bw.Reset(&c.w)
 	c.writeHead(req, hasBody)
+	c.headIn.Store(false)
 	var werr error
 	bodyTouched := false
-	if hasBody {
+	async := hasBody && req.Upgrade == ""
+	if async {
+		// The head timeout counts from the end of the body, which the
+		// writer marks; until then the response may take as long as the
+		// upload does.
+		c.readBy = time.Time{}
+		c.nc.SetReadDeadline(time.Time{})
+		if ctx.Err() != nil {
+			// Cancelled: its abort may have come before the line above.
+			return fail(&httpx.TransportError{Op: "write", Err: ctx.Err()})
+		}
+		bodyTouched = true
+		c.sendBody(ctx, req, rt)
+	} else if hasBody {
 		bodyTouched = true
 		werr = c.writeBody(req, rt)
 	}
-	if werr == nil {
+	if async {
+		// The writer flushes and releases the buffer.
+	} else if werr == nil {
 		// A request without a body is sent and waited for in one step
 		// (sendWait): the response's read then does not fail first.
 		c.w.last = !hasBody && c.sock.canSendWait()
 		werr = c.bw.Flush()
 		c.w.last = false
 	}
-	c.releaseWriter()
+	if !async {
+		c.releaseWriter()
+	}
 	if werr != nil {
 		var be *errBodySource
 		if errors.As(werr, &be) {
@@ -467,12 +507,18 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 			_, e := fail(nil)
 			return true, e
 		}
+		if be := c.bodyError(); be != nil {
+			return fail(be) // the writer stopped this read: the body failed
+		}
 		return fail(&httpx.TransportError{Op: "read", Sent: true, Timeout: isTimeout(err), Err: err})
 	}
 	var head httpx.ResponseHead
 	for interim := 0; ; interim++ {
 		head, err = c.parser.ReadHead(c.br, resp, 0)
 		if err != nil {
+			if be := c.bodyError(); be != nil {
+				return fail(be)
+			}
 			if errors.Is(err, httpx.ErrMalformedResponse) {
 				return fail(&httpx.TransportError{Op: "protocol", Sent: true, Err: err})
 			}
@@ -495,6 +541,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 			c.setReadDeadline(rt)
 		}
 	}
+	c.headIn.Store(true)
 	resp.Trailer.Reset()
 
 	if head.Status == 101 {
@@ -525,7 +572,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		if stop != nil && !stop() {
 			noReuse = true
 		}
-		if noReuse {
+		if noReuse || !c.bodyWritten() {
 			c.close()
 		} else {
 			c.t.putConn(c)
@@ -539,6 +586,106 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	}
 	resp.Body = b
 	return false, nil
+}
+
+// sendBody writes req's body (and flushes the head before it) on a
+// goroutine of its own; see conn.bodyDone. When the body ends the head
+// timeout starts, also when the upstream refused the rest (reset,
+// closed: an answer it sent first is still read); when the body source
+// fails (the client's upload broke or passed a limit) or the upstream
+// stopped taking the body for read_timeout before the response head came,
+// the head's read is stopped, so that the round trip reports that. Once
+// the head is in, a failure leaves the response alone (the connection is
+// not reused).
+func (c *conn) sendBody(ctx context.Context, req *httpx.OutRequest, rt time.Duration) {
+	if c.bodyDone == nil {
+		c.bodyDone = make(chan error, 1)
+	}
+	c.writing = true
+	c.writeErr = nil
+	go func() {
+		err := c.writeBody(req, rt)
+		if err == nil {
+			err = c.bw.Flush()
+		}
+		c.releaseWriter()
+		switch {
+		case c.headIn.Load():
+			// The response is being read: it goes on. After a failure the
+			// upstream gets no more of the body (and no sign of its end):
+			// an upstream that needs the rest to finish its answer times
+			// out and the answer ends incomplete, never cut short in a way
+			// that looks whole.
+			c.bodyDone <- err
+		case isBodySource(err) || isTimeout(err):
+			c.bodyDone <- err // before the read it stops fails
+			c.nc.SetReadDeadline(aLongTimeAgo)
+		default:
+			// The whole body, or the upstream refused the rest (reset,
+			// closed): an early answer may be in flight; the head has
+			// read_timeout from here.
+			if rt > 0 {
+				c.nc.SetReadDeadline(time.Now().Add(rt))
+				if ctx.Err() != nil {
+					// Cancelled: its abort may have come before the line above.
+					c.nc.SetDeadline(aLongTimeAgo)
+				}
+			}
+			c.bodyDone <- nil
+		}
+	}()
+}
+
+// bodyError takes the body writer's result when it has ended with an error
+// of the body source's: that, not the read it stopped, is the round trip's
+// error. Nil otherwise (a write error is kept for bodyWritten).
+func (c *conn) bodyError() error {
+	if !c.writing {
+		if isBodySource(c.writeErr) {
+			return c.writeErr
+		}
+		return nil
+	}
+	select {
+	case c.writeErr = <-c.bodyDone:
+		c.writing = false
+		if isBodySource(c.writeErr) {
+			return c.writeErr
+		}
+	default:
+	}
+	return nil
+}
+
+func isBodySource(err error) bool {
+	_, ok := err.(*errBodySource)
+	return ok
+}
+
+// bodyWritten reports whether the request's body was written whole: false
+// while its writer still runs (the response ended before the request did:
+// the connection is not reusable) or when it failed.
+func (c *conn) bodyWritten() bool {
+	if c.writing {
+		select {
+		case c.writeErr = <-c.bodyDone:
+			c.writing = false
+		default:
+			return false
+		}
+	}
+	return c.writeErr == nil
+}
+
+// waitBody waits until the body writer has ended (the connection is closed
+// by then, so its writes fail; a read of the body source in progress ends
+// first). A failed round trip returns only after it: nothing reads the
+// request body after RoundTrip returned an error.
+func (c *conn) waitBody() {
+	if c.writing {
+		c.writeErr = <-c.bodyDone
+		c.writing = false
+	}
 }
 
 // responseWaiting reports whether response bytes are readable after a
@@ -746,7 +893,7 @@ func (b *body) release(complete bool, err error) {
 	if b.stop != nil && !b.stop() {
 		complete = false // the cancellation deadline may be set
 	}
-	if complete && !b.noReuse {
+	if complete && !b.noReuse && c.bodyWritten() {
 		c.t.putConn(c)
 	} else {
 		c.close()
