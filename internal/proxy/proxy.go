@@ -100,6 +100,17 @@ func (a *attempt) informational(status int, h *httpx.Header) error {
 	if a.c.W == nil {
 		return nil
 	}
+	if strings.HasPrefix(a.c.Req.Proto, "HTTP/1") {
+		// The transport may be reading the request body on its own
+		// goroutine right now, and an HTTP/1.1 body's first read writes
+		// the server's 100 Continue on the same connection: never both
+		// at once. An interim answer that comes while a body read waits
+		// for the client is dropped (interim answers are advisory).
+		if !a.body.mu.TryLock() {
+			return nil
+		}
+		defer a.body.mu.Unlock()
+	}
 	return a.c.W.WriteInformational(status, h)
 }
 

@@ -574,6 +574,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		}
 		if noReuse || !c.bodyWritten() {
 			c.close()
+			c.waitBody()
 		} else {
 			c.t.putConn(c)
 		}
@@ -679,8 +680,9 @@ func (c *conn) bodyWritten() bool {
 
 // waitBody waits until the body writer has ended (the connection is closed
 // by then, so its writes fail; a read of the body source in progress ends
-// first). A failed round trip returns only after it: nothing reads the
-// request body after RoundTrip returned an error.
+// first). A failed round trip, and a response body's release, return only
+// after it: nothing reads the request body after RoundTrip returned an
+// error or the response ended.
 func (c *conn) waitBody() {
 	if c.writing {
 		c.writeErr = <-c.bodyDone
@@ -896,7 +898,12 @@ func (b *body) release(complete bool, err error) {
 	if complete && !b.noReuse && c.bodyWritten() {
 		c.t.putConn(c)
 	} else {
+		// A body writer still running ends on the closed connection
+		// after the Read of the body it may be in: like the HTTP/2
+		// transport, the response's end returns only once nothing reads
+		// the client's request body any more.
 		c.close()
+		c.waitBody()
 	}
 }
 
