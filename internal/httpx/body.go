@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"sync"
+	"sync/atomic"
 )
 
 // BodyLimiter is implemented by request bodies that can enforce a size
@@ -56,13 +58,31 @@ type Body struct {
 	cont      *bufio.Writer
 	counter   *int64
 	drain     []byte // Drain's scratch buffer
+
+	// A body may be read on another goroutine than the one writing the
+	// response (Share: a proxy streams it upstream while the answer comes
+	// back). contMu then orders the 100 Continue a Read sends with the
+	// response's writes on the same connection: CancelContinue, after
+	// which no Read sends it, and HoldContinue around an interim answer.
+	contMu      sync.Mutex
+	contSet     bool        // SetContinue was called (before the body is shared)
+	contDropped bool        // cancelled before it was sent: reads fail
+	shared      bool        // Share was called (set and read by the response's goroutine)
+	ended       atomic.Bool // err is set: the body is over
 }
 
 // ErrContinueFailed wraps a failure to send "100 Continue".
 var ErrContinueFailed = errors.New("httpx: sending 100 Continue failed")
 
 func (b *Body) reset(mode bodyMode) {
-	*b = Body{mode: mode, cr: b.cr, drain: b.drain}
+	cr, drain := b.cr, b.drain
+	b.contMu.Lock()
+	b.cont, b.contSet, b.contDropped = nil, false, false
+	b.contMu.Unlock()
+	b.mode, b.br, b.remaining, b.cr, b.src, b.hook = mode, nil, 0, cr, nil, nil
+	b.limit, b.n, b.err, b.counter, b.drain = 0, 0, nil, nil, drain
+	b.shared = false
+	b.ended.Store(false)
 }
 
 // ResetNone makes b an empty body.
@@ -97,17 +117,60 @@ func (b *Body) ResetStream(r io.Reader, hook BodyEOFHook) {
 // for it (RFC 9110 §10.1.1). Nothing is sent for an empty body.
 func (b *Body) SetContinue(bw *bufio.Writer) {
 	if b.mode != bodyNone {
-		b.cont = bw
+		b.contMu.Lock()
+		b.cont, b.contSet = bw, true
+		b.contMu.Unlock()
 	}
 }
 
 // CancelContinue forgets a pending 100-continue: the final response has
-// started, so an interim response may no longer be sent.
-func (b *Body) CancelContinue() { b.cont = nil }
+// started, so an interim response may no longer be sent. A Read after
+// that fails with ErrContinueDropped (the client, never asked, may not
+// send the body at all); one sending the 100 right now finishes first.
+func (b *Body) CancelContinue() {
+	b.contMu.Lock()
+	if b.cont != nil {
+		b.cont, b.contDropped = nil, true
+	}
+	b.contMu.Unlock()
+}
 
 // ContinuePending reports whether the client waits for a 100 Continue
 // that was never sent (it may not send the body at all).
-func (b *Body) ContinuePending() bool { return b.cont != nil }
+func (b *Body) ContinuePending() bool {
+	b.contMu.Lock()
+	defer b.contMu.Unlock()
+	return b.cont != nil
+}
+
+// ContinueSent records that the 100 Continue went out another way (the
+// upstream's, passed on): a Read does not send one, and reads the body.
+func (b *Body) ContinueSent() {
+	b.contMu.Lock()
+	b.cont = nil
+	b.contMu.Unlock()
+}
+
+// HoldContinue and ReleaseContinue bracket an interim answer written while
+// the body may be read on another goroutine: the 100 Continue a Read sends
+// goes before or after it, never into it.
+func (b *Body) HoldContinue()    { b.contMu.Lock() }
+func (b *Body) ReleaseContinue() { b.contMu.Unlock() }
+
+// Share tells b that it is read on another goroutine than the response's
+// (a proxy streaming it upstream while the answer streams back). The
+// response's goroutine then asks Ended, not Remaining or Done, until the
+// reader is known to be done. Shared reports it.
+func (b *Body) Share()       { b.shared = true }
+func (b *Body) Shared() bool { return b.shared }
+
+// Ended reports, from any goroutine, whether the body is over (read to its
+// end or failed).
+func (b *Body) Ended() bool { return b.mode == bodyNone || b.ended.Load() }
+
+// ErrContinueDropped is a Read's error after CancelContinue dropped the
+// 100 Continue the client waited for.
+var ErrContinueDropped = errors.New("httpx: request body not requested: the response came first")
 
 // SetEOFHook makes b tell h, once, when the body has been read to its end:
 // at io.EOF, or when the last byte of a fixed-length body is returned (the
@@ -152,16 +215,12 @@ func (b *Body) Read(p []byte) (int, error) {
 		return 0, b.err
 	}
 	if b.mode == bodyNone {
-		b.err = io.EOF
+		b.setErr(io.EOF)
 		return 0, io.EOF
 	}
-	if b.cont != nil {
-		bw := b.cont
-		b.cont = nil
-		bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-		if err := bw.Flush(); err != nil {
-			b.err = errors.Join(ErrContinueFailed, err)
-			return 0, b.err
+	if b.contSet {
+		if err := b.sendContinue(); err != nil {
+			return 0, err
 		}
 	}
 	if len(p) == 0 {
@@ -170,7 +229,7 @@ func (b *Body) Read(p []byte) (int, error) {
 	over := false
 	if b.limit > 0 {
 		if b.mode == bodyFixed && b.n+b.remaining > b.limit {
-			b.err = ErrBodyTooLarge
+			b.setErr(ErrBodyTooLarge)
 			return 0, b.err
 		}
 		// Read one byte past the limit to learn whether the body is larger.
@@ -189,7 +248,7 @@ func (b *Body) Read(p []byte) (int, error) {
 		*b.counter += int64(n)
 	}
 	if err != nil {
-		b.err = err
+		b.setErr(err)
 	}
 	// The hook hears of the end as soon as it is known: a reader that
 	// stops after Content-Length bytes never sees the io.EOF.
@@ -199,6 +258,32 @@ func (b *Body) Read(p []byte) (int, error) {
 		h.BodyEOF()
 	}
 	return n, err
+}
+
+func (b *Body) setErr(err error) {
+	b.err = err
+	b.ended.Store(true)
+}
+
+// sendContinue sends the pending 100 Continue, or fails when it was
+// dropped (see CancelContinue).
+func (b *Body) sendContinue() error {
+	b.contMu.Lock()
+	defer b.contMu.Unlock()
+	switch {
+	case b.contDropped:
+		b.setErr(ErrContinueDropped)
+	case b.cont != nil:
+		bw := b.cont
+		b.cont = nil
+		bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if err := bw.Flush(); err != nil {
+			b.setErr(errors.Join(ErrContinueFailed, err))
+		}
+	default:
+		return nil
+	}
+	return b.err
 }
 
 func (b *Body) read(p []byte) (int, error) {
@@ -243,19 +328,19 @@ func (b *Body) Drain(max int64) bool {
 		}
 		_, err := b.br.Discard(int(b.remaining))
 		b.remaining = 0
-		b.err = io.EOF
+		b.setErr(io.EOF)
 		return err == nil
 	}
 	if b.mode == bodyStream {
 		n, err := io.CopyN(io.Discard, b.src, max+1)
 		switch {
 		case err == io.EOF:
-			b.err = io.EOF
+			b.setErr(io.EOF)
 			return true
 		case err != nil:
-			b.err = err
+			b.setErr(err)
 		case n > max:
-			b.err = ErrBodyTooLarge
+			b.setErr(ErrBodyTooLarge)
 		}
 		return false
 	}
@@ -274,18 +359,18 @@ func (b *Body) Drain(max int64) bool {
 		n, err := b.cr.Read(p)
 		max -= int64(n)
 		if err == io.EOF {
-			b.err = io.EOF
+			b.setErr(io.EOF)
 			return true
 		}
 		if err != nil {
-			b.err = err
+			b.setErr(err)
 			return false
 		}
 	}
 	// One more read to see a clean end exactly at max.
 	n, err := b.cr.Read(buf[:1])
 	if n == 0 && err == io.EOF {
-		b.err = io.EOF
+		b.setErr(io.EOF)
 		return true
 	}
 	return false

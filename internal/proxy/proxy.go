@@ -100,17 +100,6 @@ func (a *attempt) informational(status int, h *httpx.Header) error {
 	if a.c.W == nil {
 		return nil
 	}
-	if strings.HasPrefix(a.c.Req.Proto, "HTTP/1") {
-		// The transport may be reading the request body on its own
-		// goroutine right now, and an HTTP/1.1 body's first read writes
-		// the server's 100 Continue on the same connection: never both
-		// at once. An interim answer that comes while a body read waits
-		// for the client is dropped (interim answers are advisory).
-		if !a.body.mu.TryLock() {
-			return nil
-		}
-		defer a.body.mu.Unlock()
-	}
 	return a.c.W.WriteInformational(status, h)
 }
 
@@ -148,6 +137,11 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 		return nil
 	}
 	a.body = clientBody{r: c.Req.Body, limit: route.MaxBodySize, left: route.MaxBodySize}
+	if s, ok := c.Req.Body.(interface{ Share() }); ok && c.Req.ContentLength != 0 {
+		// The transports read the body on goroutines of their own while
+		// the response is read and written (full duplex).
+		s.Share()
+	}
 	upgrade := upgradeToken(c)
 	a.buildRequest(c, route, &a.body, upgrade)
 
@@ -195,20 +189,14 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 			}
 			stripConnectionFields(&c.Resp.Header)
 			if a.out.Body != nil && !a.body.ended.Load() {
-				// The response came before the request body ended: an
-				// HTTP/2 upstream (gRPC streams, an early 401) may go on
-				// reading it through a.body while the response streams,
-				// so this attempt must not be reset and reused under it
-				// (that crashed the process). The transport stops reading
-				// before the response body's Close returns.
+				// The response came before the request body ended (gRPC
+				// streams, an early 401, a streaming echo): the transport
+				// goes on reading it through a.body while the response
+				// streams (full duplex), so this attempt must not be reset
+				// and reused under it (that crashed the process). The
+				// transport stops reading before the response body's
+				// Close returns.
 				recycle = false
-				if strings.HasPrefix(c.Req.Proto, "HTTP/1") {
-					// An HTTP/1 connection cannot read the request while
-					// it writes the response (it shares the connection's
-					// buffers and decides keep-alive from the body): the
-					// rest of the body is not forwarded.
-					a.body.stop()
-				}
 			}
 			return h
 		}
@@ -445,31 +433,16 @@ type clientBody struct {
 	limit int64 // 0 = unlimited
 	left  int64
 	err   error
-	// ended is set, as Read's last access to the struct (after mu is
-	// released), once Read returns an error (io.EOF included): nothing
-	// touches the body any more, so the attempt holding it may be reused.
+	// ended is set, as Read's last access to the struct, once Read
+	// returns an error (io.EOF included): nothing touches the body any
+	// more, so the attempt holding it may be reused. The transports read
+	// it on goroutines of their own, one Read at a time, and stop before
+	// RoundTrip fails or the response body's Close returns.
 	ended atomic.Bool
-	// mu is held across each Read; stop sets stopped under it, so it
-	// waits for a Read in progress, and later Reads fail without touching
-	// r (an HTTP/2 upstream transport may read from its own goroutine).
-	mu      sync.Mutex
-	stopped bool
-}
-
-// errBodyStopped is what Read returns after stop.
-var errBodyStopped = errors.New("request body not forwarded: the response has started")
-
-// stop ends the forwarding of the body; see mu.
-func (b *clientBody) stop() {
-	b.mu.Lock()
-	b.stopped = true
-	b.mu.Unlock()
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
-	b.mu.Lock()
 	n, err := b.read(p)
-	b.mu.Unlock()
 	if err != nil {
 		b.ended.Store(true) // the last access: see ended
 	}
@@ -477,9 +450,6 @@ func (b *clientBody) Read(p []byte) (int, error) {
 }
 
 func (b *clientBody) read(p []byte) (int, error) {
-	if b.stopped {
-		return 0, errBodyStopped
-	}
 	if b.err != nil {
 		return 0, b.err
 	}

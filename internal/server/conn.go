@@ -171,7 +171,10 @@ func (r *connReader) Read(p []byte) (int, error) {
 		p[0] = r.one[0]
 		return 1, nil
 	}
-	if bw := r.c.bw; bw != nil && bw.Buffered() > 0 {
+	// What the handler wrote goes out before a read that may wait for the
+	// client, unless the body is read on another goroutine than the
+	// response's (httpx.Body.Share): the buffer is the writer's then.
+	if bw := r.c.bw; bw != nil && !(r.c.inBody && r.c.body.Shared()) && bw.Buffered() > 0 {
 		if err := bw.Flush(); err != nil {
 			return 0, err
 		}

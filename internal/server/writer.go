@@ -146,8 +146,12 @@ func (w *h1Writer) WriteInformational(status int, h *httpx.Header) error {
 		return errNoInformational
 	}
 	if status == 100 {
-		w.c.body.CancelContinue()
+		w.c.body.ContinueSent()
 	}
+	// The body may be read on another goroutine (httpx.Body.Share), whose
+	// first Read may send our own 100 Continue on this connection.
+	w.c.body.HoldContinue()
+	defer w.c.body.ReleaseContinue()
 	b := appendStatusLine(w.c.bw.AvailableBuffer(), status)
 	b = append(b, '\r', '\n')
 	if h != nil {
@@ -195,6 +199,13 @@ func (w *h1Writer) WriteHeader(status int, h *httpx.Header, contentLength int64)
 		// reused (RFC 9110 §10.1.1).
 		c.body.CancelContinue()
 		w.closeAfter = true
+	} else if c.body.Shared() {
+		// Another goroutine may be reading the body (a proxy streaming it
+		// upstream): if it has not ended, how much is left is not known
+		// here, so the connection closes after this response.
+		if !c.body.Ended() {
+			w.closeAfter = true
+		}
 	} else if rem := c.body.Remaining(); rem > maxDrain {
 		// Too much unread body to drain: say we close (net/http does too).
 		w.closeAfter = true
