@@ -759,10 +759,18 @@ func (c *conn) writeBody(req *httpx.OutRequest, rt time.Duration) error {
 			n, err := req.Body.Read(p)
 			if n > 0 {
 				left -= int64(n)
-				if rt > 0 && c.bw.Available() < n {
+				if rt > 0 {
+					// Each piece's write may wait up to read_timeout.
 					c.nc.SetWriteDeadline(time.Now().Add(rt))
 				}
 				if _, werr := c.bw.Write(p[:n]); werr != nil {
+					return werr
+				}
+				// Each piece goes out as it came: the upstream may answer
+				// it before the next (full duplex), and a piece left in
+				// the buffer would wait for a next that waits for that
+				// answer.
+				if werr := c.bw.Flush(); werr != nil {
 					return werr
 				}
 			}
@@ -782,10 +790,13 @@ func (c *conn) writeBody(req *httpx.OutRequest, rt time.Duration) error {
 	for {
 		n, err := req.Body.Read(buf)
 		if n > 0 {
-			if rt > 0 && c.bw.Available() < n+16 {
+			if rt > 0 {
 				c.nc.SetWriteDeadline(time.Now().Add(rt))
 			}
 			if _, werr := c.cw.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if werr := c.bw.Flush(); werr != nil { // see above
 				return werr
 			}
 		}
