@@ -143,3 +143,60 @@ func TestH1BodySourceErrorEndsRoundTrip(t *testing.T) {
 		t.Fatalf("RoundTrip = %v, want the body source's error", err)
 	}
 }
+
+// TestH1PingPongBody: each piece of the body goes out when it comes, not
+// when the buffer fills: the next piece is only sent once the echo of the
+// one before came back (a small piece kept in the buffer would wait
+// forever), with a declared length and chunked.
+func TestH1PingPongBody(t *testing.T) {
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		rc.EnableFullDuplex()
+		w.WriteHeader(200)
+		buf := make([]byte, 1024)
+		for {
+			n, err := r.Body.Read(buf)
+			if n > 0 {
+				w.Write(buf[:n])
+				rc.Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}))
+	ts.Start()
+	defer ts.Close()
+	rt := newH1ForTest(t, config.Upstream{ReadTimeout: config.Duration(30 * time.Second)}, backendAddr(ts))
+	const pieces, size = 20, 100
+	for _, cl := range []int64{pieces * size, -1} {
+		pr, pw := io.Pipe()
+		req := &httpx.OutRequest{Method: "POST", URI: "/", Host: "h", Header: &httpx.Header{}, Body: pr, ContentLength: cl}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		piece := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, size) }
+		go pw.Write(piece(0))
+		var resp httpx.Response
+		if _, err := rt.RoundTrip(ctx, req, &resp); err != nil {
+			cancel()
+			t.Fatalf("length %d: %v", cl, err)
+		}
+		got := make([]byte, size)
+		for i := 0; i < pieces; i++ {
+			if _, err := io.ReadFull(resp.Body, got); err != nil || !bytes.Equal(got, piece(i)) {
+				cancel()
+				t.Fatalf("length %d: echo of piece %d: %q, %v", cl, i, got, err)
+			}
+			if i+1 < pieces {
+				go pw.Write(piece(i + 1))
+			} else {
+				pw.Close()
+			}
+		}
+		rest, err := io.ReadAll(resp.Body)
+		httpx.CloseBody(&resp)
+		cancel()
+		if err != nil || len(rest) != 0 {
+			t.Fatalf("length %d: after the last piece: %q, %v", cl, rest, err)
+		}
+	}
+}
