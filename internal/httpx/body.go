@@ -249,6 +249,10 @@ func (b *Body) Read(p []byte) (int, error) {
 	}
 	if err != nil {
 		b.setErr(err)
+	} else if b.mode == bodyFixed && b.remaining == 0 {
+		// All of it was read: over, though the io.EOF comes only with the
+		// next Read (which a reader that counts never makes).
+		b.ended.Store(true)
 	}
 	// The hook hears of the end as soon as it is known: a reader that
 	// stops after Content-Length bytes never sees the io.EOF.

@@ -107,3 +107,44 @@ func TestSharedBodyFullDuplex(t *testing.T) {
 		})
 	}
 }
+
+// TestSharedBodyKeepAlive: a shared body read to its declared length
+// before the response starts leaves the connection reusable (the reader
+// stops after Content-Length bytes and never sees the io.EOF).
+func TestSharedBodyKeepAlive(t *testing.T) {
+	h := HandlerFunc(func(c *httpx.Ctx) {
+		c.Req.Body.(interface{ Share() }).Share()
+		done := make(chan int)
+		go func() {
+			buf := make([]byte, c.Req.ContentLength)
+			n, _ := io.ReadFull(c.Req.Body, buf) // stops at the length
+			done <- n
+		}()
+		n := <-done
+		var hdr httpx.Header
+		msg := fmt.Sprint(n)
+		c.W.WriteHeader(200, &hdr, int64(len(msg)))
+		c.W.Write([]byte(msg))
+		c.W.Finish(nil)
+	})
+	addr, _ := startServer(t, h, Options{})
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(c)
+	for i := 0; i < 3; i++ {
+		io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+		req, _ := http.NewRequest("POST", "/", nil)
+		resp, err := http.ReadResponse(br, req)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != "5" || resp.Close {
+			t.Fatalf("request %d: %q, close=%v: want 5 on a kept connection", i, b, resp.Close)
+		}
+	}
+}
