@@ -464,7 +464,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		c.sendBody(ctx, req, rt)
 	} else if hasBody {
 		bodyTouched = true
-		werr = c.writeBody(req, rt)
+		werr = c.writeBody(outBody{req.Body, req.ContentLength, req.Trailer}, rt)
 	}
 	if async {
 		// The writer flushes and releases the buffer.
@@ -604,8 +604,11 @@ func (c *conn) sendBody(ctx context.Context, req *httpx.OutRequest, rt time.Dura
 	}
 	c.writing = true
 	c.writeErr = nil
+	// What the writer needs, copied: req belongs to the caller, who may
+	// reuse it once the response head is in.
+	ob := outBody{req.Body, req.ContentLength, req.Trailer}
 	go func() {
-		err := c.writeBody(req, rt)
+		err := c.writeBody(ob, rt)
 		if err == nil {
 			err = c.bw.Flush()
 		}
@@ -740,23 +743,31 @@ func (c *conn) writeHead(req *httpx.OutRequest, hasBody bool) {
 	bw.WriteString("\r\n")
 }
 
-// writeBody streams req.Body: exactly ContentLength bytes, or chunked with
-// req.Trailer after io.EOF. It never holds more than one copy buffer of the
+// writeBody streams req.r: exactly req.length bytes, or chunked with
+// req.trailer after io.EOF. It never holds more than one copy buffer of the
 // body. Errors from the body source are wrapped in errBodySource; a body
 // that ends before ContentLength is one too (the request is incomplete and
 // must not look complete to the upstream).
-func (c *conn) writeBody(req *httpx.OutRequest, rt time.Duration) error {
+// outBody is what writeBody sends: a request's Body, ContentLength and
+// Trailer.
+type outBody struct {
+	r       io.Reader
+	length  int64
+	trailer *httpx.Header
+}
+
+func (c *conn) writeBody(req outBody, rt time.Duration) error {
 	bufp := copyPool.Get().(*[32 << 10]byte)
 	defer copyPool.Put(bufp)
 	buf := bufp[:]
-	if req.ContentLength > 0 {
-		left := req.ContentLength
+	if req.length > 0 {
+		left := req.length
 		for left > 0 {
 			p := buf
 			if int64(len(p)) > left {
 				p = p[:left]
 			}
-			n, err := req.Body.Read(p)
+			n, err := req.r.Read(p)
 			if n > 0 {
 				left -= int64(n)
 				if rt > 0 {
@@ -788,7 +799,7 @@ func (c *conn) writeBody(req *httpx.OutRequest, rt time.Duration) error {
 	}
 	c.cw.Reset(c.bw)
 	for {
-		n, err := req.Body.Read(buf)
+		n, err := req.r.Read(buf)
 		if n > 0 {
 			if rt > 0 {
 				c.nc.SetWriteDeadline(time.Now().Add(rt))
@@ -807,7 +818,7 @@ func (c *conn) writeBody(req *httpx.OutRequest, rt time.Duration) error {
 			return &errBodySource{err}
 		}
 	}
-	if err := c.cw.Close(req.Trailer); err != nil {
+	if err := c.cw.Close(req.trailer); err != nil {
 		return &errBodySource{err}
 	}
 	return nil
