@@ -448,9 +448,9 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	c.writeHead(req, hasBody)
 	c.headIn.Store(false)
 	var werr error
-	bodyTouched := false
-	async := hasBody && req.Upgrade == ""
-	if async {
+	bodyTouched := hasBody
+	switch {
+	case hasBody && req.Upgrade == "":
 		// The head timeout counts from the end of the body, which the
 		// writer marks; until then the response may take as long as the
 		// upload does.
@@ -460,22 +460,20 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 			// Cancelled: its abort may have come before the line above.
 			return fail(&httpx.TransportError{Op: "write", Err: ctx.Err()})
 		}
-		bodyTouched = true
-		c.sendBody(ctx, req, rt)
-	} else if hasBody {
-		bodyTouched = true
+		c.sendBody(ctx, req, rt) // it flushes and releases the buffer
+	case hasBody:
+		// An upgrade with a body: sent whole before the answer is read.
 		werr = c.writeBody(outBody{req.Body, req.ContentLength, req.Trailer}, rt)
-	}
-	if async {
-		// The writer flushes and releases the buffer.
-	} else if werr == nil {
+		if werr == nil {
+			werr = c.bw.Flush()
+		}
+		c.releaseWriter()
+	default:
 		// A request without a body is sent and waited for in one step
 		// (sendWait): the response's read then does not fail first.
-		c.w.last = !hasBody && c.sock.canSendWait()
+		c.w.last = c.sock.canSendWait()
 		werr = c.bw.Flush()
 		c.w.last = false
-	}
-	if !async {
 		c.releaseWriter()
 	}
 	if werr != nil {
