@@ -206,6 +206,13 @@ func (b *Body) Remaining() int64 {
 	return -1
 }
 
+// Whole reports whether the rest of a fixed-length body has arrived: it is
+// in the connection's read buffer, so reading it cannot wait for the
+// client. Call it from the goroutine that reads the body.
+func (b *Body) Whole() bool {
+	return b.err == nil && b.mode == bodyFixed && b.br != nil && int64(b.br.Buffered()) >= b.remaining
+}
+
 // Err returns the sticky error (io.EOF after a whole body), or nil.
 func (b *Body) Err() error { return b.err }
 

@@ -208,3 +208,36 @@ func TestBodyDrainStream(t *testing.T) {
 		t.Fatal("drain past max reported success")
 	}
 }
+
+// TestBodyWhole: Whole reports a fixed-length body whose rest is already
+// in the read buffer, and nothing else.
+func TestBodyWhole(t *testing.T) {
+	// buffered returns a reader over s that has read all of it into its
+	// buffer (as a connection's reader holds what arrived).
+	buffered := func(s string) *bufio.Reader {
+		br := bufio.NewReaderSize(strings.NewReader(s), 64)
+		br.Peek(len(s))
+		return br
+	}
+	tests := []struct {
+		name string
+		body func() *Body
+		want bool
+	}{
+		{"all arrived", func() *Body { var b Body; b.ResetFixed(buffered("hello"), 5); return &b }, true},
+		{"part arrived", func() *Body {
+			var b Body
+			br := bufio.NewReaderSize(io.MultiReader(strings.NewReader("he"), strings.NewReader("llo")), 64)
+			br.Peek(2)
+			b.ResetFixed(br, 5)
+			return &b
+		}, false},
+		{"chunked", func() *Body { var b Body; b.ResetChunked(buffered("5\r\nhello\r\n0\r\n\r\n"), nil, 0); return &b }, false},
+		{"none", func() *Body { var b Body; b.ResetNone(); return &b }, false},
+	}
+	for _, tt := range tests {
+		if got := tt.body().Whole(); got != tt.want {
+			t.Errorf("%s: Whole = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -449,6 +449,14 @@ func (b *clientBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Whole reports whether the rest of the body has arrived and can be read
+// without waiting (see httpx.Body.Whole); the transport then sends a small
+// one with the request head in one write.
+func (b *clientBody) Whole() bool {
+	w, ok := b.r.(interface{ Whole() bool })
+	return ok && b.err == nil && w.Whole()
+}
+
 func (b *clientBody) read(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err

@@ -450,6 +450,18 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	var werr error
 	bodyTouched := hasBody
 	switch {
+	case hasBody && req.Upgrade == "" && smallWhole(req):
+		// A small body that has arrived whole goes out with the head in
+		// one write (sendWait, as without a body): reading it cannot wait
+		// for the client, and a write this small fits the socket buffer
+		// whatever the upstream does.
+		werr = c.writeBody(outBody{req.Body, req.ContentLength, req.Trailer}, rt, false)
+		if werr == nil {
+			c.w.last = c.sock.canSendWait()
+			werr = c.bw.Flush()
+			c.w.last = false
+		}
+		c.releaseWriter()
 	case hasBody && req.Upgrade == "":
 		// The head timeout counts from the end of the body, which the
 		// writer marks; until then the response may take as long as the
@@ -463,7 +475,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		c.sendBody(ctx, req, rt) // it flushes and releases the buffer
 	case hasBody:
 		// An upgrade with a body: sent whole before the answer is read.
-		werr = c.writeBody(outBody{req.Body, req.ContentLength, req.Trailer}, rt)
+		werr = c.writeBody(outBody{req.Body, req.ContentLength, req.Trailer}, rt, true)
 		if werr == nil {
 			werr = c.bw.Flush()
 		}
@@ -606,7 +618,7 @@ func (c *conn) sendBody(ctx context.Context, req *httpx.OutRequest, rt time.Dura
 	// reuse it once the response head is in.
 	ob := outBody{req.Body, req.ContentLength, req.Trailer}
 	go func() {
-		err := c.writeBody(ob, rt)
+		err := c.writeBody(ob, rt, true)
 		if err == nil {
 			err = c.bw.Flush()
 		}
@@ -742,10 +754,24 @@ func (c *conn) writeHead(req *httpx.OutRequest, hasBody bool) {
 }
 
 // writeBody streams req.r: exactly req.length bytes, or chunked with
-// req.trailer after io.EOF. It never holds more than one copy buffer of the
+// req.trailer after io.EOF; flushEach sends every piece as it comes. It never holds more than one copy buffer of the
 // body. Errors from the body source are wrapped in errBodySource; a body
 // that ends before ContentLength is one too (the request is incomplete and
 // must not look complete to the upstream).
+// smallBody is the largest body sent with its head in one write: it fits
+// the smallest default socket send buffer (16 KB) with room for the head.
+const smallBody = 8 << 10
+
+// smallWhole reports whether req has a small body of declared length that
+// has arrived whole (its reader says so).
+func smallWhole(req *httpx.OutRequest) bool {
+	if req.ContentLength <= 0 || req.ContentLength > smallBody {
+		return false
+	}
+	w, ok := req.Body.(interface{ Whole() bool })
+	return ok && w.Whole()
+}
+
 // outBody is what writeBody sends: a request's Body, ContentLength and
 // Trailer.
 type outBody struct {
@@ -754,7 +780,7 @@ type outBody struct {
 	trailer *httpx.Header
 }
 
-func (c *conn) writeBody(req outBody, rt time.Duration) error {
+func (c *conn) writeBody(req outBody, rt time.Duration, flushEach bool) error {
 	bufp := copyPool.Get().(*[32 << 10]byte)
 	defer copyPool.Put(bufp)
 	buf := bufp[:]
@@ -779,8 +805,10 @@ func (c *conn) writeBody(req outBody, rt time.Duration) error {
 				// it before the next (full duplex), and a piece left in
 				// the buffer would wait for a next that waits for that
 				// answer.
-				if werr := c.bw.Flush(); werr != nil {
-					return werr
+				if flushEach {
+					if werr := c.bw.Flush(); werr != nil {
+						return werr
+					}
 				}
 			}
 			if err == io.EOF {
@@ -805,8 +833,10 @@ func (c *conn) writeBody(req outBody, rt time.Duration) error {
 			if _, werr := c.cw.Write(buf[:n]); werr != nil {
 				return werr
 			}
-			if werr := c.bw.Flush(); werr != nil { // see above
-				return werr
+			if flushEach {
+				if werr := c.bw.Flush(); werr != nil { // see above
+					return werr
+				}
 			}
 		}
 		if err == io.EOF {

@@ -5,8 +5,12 @@ package transport
 import (
 	"bufio"
 	"fmt"
+	"github.com/pingap-go/pingap/internal/httpx"
+	"io"
 	"net"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/pingap-go/pingap/internal/config"
@@ -37,34 +41,54 @@ func TestRoundTripReadsOnce(t *testing.T) {
 	}
 	addr := syscount.Peer(t, "TestRoundTripReadsOnce", syscallBackendEnv, "1")
 
-	rt := newH1ForTest(t, config.Upstream{}, addr)
-	check := func(i int) {
-		t.Helper()
-		resp, body, _, err := do(t, rt, get("/r", "h"))
-		if err != nil || resp.Status != 200 || body != "hello" {
-			t.Fatalf("request %d: %v %d %q", i, err, resp.Status, body)
-		}
-	}
-	check(-1) // dial
-	const n = 200
-	before, _ := syscount.Reads()
-	for i := range n {
-		check(i)
-	}
-	after, _ := syscount.Reads()
-	reads := after - before
-	// A spurious readiness (rare) costs one more read; without sendWait
-	// every round trip costs two.
-	if reads > n+n/10 {
-		t.Fatalf("%d read system calls for %d round trips, want about %d", reads, n, n)
-	}
-	if reads < n {
-		t.Fatalf("%d read system calls for %d round trips: the counter is not counting", reads, n)
-	}
-	if dials, _ := rt.Stats(); dials != 1 {
-		t.Fatalf("%d dials, want 1", dials)
+	for _, tc := range []struct {
+		name string
+		req  func() *httpx.OutRequest
+	}{
+		{"GET", func() *httpx.OutRequest { return get("/r", "h") }},
+		// A small body that has arrived whole goes with the head in one
+		// write, and the response is waited for in the same step.
+		{"small whole POST", func() *httpx.OutRequest {
+			return &httpx.OutRequest{Method: "POST", URI: "/r", Host: "h", Header: &httpx.Header{},
+				Body: wholeReader{strings.NewReader("0123456789")}, ContentLength: 10}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rt := newH1ForTest(t, config.Upstream{}, addr)
+			check := func(i int) {
+				t.Helper()
+				resp, body, _, err := do(t, rt, tc.req())
+				if err != nil || resp.Status != 200 || body != "hello" {
+					t.Fatalf("request %d: %v %d %q", i, err, resp.Status, body)
+				}
+			}
+			check(-1) // dial
+			const n = 200
+			before, _ := syscount.Reads()
+			for i := range n {
+				check(i)
+			}
+			after, _ := syscount.Reads()
+			reads := after - before
+			// A spurious readiness (rare) costs one more read; without
+			// sendWait every round trip costs two.
+			if reads > n+n/10 {
+				t.Fatalf("%d read system calls for %d round trips, want about %d", reads, n, n)
+			}
+			if reads < n {
+				t.Fatalf("%d read system calls for %d round trips: the counter is not counting", reads, n)
+			}
+			if dials, _ := rt.Stats(); dials != 1 {
+				t.Fatalf("%d dials, want 1", dials)
+			}
+		})
 	}
 }
+
+// wholeReader is a body that has arrived whole (see smallWhole).
+type wholeReader struct{ io.Reader }
+
+func (wholeReader) Whole() bool { return true }
 
 // runSyscallBackend answers every request with a 5-byte body, head and
 // body in one write, prints its address, and exits when stdin closes.
@@ -85,7 +109,8 @@ func runSyscallBackend() {
 			defer c.Close()
 			br := bufio.NewReader(c)
 			for {
-				// Requests have no body: read up to the empty line.
+				// The head, then a Content-Length body if any.
+				n := 0
 				for {
 					l, err := br.ReadSlice('\n')
 					if err != nil {
@@ -94,6 +119,12 @@ func runSyscallBackend() {
 					if len(l) <= 2 {
 						break
 					}
+					if v, ok := strings.CutPrefix(string(l), "Content-Length: "); ok {
+						n, _ = strconv.Atoi(strings.TrimSpace(v))
+					}
+				}
+				if _, err := br.Discard(n); err != nil {
+					return
 				}
 				if _, err := c.Write([]byte(resp)); err != nil {
 					return
