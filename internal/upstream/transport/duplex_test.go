@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -198,5 +199,32 @@ func TestH1PingPongBody(t *testing.T) {
 		if err != nil || len(rest) != 0 {
 			t.Fatalf("length %d: after the last piece: %q, %v", cl, rest, err)
 		}
+	}
+}
+
+// TestH1HeadTimeoutFromBodyEnd: read_timeout bounds the wait for the
+// response head from the end of the request body, not from its start: an
+// upload that takes longer than read_timeout (each piece well within it)
+// gets its answer.
+func TestH1HeadTimeoutFromBodyEnd(t *testing.T) {
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		fmt.Fprint(w, n)
+	}))
+	defer ts.Close()
+	const rt, gap, pieces = 400 * time.Millisecond, 150 * time.Millisecond, 6 // 900 ms of upload
+	tr := newH1ForTest(t, config.Upstream{ReadTimeout: config.Duration(rt)}, backendAddr(ts))
+	pr, pw := io.Pipe()
+	go func() {
+		for i := 0; i < pieces; i++ {
+			pw.Write([]byte("0123456789"))
+			time.Sleep(gap)
+		}
+		pw.Close()
+	}()
+	req := &httpx.OutRequest{Method: "POST", URI: "/", Host: "h", Header: &httpx.Header{}, Body: pr, ContentLength: -1}
+	resp, body, _, err := do(t, tr, req)
+	if err != nil || resp.Status != 200 || body != "60" {
+		t.Fatalf("slow upload: %v %d %q, want 200 \"60\"", err, resp.Status, body)
 	}
 }

@@ -449,8 +449,10 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	c.headIn.Store(false)
 	var werr error
 	bodyTouched := hasBody
+	small := hasBody && req.Upgrade == "" && smallWhole(req)
+	async := hasBody && req.Upgrade == "" && !small
 	switch {
-	case hasBody && req.Upgrade == "" && smallWhole(req):
+	case small:
 		// A small body that has arrived whole goes out with the head in
 		// one write (sendWait, as without a body): reading it cannot wait
 		// for the client, and a write this small fits the socket buffer
@@ -462,7 +464,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 			c.w.last = false
 		}
 		c.releaseWriter()
-	case hasBody && req.Upgrade == "":
+	case async:
 		// The head timeout counts from the end of the body, which the
 		// writer marks; until then the response may take as long as the
 		// upload does.
@@ -503,9 +505,16 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 			return fail(&httpx.TransportError{Op: "write", Sent: true, Err: werr, Timeout: false})
 		}
 	}
-	if hasBody && rt > 0 {
+	if async {
+		// The writer starts the head timeout when the body ends.
+	} else if hasBody && rt > 0 {
 		// The head deadline counts from the end of the request.
 		c.setReadDeadline(rt)
+		if ctx.Err() != nil {
+			// Cancelled: its abort may have come before the line above
+			// (a small body's sendWait waits for the answer already).
+			c.nc.SetDeadline(aLongTimeAgo)
+		}
 	} else if werr != nil {
 		c.readBy = time.Time{}
 		c.nc.SetReadDeadline(time.Time{}) // responseWaiting's
