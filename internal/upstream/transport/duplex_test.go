@@ -38,7 +38,7 @@ func TestH1FullDuplexEcho(t *testing.T) {
 	body := bytes.Repeat([]byte("0123456789abcdef"), 4<<20/16*8) // 32 MB
 	for _, chunked := range []bool{false, true} {
 		req := &httpx.OutRequest{Method: "POST", URI: "/echo", Host: "h", Header: &httpx.Header{},
-			Body: bytes.NewReader(body), ContentLength: int64(len(body))}
+			Body: bytes.NewReader(body), ContentLength: int64(len(body)), ReadTimeout: 30 * time.Second}
 		if chunked {
 			req.Body = struct{ io.Reader }{bytes.NewReader(body)}
 			req.ContentLength = -1
@@ -105,7 +105,7 @@ func TestH1EarlyAnswerWhileBodyBlocked(t *testing.T) {
 	rt := newH1ForTest(t, config.Upstream{ReadTimeout: config.Duration(time.Minute)}, ln.Addr().String())
 	body := strings.Repeat("x", 64<<20)
 	req := &httpx.OutRequest{Method: "PUT", URI: "/up", Host: "h", Header: &httpx.Header{},
-		Body: strings.NewReader(body), ContentLength: int64(len(body))}
+		Body: strings.NewReader(body), ContentLength: int64(len(body)), ReadTimeout: 30 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var resp httpx.Response
@@ -134,7 +134,7 @@ func TestH1BodySourceErrorEndsRoundTrip(t *testing.T) {
 	rt := newH1ForTest(t, config.Upstream{ReadTimeout: config.Duration(time.Minute)}, backendAddr(ts))
 	src := io.MultiReader(strings.NewReader(strings.Repeat("x", 1<<20)), iotest.ErrReader(io.ErrClosedPipe))
 	req := &httpx.OutRequest{Method: "POST", URI: "/", Host: "h", Header: &httpx.Header{},
-		Body: src, ContentLength: 4 << 20}
+		Body: src, ContentLength: 4 << 20, ReadTimeout: 30 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var resp httpx.Response
@@ -172,7 +172,7 @@ func TestH1PingPongBody(t *testing.T) {
 	const pieces, size = 20, 100
 	for _, cl := range []int64{pieces * size, -1} {
 		pr, pw := io.Pipe()
-		req := &httpx.OutRequest{Method: "POST", URI: "/", Host: "h", Header: &httpx.Header{}, Body: pr, ContentLength: cl}
+		req := &httpx.OutRequest{Method: "POST", URI: "/", Host: "h", Header: &httpx.Header{}, Body: pr, ContentLength: cl, ReadTimeout: 30 * time.Second}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		piece := func(i int) []byte { return bytes.Repeat([]byte{byte('a' + i)}, size) }
 		go pw.Write(piece(0))
@@ -222,7 +222,7 @@ func TestH1HeadTimeoutFromBodyEnd(t *testing.T) {
 		}
 		pw.Close()
 	}()
-	req := &httpx.OutRequest{Method: "POST", URI: "/", Host: "h", Header: &httpx.Header{}, Body: pr, ContentLength: -1}
+	req := &httpx.OutRequest{Method: "POST", URI: "/", Host: "h", Header: &httpx.Header{}, Body: pr, ContentLength: -1, ReadTimeout: rt}
 	resp, body, _, err := do(t, tr, req)
 	if err != nil || resp.Status != 200 || body != "60" {
 		t.Fatalf("slow upload: %v %d %q, want 200 \"60\"", err, resp.Status, body)
