@@ -664,10 +664,7 @@ func (c *conn) sendBody(ctx context.Context, req *httpx.OutRequest, rt time.Dura
 // error. Nil otherwise (a write error is kept for bodyWritten).
 func (c *conn) bodyError() error {
 	if !c.writing {
-		if isBodySource(c.writeErr) {
-			return c.writeErr
-		}
-		return nil
+		return nil // no writer, or its result was taken (and was not this)
 	}
 	select {
 	case c.writeErr = <-c.bodyDone:
