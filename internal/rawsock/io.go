@@ -33,6 +33,14 @@ type IO struct {
 	wn   int
 	werr syscall.Errno
 	wfn  func(fd uintptr) bool
+
+	// SendRead's state (besides the read's): what is left to write, the
+	// write's error, whether it waited. SendRead is a read and a write: no
+	// other Read or Write may run meanwhile.
+	out    []byte
+	serr   syscall.Errno
+	waited bool
+	sfn    func(fd uintptr) bool
 }
 
 // NewIO returns an IO for rc.
@@ -46,6 +54,7 @@ func (c *IO) init(rc syscall.RawConn) {
 	c.rc = rc
 	c.rfn = c.readFd
 	c.wfn = c.writeFd
+	c.sfn = c.sendReadFd
 }
 
 // Conn is a TCP connection whose Read and Write go through an IO; the
@@ -111,6 +120,69 @@ func (c *IO) readFd(fd uintptr) bool {
 		c.rerr = e
 		return true
 	}
+}
+
+// SendRead writes out, the last bytes of a message, then waits until the
+// socket is readable (the reply), its read deadline passes or it is
+// closed, and reads into p like Read: one step (see the package doc). It
+// returns how many bytes it read and how many of out it wrote.
+//
+// sent < len(out) with a nil error means the socket buffer was full or
+// the wait could not start (deadline passed, closed): nothing was read,
+// and the caller writes the rest and then reads the ordinary way. A write
+// error is returned as such (with n = 0); otherwise the error is the
+// read's. Waited tells afterwards whether the step waited.
+func (c *IO) SendRead(out, p []byte) (n, sent int, err error) {
+	if len(p) == 0 {
+		return 0, 0, nil
+	}
+	c.out, c.waited = out, false
+	c.rp, c.rn, c.rerr, c.serr = p, 0, 0, 0
+	err = c.rc.Read(c.sfn)
+	n, sent = c.rn, len(out)-len(c.out)
+	rerr, werr := c.rerr, c.serr
+	c.rp, c.out = nil, nil
+	switch {
+	case werr != 0 && werr != syscall.EAGAIN:
+		return 0, sent, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", werr)}
+	case sent < len(out):
+		return 0, sent, nil
+	case err != nil:
+		return 0, sent, err // deadline or closed: the net package's error
+	case rerr != 0:
+		return 0, sent, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", rerr)}
+	case n == 0:
+		return 0, sent, io.EOF
+	}
+	return n, sent, nil
+}
+
+// Waited reports whether the last SendRead waited for the reply after
+// writing (false when it could not write everything).
+func (c *IO) Waited() bool { return c.waited }
+
+// sendReadFd is SendRead's read callback: the first call writes and
+// starts the wait, a later one (the socket became readable) reads.
+func (c *IO) sendReadFd(fd uintptr) bool {
+	if c.waited {
+		return c.readFd(fd)
+	}
+	for len(c.out) > 0 {
+		n, e := write(fd, c.out)
+		switch e {
+		case 0:
+			c.out = c.out[n:]
+			continue
+		case syscall.EINTR:
+			continue
+		}
+		c.serr = e // EAGAIN included: the caller writes the rest
+		return true
+	}
+	// The peer has not answered yet (its answer to bytes just written):
+	// wait without trying the read.
+	c.waited = true
+	return false
 }
 
 // Write writes all of p like net.Conn.Write, waiting (within the write

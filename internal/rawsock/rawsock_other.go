@@ -7,21 +7,18 @@ import (
 	"syscall"
 )
 
-// Sender writes nothing where raw socket calls are not available: callers
-// write the ordinary way (n = 0).
-type Sender struct{}
-
-// SendWait writes nothing and does not wait.
-func (s *Sender) SendWait(rc syscall.RawConn, p []byte) (n int, waited bool, err error) {
-	return 0, false, nil
-}
-
 // IO is never made where raw socket calls are not available (callers
 // keep a nil *IO and use the net.Conn).
 type IO struct{}
 
 // Read is never called on this system.
 func (c *IO) Read(p []byte) (int, error) { return 0, syscall.EINVAL }
+
+// SendRead is never called on this system.
+func (c *IO) SendRead(out, p []byte) (n, sent int, err error) { return 0, 0, syscall.EINVAL }
+
+// Waited is never called on this system.
+func (c *IO) Waited() bool { return false }
 
 // Write is never called on this system.
 func (c *IO) Write(p []byte) (int, error) { return 0, syscall.EINVAL }

@@ -46,19 +46,21 @@ func rawConn(t *testing.T, c *net.TCPConn) syscall.RawConn {
 	return rc
 }
 
-func TestSendWait(t *testing.T) {
+func TestSendRead(t *testing.T) {
 	tests := []struct {
 		name string
 		// peer handles what it received; it may answer.
-		peer       func(peer *net.TCPConn, got []byte)
-		deadline   time.Duration // the sender's read deadline (0: none)
-		wantRead   string        // what the sender's read after the wait gets
-		wantReadTO bool          // ... or a timeout
-		wantEOF    bool          // ... or EOF
+		peer      func(peer *net.TCPConn, got []byte)
+		deadline  time.Duration // the sender's read deadline (0: none)
+		want      string        // what SendRead reads
+		wantTO    bool          // ... or a timeout
+		wantEOF   bool          // ... or EOF
+		wantReset bool          // ... or a reset (a read error)
 	}{
-		{name: "reply", peer: func(p *net.TCPConn, got []byte) { p.Write(append([]byte("re:"), got...)) }, wantRead: "re:ping"},
-		{name: "deadline", peer: func(*net.TCPConn, []byte) {}, deadline: 50 * time.Millisecond, wantReadTO: true},
+		{name: "reply", peer: func(p *net.TCPConn, got []byte) { p.Write(append([]byte("re:"), got...)) }, want: "re:ping"},
+		{name: "deadline", peer: func(*net.TCPConn, []byte) {}, deadline: 50 * time.Millisecond, wantTO: true},
 		{name: "peer closes", peer: func(p *net.TCPConn, _ []byte) { p.Close() }, wantEOF: true},
+		{name: "peer resets", peer: func(p *net.TCPConn, _ []byte) { p.SetLinger(0); p.Close() }, wantReset: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,25 +79,29 @@ func TestSendWait(t *testing.T) {
 			} else {
 				a.SetReadDeadline(time.Now().Add(10 * time.Second))
 			}
-			var s Sender
-			n, waited, err := s.SendWait(rawConn(t, a), []byte("ping"))
-			if n != 4 || !waited || err != nil {
-				t.Fatalf("SendWait = %d, %v, %v; want 4, true, nil", n, waited, err)
-			}
+			c := NewIO(rawConn(t, a))
 			buf := make([]byte, 16)
-			m, err := a.Read(buf)
+			n, sent, err := c.SendRead([]byte("ping"), buf)
+			if sent != 4 || !c.Waited() {
+				t.Fatalf("SendRead sent %d, waited %v; want 4, true", sent, c.Waited())
+			}
 			switch {
-			case tt.wantReadTO:
-				if !errors.Is(err, os.ErrDeadlineExceeded) {
-					t.Fatalf("read: %d %v, want a timeout", m, err)
+			case tt.wantTO:
+				if n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Fatalf("SendRead: %d %v, want a timeout", n, err)
 				}
 			case tt.wantEOF:
-				if err != io.EOF {
-					t.Fatalf("read: %d %v, want EOF", m, err)
+				if n != 0 || err != io.EOF {
+					t.Fatalf("SendRead: %d %v, want EOF", n, err)
+				}
+			case tt.wantReset:
+				var oe *net.OpError
+				if n != 0 || !errors.As(err, &oe) || oe.Op != "read" || !errors.Is(err, syscall.ECONNRESET) {
+					t.Fatalf("SendRead: %d %#v, want a read *net.OpError with ECONNRESET", n, err)
 				}
 			default:
-				if string(buf[:m]) != tt.wantRead {
-					t.Fatalf("read %q %v, want %q", buf[:m], err, tt.wantRead)
+				if err != nil || string(buf[:n]) != tt.want {
+					t.Fatalf("SendRead read %q %v, want %q", buf[:n], err, tt.want)
 				}
 			}
 			<-done
@@ -103,45 +109,48 @@ func TestSendWait(t *testing.T) {
 	}
 }
 
-// TestSendWaitDeadlinePassed: a wait that cannot start writes nothing; the
-// caller writes the ordinary way.
-func TestSendWaitDeadlinePassed(t *testing.T) {
+// TestSendReadDeadlinePassed: a wait that cannot start writes and reads
+// nothing and is no error: the caller writes and reads the ordinary way.
+func TestSendReadDeadlinePassed(t *testing.T) {
 	a, _ := pair(t)
 	a.SetReadDeadline(time.Now().Add(-time.Second))
-	var s Sender
-	n, waited, err := s.SendWait(rawConn(t, a), []byte("ping"))
-	if n != 0 || waited || err != nil {
-		t.Fatalf("SendWait = %d, %v, %v; want 0, false, nil", n, waited, err)
+	c := NewIO(rawConn(t, a))
+	n, sent, err := c.SendRead([]byte("ping"), make([]byte, 4))
+	if n != 0 || sent != 0 || c.Waited() || err != nil {
+		t.Fatalf("SendRead = %d, %d, %v (waited %v); want 0, 0, nil, false", n, sent, err, c.Waited())
 	}
 }
 
-// TestSendWaitFullBuffer: a peer that does not read fills the socket
-// buffers; SendWait returns what it wrote without an error and without
-// waiting.
-func TestSendWaitFullBuffer(t *testing.T) {
+// TestSendReadFullBuffer: a peer that does not read fills the socket
+// buffers; SendRead returns what it wrote without an error, without
+// waiting and without reading.
+func TestSendReadFullBuffer(t *testing.T) {
 	a, _ := pair(t)
 	a.SetWriteBuffer(4096)
 	a.SetReadDeadline(time.Now().Add(10 * time.Second))
 	p := make([]byte, 16<<20)
-	var s Sender
-	n, waited, err := s.SendWait(rawConn(t, a), p)
-	if err != nil || waited || n <= 0 || n >= len(p) {
-		t.Fatalf("SendWait = %d, %v, %v; want 0 < n < %d, false, nil", n, waited, err, len(p))
+	c := NewIO(rawConn(t, a))
+	n, sent, err := c.SendRead(p, make([]byte, 4))
+	if err != nil || c.Waited() || n != 0 || sent <= 0 || sent >= len(p) {
+		t.Fatalf("SendRead = %d, %d, %v (waited %v); want 0, 0 < sent < %d, nil, false", n, sent, err, c.Waited(), len(p))
 	}
 }
 
-// TestSendWaitClosed: writing to a connection the peer reset is an error
-// the caller can classify (EPIPE or ECONNRESET inside a *net.OpError).
-func TestSendWaitClosed(t *testing.T) {
+// TestSendReadClosed: writing to a connection the peer reset is a write
+// error the caller can classify (EPIPE or ECONNRESET inside a
+// *net.OpError whose Op is "write").
+func TestSendReadClosed(t *testing.T) {
 	a, b := pair(t)
 	b.SetLinger(0)
 	b.Close() // RST
 	a.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c := NewIO(rawConn(t, a))
+	buf := make([]byte, 4)
 	// The reset arrives asynchronously on loopback; a bounded number of
-	// sends sees it.
-	var s Sender
+	// sends sees it, as a write error or (the reset came while waiting) a
+	// read error.
 	for i := 0; i < 100; i++ {
-		_, _, err := s.SendWait(rawConn(t, a), []byte("ping"))
+		_, _, err := c.SendRead([]byte("ping"), buf)
 		if err == nil {
 			continue
 		}
@@ -149,13 +158,17 @@ func TestSendWaitClosed(t *testing.T) {
 		if !errors.As(err, &oe) || !(errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)) {
 			t.Fatalf("err %#v, want a *net.OpError with EPIPE or ECONNRESET", err)
 		}
-		return
+		if oe.Op == "write" {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatal("no write error after the peer's reset")
 }
 
-// TestSendWaitAllocs: a send and its wait for the reply allocate nothing.
-func TestSendWaitAllocs(t *testing.T) {
+// TestSendReadAllocs: a send, its wait and the reply's read allocate
+// nothing.
+func TestSendReadAllocs(t *testing.T) {
 	a, b := pair(t)
 	go func() { // echoes every byte back
 		buf := make([]byte, 1)
@@ -169,19 +182,15 @@ func TestSendWaitAllocs(t *testing.T) {
 		}
 	}()
 	a.SetReadDeadline(time.Now().Add(10 * time.Second))
-	rc := rawConn(t, a)
-	var s Sender
+	c := NewIO(rawConn(t, a))
 	p, reply := []byte("x"), make([]byte, 1)
 	n := testing.AllocsPerRun(100, func() {
-		if n, waited, err := s.SendWait(rc, p); n != 1 || !waited || err != nil {
-			t.Fatalf("SendWait = %d, %v, %v", n, waited, err)
-		}
-		if _, err := io.ReadFull(a, reply); err != nil {
-			t.Fatal(err)
+		if n, sent, err := c.SendRead(p, reply); n != 1 || sent != 1 || err != nil || reply[0] != 'x' {
+			t.Fatalf("SendRead = %d, %d, %v, read %q", n, sent, err, reply)
 		}
 	})
 	if n != 0 && !race.Enabled {
-		t.Fatalf("%v allocs per SendWait and read, want 0", n)
+		t.Fatalf("%v allocs per SendRead, want 0", n)
 	}
 }
 

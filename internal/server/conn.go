@@ -125,19 +125,18 @@ type connWriter struct {
 	c  *conn
 	by int64 // the write deadline last set, ns since Server.epoch
 	// wait: the next write is the last of a response and the connection
-	// waits for the next request right after it (sendWait).
+	// waits for the next request right after it: the write is left to
+	// that read (connReader, reqState.out), which does both in one step.
 	wait bool
 }
 
 func (w *connWriter) Write(p []byte) (int, error) {
 	if w.wait {
 		w.wait = false
-		n, err := w.c.sendWait(p)
-		if err != nil || n == len(p) {
-			return n, err
+		if w.c.canSendRead() {
+			w.c.out = p
+			return len(p), nil
 		}
-		m, err := w.Write(p[n:])
-		return n + m, err
 	}
 	srv := w.c.srv
 	now := srv.mono() // the monotonic clock only: half a time.Now
@@ -170,6 +169,21 @@ func (r *connReader) Read(p []byte) (int, error) {
 		r.pending = false
 		p[0] = r.one[0]
 		return 1, nil
+	}
+	if rs := r.c.reqState; rs != nil && rs.out != nil {
+		// The end of the response, left by connWriter: written, waited
+		// for the next request and read in one step.
+		out := rs.out
+		rs.out = nil
+		n, sent, err := r.c.io.SendRead(out, p)
+		r.c.waited = r.c.io.Waited()
+		if err != nil || sent == len(out) {
+			return n, err
+		}
+		// The socket buffer was full or the wait could not start.
+		if _, err := r.c.cw.Write(out[sent:]); err != nil {
+			return 0, err
+		}
 	}
 	// What the handler wrote goes out before a read that may wait for the
 	// client, unless the body is read on another goroutine than the
@@ -206,7 +220,7 @@ type conn struct {
 	served bool
 	// pipelined is set once the client sent a request before the
 	// previous response was done: its responses are then flushed the
-	// ordinary way, never by sendWait (see there).
+	// ordinary way, never left to the next read (see canSendRead).
 	pipelined bool
 	// rdl is the read deadline setHotDeadline set, in ns since
 	// Server.epoch, while nothing else moved it; 0: unknown.
@@ -257,9 +271,10 @@ type reqState struct {
 	// date caches the Date field value for the current second.
 	dateSec int64
 	date    []byte
-	// sendWait's state (park_linux.go); waited: the last sendWait
+	// out is the end of a response that connWriter left to the next
+	// read (canSendRead), in bw's buffer until then; waited: that read
 	// waited for the next request.
-	sender rawsock.Sender
+	out    []byte
 	waited bool
 	// now is when the previous request on the connection ended, for the
 	// next wait (one clock reading for both); waitForRequest clears it.
@@ -300,6 +315,7 @@ func (c *conn) releaseBuffers() {
 		c.bw = nil
 	}
 	if c.reqState != nil {
+		c.out = nil // it pointed into bw's buffer
 		c.srv.pools.putReq(c.reqState)
 		c.reqState = nil
 	}
@@ -503,9 +519,9 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 	hot := c.setHotDeadline(now, deadline, opts.idleRelease)
 	c.waited = false
 	if c.bw.Buffered() > 0 && !c.pipelined {
-		// Send the response and wait for the next request in one step
-		// (sendWait), so that the read below finds the request instead
-		// of failing first.
+		// Send the response, wait for the next request and read it in one
+		// step (the flush leaves the write to the read: connReader), so
+		// that the read does not fail first.
 		c.cw.wait = true
 		err := c.bw.Flush()
 		c.cw.wait = false
@@ -526,7 +542,7 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 		return waitReady
 	}
 	if isTimeout(err) && c.waited && c.pendingInput() {
-		// A request sendWait's wait could not see (see there): the
+		// A request that wait could not see (see canSendRead): the
 		// client pipelines; its responses take the ordinary way now.
 		c.pipelined = true
 		c.setReadDeadline(time.Now().Add(opts.ReadHeaderTimeout))

@@ -278,26 +278,21 @@ func (c *conn) raw() bool {
 	return true
 }
 
-// sendWait writes p, the end of a response, and then waits until the
-// connection is readable (the next request), its read deadline passes or
-// it is closed (rawsock.Sender). It returns how much of p it wrote; the
-// caller writes the rest the ordinary way.
+// canSendRead reports whether the end of a response may be left to the
+// next read, which writes it, waits until the connection is readable (the
+// next request), its read deadline passes or it is closed, and reads, in
+// one step (connReader, rawsock.IO.SendRead).
 //
 // What the wait cannot see is input that came after the request was read
-// and before sendWait: a pipelined request. It is found when the
+// and before that step: a pipelined request. It is found when the
 // idle-release wait ends (waitForRequest asks pendingInput), and the
 // connection is marked pipelined: it flushes the ordinary way from then
 // on, as does every connection seen pipelining before. So a pipelined
 // request that raced its predecessor's response waits idleRelease once
 // per connection at most. TLS connections never come here (bytes written
 // here would bypass TLS).
-func (c *conn) sendWait(p []byte) (int, error) {
-	if c.rwc != c.nc || !c.raw() {
-		return 0, nil
-	}
-	n, waited, err := c.sender.SendWait(c.pk.rc, p)
-	c.waited = waited
-	return n, err
+func (c *conn) canSendRead() bool {
+	return c.rwc == c.nc && c.raw() && c.io != nil
 }
 
 // pendingInput reports whether the client sent bytes not read yet (a

@@ -24,9 +24,9 @@ func (p *poller) close() {}
 
 func (c *conn) parkEpoll(time.Time) bool { return false }
 
-// sendWait writes nothing without epoll parking: responses are flushed the
-// ordinary way.
-func (c *conn) sendWait([]byte) (int, error) { return 0, nil }
+// canSendRead: without epoll parking responses are flushed the ordinary
+// way.
+func (c *conn) canSendRead() bool { return false }
 
-// pendingInput is never asked without sendWait.
+// pendingInput is never asked without sendRead.
 func (c *conn) pendingInput() bool { return false }

@@ -334,7 +334,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // clients retry on a reused connection, RFC 9112 §9.3.1).
 //
 // A connection becomes idle before its last response is flushed (the
-// flush goes with the wait for the next request: sendWait), so one with a
+// flush goes with the wait for the next request: canSendRead), so one with a
 // goroutine is only shut for reading: the flush still goes out, and the
 // wait, or the read after it, sees EOF and finishes the connection.
 func (s *Server) closeIdle() {

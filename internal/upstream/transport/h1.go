@@ -91,11 +91,12 @@ type conn struct {
 	idleAt time.Time
 	// deadline reports whether a read/write deadline may be set on nc.
 	deadline bool
-	sock     *sock     // nil: not a socket (or no raw access here)
-	w        reqWriter // what bw writes to
-	abort    func()    // interrupts blocked IO (context cancellation)
-	readBy   time.Time // the read deadline last set
-	writeBy  time.Time // the write deadline last set
+	sock     *sock      // nil: not a socket (or no raw access here)
+	w        reqWriter  // what bw writes to
+	r        respReader // what br reads from
+	abort    func()     // interrupts blocked IO (context cancellation)
+	readBy   time.Time  // the read deadline last set
+	writeBy  time.Time  // the write deadline last set
 	parser   httpx.ResponseParser
 	cr       httpx.ChunkedReader
 	cw       httpx.ChunkedWriter
@@ -113,25 +114,45 @@ type conn struct {
 }
 
 // reqWriter is what c.bw writes to: the connection, except that the flush
-// that ends a request without a body goes through sendWait, which also
-// waits for the response to become readable.
+// that ends a request (last) is left to the response's first read
+// (respReader), which writes it, waits for the response and reads it in
+// one step.
 type reqWriter struct {
 	c    *conn
-	last bool // the next write ends the request: send and wait
+	last bool // the next write ends the request: leave it to the read
+	// out is that last write, in bw's buffer: bw is held until the read.
+	out []byte
 }
 
 func (w *reqWriter) Write(p []byte) (int, error) {
-	c := w.c
-	if !w.last {
-		return c.io().Write(p)
+	if w.last {
+		w.last = false
+		w.out = p
+		return len(p), nil
 	}
-	w.last = false
-	n, err := c.sock.sendWait(p)
-	if err != nil || n == len(p) {
-		return n, err
+	return w.c.io().Write(p)
+}
+
+// respReader is what c.br reads from: the connection. The end of a request
+// reqWriter left goes out first, in the same step as the read's wait
+// (rawsock.IO.SendRead): a read right after the request would only find
+// that the upstream has not answered yet.
+type respReader struct{ c *conn }
+
+func (r *respReader) Read(p []byte) (int, error) {
+	c := r.c
+	if out := c.w.out; out != nil {
+		c.w.out = nil
+		n, sent, err := c.sock.raw.SendRead(out, p)
+		if err != nil || sent == len(out) {
+			return n, err
+		}
+		// The socket buffer was full or the wait could not start.
+		if _, err := c.sock.raw.Write(out[sent:]); err != nil {
+			return 0, err
+		}
 	}
-	m, err := c.io().Write(p[n:])
-	return n + m, err
+	return c.io().Read(p)
 }
 
 // io is what the connection's bytes go through: the socket with raw
@@ -223,7 +244,7 @@ func (t *h1) getConn(ctx context.Context, fresh bool, now time.Time) (*conn, boo
 			if now.Sub(c.idleAt) < t.idleTimeout {
 				t.mu.Unlock()
 				c.br = readerPool.Get().(*bufio.Reader)
-				c.br.Reset(c.io())
+				c.br.Reset(&c.r)
 				t.reused.Add(1)
 				return c, true, nil
 			}
@@ -262,9 +283,9 @@ func (t *h1) dial(ctx context.Context) (*conn, error) {
 	}
 	c := &conn{t: t, nc: nc}
 	c.sock = newSock(nc)
-	c.w.c = c
+	c.w.c, c.r.c = c, c
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(c.io())
+	c.br.Reset(&c.r)
 	return c, nil
 }
 
@@ -454,16 +475,15 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 	switch {
 	case small:
 		// A small body that has arrived whole goes out with the head in
-		// one write (sendWait, as without a body): reading it cannot wait
-		// for the client, and a write this small fits the socket buffer
-		// whatever the upstream does.
+		// one write, sent by the response's read (as without a body):
+		// reading it cannot wait for the client, and a write this small
+		// fits the socket buffer whatever the upstream does.
 		werr = c.writeBody(outBody{req.Body, req.ContentLength, req.Trailer}, rt, false)
 		if werr == nil {
-			c.w.last = c.sock.canSendWait()
+			c.w.last = c.sock.canSendRead()
 			werr = c.bw.Flush()
 			c.w.last = false
 		}
-		c.releaseWriter()
 	case async:
 		// The head timeout counts from the end of the body, which the
 		// writer marks; until then the response may take as long as the
@@ -483,12 +503,11 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		}
 		c.releaseWriter()
 	default:
-		// A request without a body is sent and waited for in one step
-		// (sendWait): the response's read then does not fail first.
-		c.w.last = c.sock.canSendWait()
+		// A request without a body is sent, waited for and read in one
+		// step (respReader): the response's read does not fail first.
+		c.w.last = c.sock.canSendRead()
 		werr = c.bw.Flush()
 		c.w.last = false
-		c.releaseWriter()
 	}
 	if werr != nil {
 		var be *errBodySource
@@ -512,7 +531,7 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		c.setReadDeadline(rt)
 		if ctx.Err() != nil {
 			// Cancelled: its abort may have come before the line above
-			// (a small body's sendWait waits for the answer already).
+			// (a small body's write waited for the answer already).
 			c.nc.SetDeadline(aLongTimeAgo)
 		}
 	} else if werr != nil {
@@ -520,16 +539,26 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		c.nc.SetReadDeadline(time.Time{}) // responseWaiting's
 	}
 
-	// Read the response head.
-	if _, err := c.br.Peek(1); err != nil {
-		if reused && !bodyTouched && isStale(err) && ctx.Err() == nil {
+	// Read the response head. The first read also sends what the flush
+	// above left to it (reqWriter): the write buffer is free after it.
+	_, rerr := c.br.Peek(1)
+	if !async {
+		c.w.out = nil // sent by that read (br was empty)
+		c.releaseWriter()
+	}
+	if rerr != nil {
+		if reused && !bodyTouched && isStale(rerr) && ctx.Err() == nil {
 			_, e := fail(nil)
 			return true, e
 		}
 		if be := c.bodyError(); be != nil {
 			return fail(be) // the writer stopped this read: the body failed
 		}
-		return fail(&httpx.TransportError{Op: "read", Sent: true, Timeout: isTimeout(err), Err: err})
+		op := "read"
+		if oe, ok := rerr.(*net.OpError); ok && oe.Op == "write" {
+			op = "write" // the request's end, sent by this read, failed
+		}
+		return fail(&httpx.TransportError{Op: op, Sent: true, Timeout: isTimeout(rerr), Err: rerr})
 	}
 	var head httpx.ResponseHead
 	for interim := 0; ; interim++ {

@@ -25,8 +25,9 @@ const syscallBackendEnv = "PINGAP_TRANSPORT_SYSCALL_BACKEND"
 
 // TestRoundTripReadsOnce pins the read budget of a round trip without a
 // request body on a pooled plain-TCP connection: one read system call, the
-// one that gets the response (sendWait waits for it after sending instead
-// of trying a read the upstream cannot have answered yet). Counted by the
+// one that gets the response (the read sends the request and waits for
+// the answer first, instead of trying a read the upstream cannot have
+// answered yet: rawsock.IO.SendRead). Counted by the
 // kernel (/proc/self/io syscr), not timed.
 func TestRoundTripReadsOnce(t *testing.T) {
 	if os.Getenv(syscallBackendEnv) == "1" {
@@ -71,7 +72,7 @@ func TestRoundTripReadsOnce(t *testing.T) {
 			after, _ := syscount.Reads()
 			reads := after - before
 			// A spurious readiness (rare) costs one more read; without
-			// sendWait every round trip costs two.
+			// SendRead every round trip costs two.
 			if reads > n+n/10 {
 				t.Fatalf("%d read system calls for %d round trips, want about %d", reads, n, n)
 			}

@@ -23,8 +23,7 @@ type sock struct {
 	alive bool
 	peek  func(fd uintptr) bool
 
-	sender rawsock.Sender
-	raw    *rawsock.IO // reads and writes of a plain socket; nil under TLS
+	raw *rawsock.IO // reads and writes of a plain socket; nil under TLS
 }
 
 func newSock(nc net.Conn) *sock {
@@ -71,13 +70,6 @@ func (s *sock) peekFd(fd uintptr) bool {
 	return true
 }
 
-// canSendWait reports whether sendWait works on this connection.
-func (s *sock) canSendWait() bool { return s != nil && s.plain }
-
-// sendWait writes p, the last bytes of a request, and waits for the
-// response to become readable (rawsock.Sender). It returns how much of p
-// it wrote; the caller writes the rest the ordinary way.
-func (s *sock) sendWait(p []byte) (int, error) {
-	n, _, err := s.sender.SendWait(s.rc, p)
-	return n, err
-}
+// canSendRead reports whether reads may send a request's end
+// (respReader, rawsock.IO.SendRead) on this connection.
+func (s *sock) canSendRead() bool { return s != nil && s.raw != nil }

@@ -28,8 +28,9 @@ const syscallRequests = 200
 
 // TestKeepAliveReadsOnce pins the read budget of a keep-alive request on a
 // plain-TCP connection: one read system call, the one that gets the
-// request (sendWait sends the previous response and waits for the next
-// request instead of trying a read the client cannot have answered yet).
+// request (that read sends the previous response and waits for the next
+// request first, instead of trying a read the client cannot have answered
+// yet: canSendRead).
 // Counted by the kernel (/proc/self/io syscr), not timed.
 func TestKeepAliveReadsOnce(t *testing.T) {
 	if addr := os.Getenv(syscallClientEnv); addr != "" {
@@ -55,7 +56,7 @@ func TestKeepAliveReadsOnce(t *testing.T) {
 	reads := after - before
 	// The first request costs two reads (waitForRequest), reading the
 	// child's output a few; a spurious readiness (rare) costs one more.
-	// Without sendWait every request costs two.
+	// Without canSendRead every request costs two.
 	const n = syscallRequests
 	if reads > n+n/10 {
 		t.Fatalf("%d read system calls for %d requests, want about %d", reads, n, n)
@@ -93,7 +94,8 @@ func runSyscallClient(addr string) error {
 
 // TestPipelinedWhileHandling: a request pipelined while the previous one
 // is in its handler arrives after the read that got that one and before
-// sendWait's wait began, so the wait cannot see it (see sendWait). It must
+// the wait after the response began, so the wait cannot see it (see
+// canSendRead). It must
 // still be answered (after idleRelease at most), and the connection's
 // later responses go the ordinary way.
 func TestPipelinedWhileHandling(t *testing.T) {
