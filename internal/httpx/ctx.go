@@ -125,6 +125,10 @@ type Ctx struct {
 	// Context carries cancellation (HTTP/2 stream reset) and trace spans.
 	Context context.Context
 	Start   time.Time
+	// End is when the handler finished the request, if it read the clock
+	// for that anyway (metrics, logs); the server counts the idle time
+	// from it. Zero: the server reads the clock itself.
+	End time.Time
 	// Scheme is "http" or "https".
 	Scheme string
 	// ClientIP is the client address after trusted-proxy handling
@@ -166,7 +170,7 @@ func (c *Ctx) Reset() {
 	c.Conn = ConnInfo{}
 	c.W = nil
 	c.Context = nil
-	c.Start = time.Time{}
+	c.Start, c.End = time.Time{}, time.Time{}
 	c.Scheme = ""
 	c.ClientIP = netip.Addr{}
 	c.RequestID, c.Location, c.Upstream, c.UpstreamAddr = "", "", "", ""

@@ -389,17 +389,38 @@ func resendable(c *httpx.Ctx, upgrade string, err error) bool {
 	return errors.As(err, &te) && te.Op == "read" && !te.Timeout
 }
 
-// hopByHop are the RFC 9110 §7.6.1 connection-specific fields, plus the
-// framing field Transfer-Encoding (the transport re-frames bodies).
-var hopByHop = [...]string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authorization", "TE", "Trailer", "Transfer-Encoding", "Upgrade"}
-
+// isHopByHop reports the RFC 9110 §7.6.1 connection-specific fields, plus
+// the framing field Transfer-Encoding (the transport re-frames bodies):
+// Connection, Proxy-Connection, Keep-Alive, Proxy-Authorization, TE,
+// Trailer, Transfer-Encoding, Upgrade. It runs for every field of every
+// request and response: the length picks the one name to compare.
 func isHopByHop(name string) bool {
-	for _, h := range hopByHop {
-		if httpx.EqualFold(name, h) {
-			return true
+	var h string
+	switch len(name) {
+	case 2:
+		h = "TE"
+	case 7:
+		if name[0]|0x20 == 't' {
+			h = "Trailer"
+		} else {
+			h = "Upgrade"
 		}
+	case 10:
+		if name[0]|0x20 == 'c' {
+			h = "Connection"
+		} else {
+			h = "Keep-Alive"
+		}
+	case 16:
+		h = "Proxy-Connection"
+	case 17:
+		h = "Transfer-Encoding"
+	case 19:
+		h = "Proxy-Authorization"
+	default:
+		return false
 	}
-	return false
+	return httpx.EqualFold(name, h)
 }
 
 // stripConnectionFields removes hop-by-hop fields from an upstream response,

@@ -93,6 +93,32 @@ func TestBuildRequest(t *testing.T) {
 	}
 }
 
+func TestIsHopByHop(t *testing.T) {
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"Connection", true}, {"connection", true}, {"CONNECTION", true},
+		{"Proxy-Connection", true}, {"Keep-Alive", true}, {"keep-alive", true},
+		{"Proxy-Authorization", true}, {"TE", true}, {"te", true}, {"Te", true},
+		{"Trailer", true}, {"trailer", true}, {"Transfer-Encoding", true},
+		{"transfer-encoding", true}, {"Upgrade", true}, {"UPGRADE", true},
+		// Same lengths, other names.
+		{"Tf", false}, {"XE", false}, {"Trailes", false}, {"Upgradf", false},
+		{"Referer", false}, {"Connectiom", false}, {"Keep-Alivf", false},
+		{"Set-Cookie", false}, {"Proxy-Connectiom", false}, {"Content-Encoding!", false},
+		{"Proxy-Authorizatiom", false},
+		// Not hop-by-hop here (the response strip adds Proxy-Authenticate).
+		{"Proxy-Authenticate", false}, {"Content-Type", false}, {"Trailers", false},
+		{"X-Connection", false}, {"", false}, {"T", false},
+	}
+	for _, tt := range tests {
+		if got := isHopByHop(tt.name); got != tt.want {
+			t.Errorf("isHopByHop(%q) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestStripConnectionFields(t *testing.T) {
 	var h httpx.Header
 	for _, f := range [][2]string{{"Connection", "close, X-Internal"}, {"X-Internal", "1"}, {"Keep-Alive", "timeout=5"}, {"Transfer-Encoding", "chunked"}, {"Proxy-Authenticate", "Basic"}, {"Content-Type", "text/plain"}} {

@@ -456,6 +456,7 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 		if c.w.hijacked {
 			return // the Ctx may still be read by the hijacker's goroutines
 		}
+		end := c.ctx.End
 		// Reset now rather than before the next request, so that an idle
 		// connection does not keep the previous head alive.
 		c.ctx.Reset()
@@ -470,10 +471,14 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 			c.bw.Flush()
 			return
 		}
-		// The monotonic clock only (time.Now also reads the wall clock);
-		// the wall time follows from start's.
-		c.now = start.Add(time.Since(start))
-		deadline = c.now.Add(opts.IdleTimeout)
+		// The handler's reading of the request's end, or the monotonic
+		// clock only (time.Now also reads the wall clock): the wall time
+		// follows from start's.
+		if end.IsZero() {
+			end = start.Add(time.Since(start))
+		}
+		c.now = end
+		deadline = end.Add(opts.IdleTimeout)
 	}
 }
 

@@ -364,6 +364,23 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestIdleTimeoutFromHandlerEnd: a handler that tells when it finished
+// (Ctx.End, the engine's clock reading for metrics) sets where the idle
+// timeout counts from: here an hour's timeout that the End of an hour
+// ago (less 200 ms) makes end at once, where the server's own reading
+// would keep the connection for the hour.
+func TestIdleTimeoutFromHandlerEnd(t *testing.T) {
+	h := HandlerFunc(func(c *httpx.Ctx) {
+		echo(c)
+		c.End = time.Now().Add(-time.Hour + 200*time.Millisecond)
+	})
+	addr, _ := startServer(t, h, Options{IdleTimeout: time.Hour, ReadHeaderTimeout: 5 * time.Second})
+	c := dialRaw(t, addr)
+	c.send("GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+	c.read("GET")
+	c.expectClosed() // within its 5 s
+}
+
 // TestIdleBuffersReleased waits past the release window so the buffers go
 // back to the pools, then sends the next request: it must be served
 // normally (the byte read without buffers is replayed), over plain TCP and
