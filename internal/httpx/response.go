@@ -2,6 +2,7 @@ package httpx
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -105,8 +106,124 @@ func (p *ResponseParser) ReadHead(br *bufio.Reader, resp *Response, maxBytes int
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxResponseHeadBytes
 	}
-	head := ResponseHead{ContentLength: -1}
 	resp.Header.Reset()
+	buf, _ := br.Peek(br.Buffered())
+	if head, end, ok := p.parseBuffered(buf, resp, maxBytes); ok {
+		br.Discard(end)
+		return head, nil
+	}
+	return p.readLines(br, resp, maxBytes)
+}
+
+// headState is what the fields of a head said about framing so far.
+type headState struct {
+	keepAlive, closeConn, teSeen bool
+}
+
+// field takes in the framing fields (Content-Length, Transfer-Encoding,
+// Connection) of a head.
+func (st *headState) field(head *ResponseHead, name, value []byte) error {
+	switch {
+	case wireEqualFold(name, "Content-Length"):
+		n, err := parseRespContentLength(value)
+		if err != nil {
+			return err
+		}
+		if head.ContentLength >= 0 && head.ContentLength != n {
+			return fmt.Errorf("%w: two different Content-Length values", ErrMalformedResponse)
+		}
+		head.ContentLength = n
+	case wireEqualFold(name, "Transfer-Encoding"):
+		// Only a single "chunked" coding is accepted: we cannot decode
+		// other transfer codings, and forwarding them as the body would
+		// corrupt it.
+		if st.teSeen || !wireEqualFold(value, "chunked") {
+			return fmt.Errorf("%w: unsupported Transfer-Encoding %q", ErrMalformedResponse, clip(value))
+		}
+		st.teSeen = true
+	case wireEqualFold(name, "Connection"):
+		if hasTokenBytes(value, "close") {
+			st.closeConn = true
+		}
+		if hasTokenBytes(value, "keep-alive") {
+			st.keepAlive = true
+		}
+	}
+	return nil
+}
+
+// finish checks the framing of a head whose fields are all in.
+func (st *headState) finish(head *ResponseHead) error {
+	if st.teSeen {
+		if head.Minor == 0 {
+			// RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+			return fmt.Errorf("%w: Transfer-Encoding in HTTP/1.0 response", ErrMalformedResponse)
+		}
+		if head.ContentLength >= 0 {
+			// RFC 9112 §6.3 lets a recipient go with Transfer-Encoding, but
+			// the combination is the classic smuggling vector: refuse it.
+			return fmt.Errorf("%w: both Transfer-Encoding and Content-Length", ErrMalformedResponse)
+		}
+		head.Chunked = true
+	}
+	head.Close = st.closeConn || (head.Minor == 0 && !st.keepAlive)
+	return nil
+}
+
+// parseBuffered is ReadHead for a head that is whole in buf (br's
+// buffered bytes, the common case): no copy per line, one string for the
+// whole head. It reports false, with resp untouched, for anything else
+// (incomplete, malformed, over maxBytes): readLines then parses the head
+// from the start and reports what is wrong.
+func (p *ResponseParser) parseBuffered(buf []byte, resp *Response, maxBytes int) (ResponseHead, int, bool) {
+	head := ResponseHead{ContentLength: -1}
+	nl := bytes.IndexByte(buf, '\n')
+	if nl < 1 || buf[nl-1] != '\r' || nl+1 > maxBytes || parseStatusLine(buf[:nl-1], &head) != nil {
+		return head, 0, false
+	}
+	p.pos = p.pos[:0]
+	var st headState
+	pos := nl + 1
+	for {
+		i := bytes.IndexByte(buf[pos:], '\n')
+		if i < 0 {
+			return head, 0, false // not all here
+		}
+		eol := pos + i
+		if eol == pos || buf[eol-1] != '\r' || eol+1 > maxBytes {
+			return head, 0, false
+		}
+		line := buf[pos : eol-1]
+		pos = eol + 1
+		if len(line) == 0 {
+			break
+		}
+		name, value, err := wireParseFieldLine(line)
+		if err != nil || st.field(&head, name, value) != nil {
+			return head, 0, false
+		}
+		// name and value are sub-slices of buf: record their offsets.
+		nameAt, valueAt := cap(buf)-cap(name), cap(buf)-cap(value)
+		p.pos = append(p.pos, int32(nameAt), int32(nameAt+len(name)), int32(valueAt), int32(valueAt+len(value)))
+	}
+	if st.finish(&head) != nil {
+		return head, 0, false
+	}
+	if len(p.pos) > 0 {
+		s := string(buf[:pos])
+		for i := 0; i < len(p.pos); i += 4 {
+			resp.Header.Add(s[p.pos[i]:p.pos[i+1]], s[p.pos[i+2]:p.pos[i+3]])
+		}
+	}
+	resp.Status = head.Status
+	resp.ContentLength = head.ContentLength
+	return head, pos, true
+}
+
+// readLines is ReadHead line by line, for a head that is not whole in
+// br's buffer (or is malformed: it reports what is wrong).
+func (p *ResponseParser) readLines(br *bufio.Reader, resp *Response, maxBytes int) (ResponseHead, error) {
+	head := ResponseHead{ContentLength: -1}
 	p.buf = p.buf[:0]
 	p.pos = p.pos[:0]
 
@@ -123,10 +240,7 @@ func (p *ResponseParser) ReadHead(br *bufio.Reader, resp *Response, maxBytes int
 	}
 	p.buf = p.buf[:0]
 
-	var (
-		keepAlive, closeConn bool
-		teSeen               bool
-	)
+	var st headState
 	for {
 		start := len(p.buf)
 		line, err := readHeadLine(br, &p.buf, maxBytes-total)
@@ -150,47 +264,13 @@ func (p *ResponseParser) ReadHead(br *bufio.Reader, resp *Response, maxBytes int
 		// name and value are sub-slices of line: record their offsets.
 		valStart := start + cap(line) - cap(value)
 		p.pos = append(p.pos, int32(start), int32(start+len(name)), int32(valStart), int32(valStart+len(value)))
-
-		switch {
-		case wireEqualFold(name, "Content-Length"):
-			n, err := parseRespContentLength(value)
-			if err != nil {
-				return head, err
-			}
-			if head.ContentLength >= 0 && head.ContentLength != n {
-				return head, fmt.Errorf("%w: two different Content-Length values", ErrMalformedResponse)
-			}
-			head.ContentLength = n
-		case wireEqualFold(name, "Transfer-Encoding"):
-			// Only a single "chunked" coding is accepted: we cannot decode
-			// other transfer codings, and forwarding them as the body
-			// would corrupt it.
-			if teSeen || !wireEqualFold(value, "chunked") {
-				return head, fmt.Errorf("%w: unsupported Transfer-Encoding %q", ErrMalformedResponse, clip(value))
-			}
-			teSeen = true
-		case wireEqualFold(name, "Connection"):
-			if hasTokenBytes(value, "close") {
-				closeConn = true
-			}
-			if hasTokenBytes(value, "keep-alive") {
-				keepAlive = true
-			}
+		if err := st.field(&head, name, value); err != nil {
+			return head, err
 		}
 	}
-	if teSeen {
-		if head.Minor == 0 {
-			// RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
-			return head, fmt.Errorf("%w: Transfer-Encoding in HTTP/1.0 response", ErrMalformedResponse)
-		}
-		if head.ContentLength >= 0 {
-			// RFC 9112 §6.3 lets a recipient go with Transfer-Encoding, but
-			// the combination is the classic smuggling vector: refuse it.
-			return head, fmt.Errorf("%w: both Transfer-Encoding and Content-Length", ErrMalformedResponse)
-		}
-		head.Chunked = true
+	if err := st.finish(&head); err != nil {
+		return head, err
 	}
-	head.Close = closeConn || (head.Minor == 0 && !keepAlive)
 
 	if len(p.pos) > 0 {
 		s := string(p.buf)

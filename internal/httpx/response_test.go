@@ -189,15 +189,37 @@ func TestReadHeadInterimSequence(t *testing.T) {
 	}
 }
 
+// FuzzReadHead: whatever the input, an accepted head is valid, and the
+// in-place parse of a head that is whole in the buffer (parseBuffered)
+// agrees with the line-by-line one (a 16-byte buffer holds no head).
 func FuzzReadHead(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n"))
 	f.Add([]byte("HTTP/1.0 304 x\r\nTransfer-Encoding: chunked\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nX: \t y \r\n\r\nbody"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		var p ResponseParser
-		var resp Response
+		var p, pw ResponseParser
+		var resp, rw Response
 		head, err := p.ReadHead(bufio.NewReaderSize(strings.NewReader(string(in)), 16), &resp, 512)
+		whole := bufio.NewReaderSize(strings.NewReader(string(in)), 4096)
+		whole.Peek(1) // fill the buffer, as the transport does before ReadHead
+		hw, errw := pw.ReadHead(whole, &rw, 512)
+		if (err == nil) != (errw == nil) || errors.Is(err, ErrMalformedResponse) != errors.Is(errw, ErrMalformedResponse) {
+			t.Fatalf("16-byte buffer: %v; whole buffer: %v", err, errw)
+		}
 		if err != nil {
 			return
+		}
+		if head != hw || resp.Status != rw.Status || resp.ContentLength != rw.ContentLength {
+			t.Fatalf("16-byte buffer: %+v %d %d; whole buffer: %+v %d %d", head, resp.Status, resp.ContentLength, hw, rw.Status, rw.ContentLength)
+		}
+		fs, fw := resp.Header.Fields(), rw.Header.Fields()
+		if len(fs) != len(fw) {
+			t.Fatalf("fields %q vs %q", fs, fw)
+		}
+		for i := range fs {
+			if fs[i] != fw[i] {
+				t.Fatalf("fields %q vs %q", fs, fw)
+			}
 		}
 		if head.Chunked && head.ContentLength >= 0 {
 			t.Fatal("chunked with Content-Length accepted")
