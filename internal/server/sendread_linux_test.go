@@ -154,3 +154,23 @@ func TestShutdownDeliversLastResponse(t *testing.T) {
 	}
 	c.expectClosed()
 }
+
+// TestResponseEndWaitNotStarted: when the read that sends a response's
+// end cannot start its wait (its deadline passed already: here the
+// handler's end reading is a second old, so the idle-release deadline
+// derived from it is past), it writes nothing; the end then goes out the
+// ordinary way, and the connection parks and serves its next request.
+func TestResponseEndWaitNotStarted(t *testing.T) {
+	h := HandlerFunc(func(c *httpx.Ctx) {
+		echo(c)
+		c.End = time.Now().Add(-time.Second)
+	})
+	addr, _ := startServer(t, h, Options{IdleTimeout: time.Minute})
+	c := dialRaw(t, addr)
+	for _, path := range []string{"/one", "/two"} {
+		c.send("GET " + path + " HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp, _ := c.read("GET"); resp.Header.Get("X-Path") != path {
+			t.Fatalf("response for %q, want %q", resp.Header.Get("X-Path"), path)
+		}
+	}
+}

@@ -4,16 +4,19 @@ package transport
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
-	"github.com/pingap-go/pingap/internal/httpx"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pingap-go/pingap/internal/config"
+	"github.com/pingap-go/pingap/internal/httpx"
 	"github.com/pingap-go/pingap/internal/rawsock"
 	"github.com/pingap-go/pingap/internal/testutil/syscount"
 )
@@ -132,5 +135,47 @@ func runSyscallBackend() {
 				}
 			}
 		}()
+	}
+}
+
+// TestRequestEndWaitNotStarted: when the read that sends a request's end
+// cannot start its wait (the deadlines passed already: the caller's clock
+// reading for a pooled round trip is an hour old), the request goes the
+// ordinary way, which fails on the passed write deadline: the round trip
+// ends in a timeout rather than hanging, the connection is dropped, and
+// the next request gets a fresh one.
+func TestRequestEndWaitNotStarted(t *testing.T) {
+	paths := make(chan string, 4)
+	b := newRawBackend(t, func(c net.Conn, br *bufio.Reader) {
+		for {
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			paths <- req.URL.Path
+			if _, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); err != nil {
+				return
+			}
+		}
+	})
+	rt := newH1ForTest(t, config.Upstream{}, b.addr())
+	if resp, body, _, err := do(t, rt, get("/first", "h")); err != nil || resp.Status != 200 || body != "ok" {
+		t.Fatalf("first: %v %d %q", err, resp.Status, body)
+	}
+	req := get("/late", "h")
+	req.ReadTimeout = time.Second
+	req.Now = time.Now().Add(-time.Hour)
+	_, _, res, err := do(t, rt, req)
+	var te *httpx.TransportError
+	if !res.Reused || !errors.As(err, &te) || !te.Timeout {
+		t.Fatalf("late round trip: reused %v, err %v; want a timeout on the pooled connection", res.Reused, err)
+	}
+	if resp, body, res, err := do(t, rt, get("/next", "h")); err != nil || resp.Status != 200 || body != "ok" || res.Reused {
+		t.Fatalf("next: %v %d %q reused %v; want a fresh connection", err, resp.Status, body, res.Reused)
+	}
+	for _, want := range []string{"/first", "/next"} {
+		if got := <-paths; got != want {
+			t.Fatalf("the backend got %q, want %q", got, want)
+		}
 	}
 }
