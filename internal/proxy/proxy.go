@@ -493,6 +493,15 @@ func (b *clientBody) read(p []byte) (int, error) {
 			return 0, b.err
 		}
 	}
+	if err == nil {
+		if e, ok := b.r.(interface{ Ended() bool }); ok && e.Ended() {
+			// A body of declared length read to its end: io.EOF now,
+			// with its last bytes. The HTTP/1.1 transport reads exactly
+			// that length and would never ask again, and ended (Read's
+			// error) is what lets the attempt be reused.
+			err = io.EOF
+		}
+	}
 	if err != nil {
 		b.err = err
 	}

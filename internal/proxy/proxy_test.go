@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/pingap-go/pingap/internal/config"
@@ -167,6 +170,50 @@ func TestClientBodyLimit(t *testing.T) {
 	_, err = b.Read(buf)
 	if n != 4 || err == httpx.ErrBodyTooLarge {
 		t.Fatalf("a body exactly at the limit was refused: n=%d err=%v", n, err)
+	}
+}
+
+// TestClientBodyEOFAtLength: a body of declared length reports io.EOF
+// with its last bytes (a transport that reads exactly the length never
+// asks again), which marks the body ended: the attempt may be reused.
+// A stream of unknown length ends with its own io.EOF.
+func TestClientBodyEOFAtLength(t *testing.T) {
+	tests := []struct {
+		name  string
+		body  func() *httpx.Body
+		reads []int // bytes per Read of a 4-byte buffer; the last comes with io.EOF
+	}{
+		{"fixed", func() *httpx.Body {
+			var b httpx.Body
+			b.ResetFixed(bufio.NewReader(strings.NewReader("0123456789")), 10)
+			return &b
+		}, []int{4, 4, 2}},
+		{"fixed, a multiple of the buffer", func() *httpx.Body {
+			var b httpx.Body
+			b.ResetFixed(bufio.NewReader(strings.NewReader("01234567")), 8)
+			return &b
+		}, []int{4, 4}},
+		{"stream", func() *httpx.Body {
+			var b httpx.Body
+			b.ResetStream(strings.NewReader("0123456"), nil)
+			return &b
+		}, []int{4, 3, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := clientBody{r: tt.body()}
+			buf := make([]byte, 4)
+			for i, want := range tt.reads {
+				n, err := b.Read(buf)
+				last := i == len(tt.reads)-1
+				if n != want || (err == io.EOF) != last || (err != nil && err != io.EOF) {
+					t.Fatalf("read %d: %d, %v; want %d (io.EOF: %v)", i, n, err, want, last)
+				}
+				if b.ended.Load() != last {
+					t.Fatalf("read %d: ended %v, want %v", i, b.ended.Load(), last)
+				}
+			}
+		})
 	}
 }
 

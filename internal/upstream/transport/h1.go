@@ -829,8 +829,10 @@ func (c *conn) writeBody(req outBody, rt time.Duration, flushEach bool) error {
 			n, err := req.r.Read(p)
 			if n > 0 {
 				left -= int64(n)
-				if rt > 0 {
-					// Each piece's write may wait up to read_timeout.
+				if rt > 0 && flushEach {
+					// Each piece's write may wait up to read_timeout. (A
+					// small whole body, not flushed piece by piece, is
+					// written within the round trip's own deadline.)
 					c.nc.SetWriteDeadline(time.Now().Add(rt))
 				}
 				if _, werr := c.bw.Write(p[:n]); werr != nil {
@@ -862,7 +864,7 @@ func (c *conn) writeBody(req outBody, rt time.Duration, flushEach bool) error {
 	for {
 		n, err := req.r.Read(buf)
 		if n > 0 {
-			if rt > 0 {
+			if rt > 0 && flushEach {
 				c.nc.SetWriteDeadline(time.Now().Add(rt))
 			}
 			if _, werr := c.cw.Write(buf[:n]); werr != nil {
