@@ -558,3 +558,66 @@ func TestH2ConformContinuationFlood(t *testing.T) {
 		}
 	}
 }
+
+// TestH2ShortBodyAfterCompleteResponse: a client answered early (a 401
+// before its upload is done, here while the handler still reads the body,
+// as the proxy does in full duplex) may end its stream short of its
+// content-length, as curl does. Both sides have ended the stream then:
+// no RST_STREAM may follow (RFC 9113 §5.1; a PROTOCOL_ERROR there made
+// curl report an error after a complete answer), while the handler's read
+// still fails (the body is malformed, it must not look complete). Before
+// the response is complete the same short end is a PROTOCOL_ERROR reset
+// (TestH2ConformErrors).
+func TestH2ShortBodyAfterCompleteResponse(t *testing.T) {
+	readErr := make(chan error, 1)
+	h := HandlerFunc(func(c *httpx.Ctx) {
+		var hdr httpx.Header
+		hdr.Add("Content-Type", "text/plain")
+		c.W.WriteHeader(401, &hdr, 4)
+		c.W.Write([]byte("auth"))
+		c.W.Finish(nil)
+		_, err := io.ReadAll(c.Req.Body)
+		readErr <- err
+	})
+	addr := confStartH2C(t, h, Options{})
+	p := confDial(t, addr)
+	p.headers(1, false, ":method", "POST", ":scheme", "http", ":authority", "h2.test", ":path", "/upload", "content-length", "10")
+	if err := p.fr.WriteData(1, false, []byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	if r := p.response(1); r.status != "401" || string(r.body) != "auth" {
+		t.Fatalf("response %q %q, want 401 auth", r.status, r.body)
+	}
+	// The short end, then a PING: whatever the server answers to the end
+	// comes before the PING's ACK.
+	if err := p.fr.WriteData(1, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	p.fr.WritePing(false, [8]byte{7})
+	for {
+		switch f := p.read().(type) {
+		case *http2.RSTStreamFrame:
+			t.Fatalf("RST_STREAM %v on stream %d after a complete response", f.ErrCode, f.StreamID)
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY %v", f.ErrCode)
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				continue
+			}
+			select {
+			case err := <-readErr:
+				if !errors.Is(err, errH2ContentLength) {
+					t.Fatalf("the handler's body read: %v, want the content-length error", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the handler's body read never ended")
+			}
+			// The connection goes on.
+			p.headers(3, true, confGet("/next")...)
+			if r := p.response(3); r.status != "401" {
+				t.Fatalf("next request: %q", r.status)
+			}
+			return
+		}
+	}
+}

@@ -754,6 +754,24 @@ func (h *h2conn) closeRemoteLocked(st *h2stream) {
 	st.remoteDone = true
 }
 
+// shortBodyLocked handles a request stream the client ended before its
+// content-length: malformed (RFC 9113 §8.1.1), so whoever reads the body
+// gets an error, never a clean end. The stream is reset with
+// PROTOCOL_ERROR, unless our complete response went out already: then
+// both sides have ended the stream, which is closed (no frame may be sent
+// on it, §5.1). Clients end an upload that way once answered early
+// (curl after a 401 or 413), and must not see an error for it.
+func (h *h2conn) shortBodyLocked(st *h2stream) error {
+	st.bodyErr = errH2ContentLength
+	if st.sentEnd {
+		h.closeRemoteLocked(st)
+		st.rcond.Broadcast()
+		return nil
+	}
+	h.resetStreamLocked(st.id, http2.ErrCodeProtocol)
+	return h.queueControlLocked()
+}
+
 func (h *h2conn) onData(f *http2.DataFrame) error {
 	id := f.StreamID
 	n := int64(f.Length)
@@ -812,9 +830,7 @@ func (h *h2conn) onData(f *http2.DataFrame) error {
 	st.rbuf = append(st.rbuf, data...)
 	if f.StreamEnded() {
 		if st.declared >= 0 && st.received != st.declared {
-			st.bodyErr = errH2ContentLength
-			h.resetStreamLocked(id, http2.ErrCodeProtocol)
-			return h.queueControlLocked()
+			return h.shortBodyLocked(st)
 		}
 		h.closeRemoteLocked(st)
 	}
@@ -960,9 +976,7 @@ func (h *h2conn) endTrailers(id uint32) error {
 		return h.queueControlLocked()
 	}
 	if st.declared >= 0 && st.received != st.declared {
-		st.bodyErr = errH2ContentLength
-		h.resetStreamLocked(st.id, http2.ErrCodeProtocol)
-		return h.queueControlLocked()
+		return h.shortBodyLocked(st)
 	}
 	st.trailer.CopyFrom(&h.blk.trailer)
 	h.blk.trailer.Reset()
