@@ -264,39 +264,25 @@ func BenchmarkProxyAccessLog(b *testing.B) {
 // transport's). TestProxyAllocs guards it.
 const maxProxyAllocs = 2
 
-// TestProxyAllocsPOST: a small POST costs the same two allocations: the
-// proxy's per-request state is reused once the transport has read the
-// body to its end (a body of declared length reports io.EOF with its last
-// bytes to the transport, see proxy.clientBody).
-func TestProxyAllocsPOST(t *testing.T) {
-	if race.Enabled {
-		t.Skip("allocation counts are checked without -race (make unit)")
-	}
-	_, addr := startEngine(t, benchConfig(startBackend(t), "", "access_log = false"))
-	c := dialBenchPOST(t, addr)
-	for range 10 {
-		c.mustDo(t)
-	}
-	var failed error
-	allocs := testing.AllocsPerRun(500, func() {
-		if _, _, err := c.do(); err != nil && failed == nil {
-			failed = err
-		}
-	})
-	if failed != nil {
-		t.Fatal(failed)
-	}
-	if allocs > maxProxyAllocs {
-		t.Fatalf("%.1f allocations per proxied POST, budget %d", allocs, maxProxyAllocs)
-	}
-	t.Logf("%.2f allocations per proxied POST (budget %d)", allocs, maxProxyAllocs)
-}
-
 // TestProxyAllocs guards allocations per request on the plain proxy path,
 // in-process and end to end (client, engine, backend): counting, never
 // timing. testing.AllocsPerRun counts every allocation in the process, so
 // the client and the backend are written to allocate nothing.
 func TestProxyAllocs(t *testing.T) {
+	checkProxyAllocs(t, dialBench, "request", "Proxy$")
+}
+
+// TestProxyAllocsPOST: a small POST costs the same two allocations: the
+// proxy's per-request state is reused once the transport has read the
+// body to its end (a body of declared length reports io.EOF with its last
+// bytes to the transport, see proxy.clientBody).
+func TestProxyAllocsPOST(t *testing.T) {
+	checkProxyAllocs(t, dialBenchPOST, "POST", "ProxyPOST$")
+}
+
+// checkProxyAllocs counts the allocations per request of the client dial
+// makes against maxProxyAllocs; bench names the benchmark to profile.
+func checkProxyAllocs(t *testing.T, dial func(testing.TB, string) *benchClient, what, bench string) {
 	if race.Enabled {
 		// The race detector drops sync.Pool items at random, so pooled
 		// objects are reallocated: counts are meaningless there. `make
@@ -304,7 +290,7 @@ func TestProxyAllocs(t *testing.T) {
 		t.Skip("allocation counts are checked without -race (make unit)")
 	}
 	_, addr := startEngine(t, benchConfig(startBackend(t), "", "access_log = false"))
-	c := dialBench(t, addr)
+	c := dial(t, addr)
 	for range 10 { // warm pools, the upstream connection, the Date cache
 		c.mustDo(t)
 	}
@@ -318,9 +304,9 @@ func TestProxyAllocs(t *testing.T) {
 		t.Fatal(failed)
 	}
 	if allocs > maxProxyAllocs {
-		t.Fatalf("%.1f allocations per proxied request, budget %d (profile with: go test -run '^$' -bench 'Proxy$' -memprofile mem.out -memprofilerate 1 ./internal/engine)", allocs, maxProxyAllocs)
+		t.Fatalf("%.1f allocations per proxied %s, budget %d (profile with: go test -run '^$' -bench '%s' -memprofile mem.out -memprofilerate 1 ./internal/engine)", allocs, what, maxProxyAllocs, bench)
 	}
-	t.Logf("%.2f allocations per proxied request (budget %d)", allocs, maxProxyAllocs)
+	t.Logf("%.2f allocations per proxied %s (budget %d)", allocs, what, maxProxyAllocs)
 }
 
 // largeConfig is a configuration with nLoc locations spread over nUp
