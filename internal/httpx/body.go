@@ -82,7 +82,9 @@ func (b *Body) reset(mode bodyMode) {
 	b.mode, b.br, b.remaining, b.cr, b.src, b.hook = mode, nil, 0, cr, nil, nil
 	b.limit, b.n, b.err, b.counter, b.drain = 0, 0, nil, nil, drain
 	b.shared = false
-	b.ended.Store(false)
+	if b.ended.Load() {
+		b.ended.Store(false) // an atomic store is a barrier: only when needed
+	}
 }
 
 // ResetNone makes b an empty body.

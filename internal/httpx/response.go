@@ -87,14 +87,18 @@ func (h *ResponseHead) BodyLength(method string) int64 {
 // heads (one per upstream connection): parsing a head allocates one string
 // that all field names and values share.
 type ResponseParser struct {
-	buf []byte  // field lines, without CRLF, back to back
-	pos []int32 // per field: line start, name end, value start, value end (offsets in buf)
+	head ResponseHead // the last head read (ReadHead returns it)
+	buf  []byte       // field lines, without CRLF, back to back
+	pos  []int32      // per field: line start, name end, value start, value end (offsets in buf)
 }
 
 // ReadHead reads one response head from br into resp: resp.Header is reset
 // and filled, resp.Status set and resp.ContentLength set to the
 // Content-Length field (-1 when absent; callers usually replace it with
-// head.BodyLength). The head may hold at most maxBytes
+// head.BodyLength). What the head says about framing is returned in the
+// parser's own ResponseHead, valid until its next ReadHead (a pointer,
+// not a copy: the copy of a struct returned in registers cost a
+// store-forwarding stall per response on the proxy's path). The head may hold at most maxBytes
 // (DefaultMaxResponseHeadBytes when <= 0). Parsing is strict (RFC 9112): no
 // bare CR or LF, no obs-fold, no whitespace before a colon, valid field
 // bytes, one HTTP/1.0 or HTTP/1.1 status line with a 3-digit status in
@@ -102,17 +106,18 @@ type ResponseParser struct {
 // Content-Length values, Transfer-Encoding only "chunked" and only in
 // HTTP/1.1. Such errors wrap ErrMalformedResponse. io.EOF means the stream
 // ended before any byte of the head; io.ErrUnexpectedEOF, inside it.
-func (p *ResponseParser) ReadHead(br *bufio.Reader, resp *Response, maxBytes int) (ResponseHead, error) {
+func (p *ResponseParser) ReadHead(br *bufio.Reader, resp *Response, maxBytes int) (*ResponseHead, error) {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxResponseHeadBytes
 	}
 	resp.Header.Reset()
 	buf, _ := br.Peek(br.Buffered())
-	if head, end, ok := p.parseBuffered(buf, resp, maxBytes); ok {
+	if end, ok := p.parseBuffered(buf, resp, maxBytes); ok {
 		br.Discard(end)
-		return head, nil
+		return &p.head, nil
 	}
-	return p.readLines(br, resp, maxBytes)
+	err := p.readLines(br, resp, maxBytes)
+	return &p.head, err
 }
 
 // headState is what the fields of a head said about framing so far.
@@ -172,14 +177,16 @@ func (st *headState) finish(head *ResponseHead) error {
 
 // parseBuffered is ReadHead for a head that is whole in buf (br's
 // buffered bytes, the common case): no copy per line, one string for the
-// whole head. It reports false, with resp untouched, for anything else
-// (incomplete, malformed, over maxBytes): readLines then parses the head
-// from the start and reports what is wrong.
-func (p *ResponseParser) parseBuffered(buf []byte, resp *Response, maxBytes int) (ResponseHead, int, bool) {
-	head := ResponseHead{ContentLength: -1}
+// whole head. It returns the head's length, or false, with resp
+// untouched, for anything else (incomplete, malformed, over maxBytes):
+// readLines then parses the head from the start and reports what is
+// wrong.
+func (p *ResponseParser) parseBuffered(buf []byte, resp *Response, maxBytes int) (int, bool) {
+	head := &p.head
+	*head = ResponseHead{ContentLength: -1}
 	nl := bytes.IndexByte(buf, '\n')
-	if nl < 1 || buf[nl-1] != '\r' || nl+1 > maxBytes || parseStatusLine(buf[:nl-1], &head) != nil {
-		return head, 0, false
+	if nl < 1 || buf[nl-1] != '\r' || nl+1 > maxBytes || parseStatusLine(buf[:nl-1], head) != nil {
+		return 0, false
 	}
 	p.pos = p.pos[:0]
 	var st headState
@@ -187,11 +194,11 @@ func (p *ResponseParser) parseBuffered(buf []byte, resp *Response, maxBytes int)
 	for {
 		i := bytes.IndexByte(buf[pos:], '\n')
 		if i < 0 {
-			return head, 0, false // not all here
+			return 0, false // not all here
 		}
 		eol := pos + i
 		if eol == pos || buf[eol-1] != '\r' || eol+1 > maxBytes {
-			return head, 0, false
+			return 0, false
 		}
 		line := buf[pos : eol-1]
 		pos = eol + 1
@@ -199,15 +206,15 @@ func (p *ResponseParser) parseBuffered(buf []byte, resp *Response, maxBytes int)
 			break
 		}
 		name, value, err := wireParseFieldLine(line)
-		if err != nil || st.field(&head, name, value) != nil {
-			return head, 0, false
+		if err != nil || st.field(head, name, value) != nil {
+			return 0, false
 		}
 		// name and value are sub-slices of buf: record their offsets.
 		nameAt, valueAt := cap(buf)-cap(name), cap(buf)-cap(value)
 		p.pos = append(p.pos, int32(nameAt), int32(nameAt+len(name)), int32(valueAt), int32(valueAt+len(value)))
 	}
-	if st.finish(&head) != nil {
-		return head, 0, false
+	if st.finish(head) != nil {
+		return 0, false
 	}
 	if len(p.pos) > 0 {
 		s := string(buf[:pos])
@@ -217,13 +224,14 @@ func (p *ResponseParser) parseBuffered(buf []byte, resp *Response, maxBytes int)
 	}
 	resp.Status = head.Status
 	resp.ContentLength = head.ContentLength
-	return head, pos, true
+	return pos, true
 }
 
 // readLines is ReadHead line by line, for a head that is not whole in
 // br's buffer (or is malformed: it reports what is wrong).
-func (p *ResponseParser) readLines(br *bufio.Reader, resp *Response, maxBytes int) (ResponseHead, error) {
-	head := ResponseHead{ContentLength: -1}
+func (p *ResponseParser) readLines(br *bufio.Reader, resp *Response, maxBytes int) error {
+	head := &p.head
+	*head = ResponseHead{ContentLength: -1}
 	p.buf = p.buf[:0]
 	p.pos = p.pos[:0]
 
@@ -232,11 +240,11 @@ func (p *ResponseParser) readLines(br *bufio.Reader, resp *Response, maxBytes in
 		if err == io.ErrUnexpectedEOF && len(line) == 0 && len(p.buf) == 0 {
 			err = io.EOF
 		}
-		return head, err
+		return err
 	}
 	total := len(line) + 2
-	if err := parseStatusLine(line, &head); err != nil {
-		return head, err
+	if err := parseStatusLine(line, head); err != nil {
+		return err
 	}
 	p.buf = p.buf[:0]
 
@@ -245,7 +253,7 @@ func (p *ResponseParser) readLines(br *bufio.Reader, resp *Response, maxBytes in
 		start := len(p.buf)
 		line, err := readHeadLine(br, &p.buf, maxBytes-total)
 		if err != nil {
-			return head, err
+			return err
 		}
 		total += len(line) + 2
 		if len(line) == 0 {
@@ -259,17 +267,17 @@ func (p *ResponseParser) readLines(br *bufio.Reader, resp *Response, maxBytes in
 		line = p.buf[start:]
 		name, value, err := wireParseFieldLine(line)
 		if err != nil {
-			return head, fmt.Errorf("%w: %w", ErrMalformedResponse, err)
+			return fmt.Errorf("%w: %w", ErrMalformedResponse, err)
 		}
 		// name and value are sub-slices of line: record their offsets.
 		valStart := start + cap(line) - cap(value)
 		p.pos = append(p.pos, int32(start), int32(start+len(name)), int32(valStart), int32(valStart+len(value)))
-		if err := st.field(&head, name, value); err != nil {
-			return head, err
+		if err := st.field(head, name, value); err != nil {
+			return err
 		}
 	}
-	if err := st.finish(&head); err != nil {
-		return head, err
+	if err := st.finish(head); err != nil {
+		return err
 	}
 
 	if len(p.pos) > 0 {
@@ -284,7 +292,7 @@ func (p *ResponseParser) readLines(br *bufio.Reader, resp *Response, maxBytes in
 	}
 	resp.Status = head.Status
 	resp.ContentLength = head.ContentLength
-	return head, nil
+	return nil
 }
 
 // readHeadLine reads one CRLF-terminated line of at most limit bytes (CRLF

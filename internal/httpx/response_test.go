@@ -209,7 +209,7 @@ func FuzzReadHead(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if head != hw || resp.Status != rw.Status || resp.ContentLength != rw.ContentLength {
+		if *head != *hw || resp.Status != rw.Status || resp.ContentLength != rw.ContentLength {
 			t.Fatalf("16-byte buffer: %+v %d %d; whole buffer: %+v %d %d", head, resp.Status, resp.ContentLength, hw, rw.Status, rw.ContentLength)
 		}
 		fs, fw := resp.Header.Fields(), rw.Header.Fields()
