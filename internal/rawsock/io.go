@@ -248,6 +248,29 @@ func write(fd uintptr, p []byte) (int, syscall.Errno) {
 	return int(r), e
 }
 
+// Peek looks at what the socket holds without taking it and without
+// waiting (recvfrom with MSG_PEEK|MSG_DONTWAIT), as a raw system call
+// like IO's: n > 0 means bytes are waiting, n == 0 with no error the
+// peer's FIN, EAGAIN nothing yet. Callers run it under the socket's fd
+// lock (RawConn.Control).
+func Peek(fd uintptr, p []byte) (int, syscall.Errno) {
+	if len(p) == 0 {
+		return 0, syscall.EINVAL
+	}
+	if raceEnabled {
+		n, _, err := syscall.Recvfrom(int(fd), p, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		if n < 0 {
+			n = 0
+		}
+		return n, errnoOf(err)
+	}
+	r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), 0
+}
+
 func errnoOf(err error) syscall.Errno {
 	if err == nil {
 		return 0

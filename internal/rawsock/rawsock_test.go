@@ -194,6 +194,49 @@ func TestSendReadAllocs(t *testing.T) {
 	}
 }
 
+// TestPeek: a peek sees waiting bytes without taking them, nothing
+// (EAGAIN) without waiting, the peer's FIN (0, no error) and a reset.
+func TestPeek(t *testing.T) {
+	peek := func(c *net.TCPConn) (n int, e syscall.Errno) {
+		if err := rawConn(t, c).Control(func(fd uintptr) { n, e = Peek(fd, make([]byte, 8)) }); err != nil {
+			t.Fatal(err)
+		}
+		return n, e
+	}
+	// eventually peeks until want holds: loopback delivers asynchronously
+	// (bounded: 200 tries, 5 ms apart).
+	eventually := func(c *net.TCPConn, what string, want func(int, syscall.Errno) bool) {
+		t.Helper()
+		for range 200 {
+			if n, e := peek(c); want(n, e) {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		n, e := peek(c)
+		t.Fatalf("%s: peek = %d, %v", what, n, e)
+	}
+
+	a, b := pair(t)
+	if n, e := peek(a); n != 0 || e != syscall.EAGAIN {
+		t.Fatalf("nothing sent: peek = %d, %v; want 0, EAGAIN", n, e)
+	}
+	b.Write([]byte("hello"))
+	eventually(a, "bytes sent", func(n int, e syscall.Errno) bool { return n == 5 && e == 0 })
+	buf := make([]byte, 8)
+	a.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := a.Read(buf); err != nil || string(buf[:n]) != "hello" {
+		t.Fatalf("read after the peek: %q, %v; the peek took the bytes", buf[:n], err)
+	}
+	b.Close()
+	eventually(a, "FIN", func(n int, e syscall.Errno) bool { return n == 0 && e == 0 })
+
+	c, d := pair(t)
+	d.SetLinger(0)
+	d.Close()
+	eventually(c, "reset", func(n int, e syscall.Errno) bool { return n == 0 && e == syscall.ECONNRESET })
+}
+
 func TestIORead(t *testing.T) {
 	tests := []struct {
 		name    string

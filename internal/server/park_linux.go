@@ -148,8 +148,8 @@ func (c *conn) peerGone() bool {
 
 // peekFd is peerGone's look at the socket.
 func (c *conn) peekFd(fd uintptr) {
-	n, _, err := syscall.Recvfrom(int(fd), c.cr.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	c.pk.gone = err == nil && n == 0 || err != nil && err != syscall.EAGAIN && err != syscall.EINTR
+	n, e := rawsock.Peek(fd, c.cr.one[:])
+	c.pk.gone = e == 0 && n == 0 || e != 0 && e != syscall.EAGAIN && e != syscall.EINTR
 }
 
 // assign gives c a slot (for life) and returns the event data naming it.
@@ -300,7 +300,7 @@ func (c *conn) canSendRead() bool {
 func (c *conn) pendingInput() bool {
 	var n int
 	err := c.pk.rc.Control(func(fd uintptr) {
-		n, _, _ = syscall.Recvfrom(int(fd), c.cr.one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		n, _ = rawsock.Peek(fd, c.cr.one[:])
 	})
 	return err == nil && n > 0
 }

@@ -21,7 +21,7 @@ type sock struct {
 
 	buf   [1]byte
 	alive bool
-	peek  func(fd uintptr) bool
+	peek  func(fd uintptr)
 
 	raw *rawsock.IO // reads and writes of a plain socket; nil under TLS
 }
@@ -58,16 +58,15 @@ func (s *sock) Alive() bool {
 	if s == nil {
 		return true
 	}
-	if err := s.rc.Read(s.peek); err != nil {
+	if err := s.rc.Control(s.peek); err != nil {
 		return false
 	}
 	return s.alive
 }
 
-func (s *sock) peekFd(fd uintptr) bool {
-	n, _, err := syscall.Recvfrom(int(fd), s.buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	s.alive = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
-	return true
+func (s *sock) peekFd(fd uintptr) {
+	_, e := rawsock.Peek(fd, s.buf[:])
+	s.alive = e == syscall.EAGAIN || e == syscall.EWOULDBLOCK
 }
 
 // canSendRead reports whether reads may send a request's end
