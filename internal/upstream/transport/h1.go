@@ -632,8 +632,12 @@ func (c *conn) roundTrip(ctx context.Context, req *httpx.OutRequest, resp *httpx
 		}
 		return false, nil
 	}
+	// Pooled bodies are zeroed (Close); set field by field: a composite
+	// literal is built on the stack and copied with wide loads over
+	// narrow stores, a store-forwarding stall on every response.
 	b := bodyPool.Get().(*body)
-	*b = body{c: c, mode: framing, n: head.ContentLength, stop: stop, rt: rt, noReuse: noReuse || framing == httpx.FramingClose}
+	b.c, b.mode, b.n, b.stop, b.rt = c, framing, head.ContentLength, stop, rt
+	b.noReuse = noReuse || framing == httpx.FramingClose
 	if framing == httpx.FramingChunked {
 		c.cr.Reset(c.br, &resp.Trailer, 0)
 	}
