@@ -159,10 +159,17 @@ type Ctx struct {
 func (c *Ctx) Reset() {
 	c.Req.Header.Reset()
 	c.Req.Trailer.Reset()
-	c.Req = Request{Header: c.Req.Header, Trailer: c.Req.Trailer}
+	// Zero and restore rather than assign a literal holding the headers:
+	// the literal is built on the stack and copied with wide loads over
+	// narrow stores (a store-forwarding stall per request).
+	rh, rt := c.Req.Header, c.Req.Trailer
+	c.Req = Request{}
+	c.Req.Header, c.Req.Trailer = rh, rt
 	c.Resp.Header.Reset()
 	c.Resp.Trailer.Reset()
-	c.Resp = Response{Header: c.Resp.Header, Trailer: c.Resp.Trailer}
+	ph, pt := c.Resp.Header, c.Resp.Trailer
+	c.Resp = Response{}
+	c.Resp.Header, c.Resp.Trailer = ph, pt
 	clear(c.filters)
 	c.filters = c.filters[:0]
 	clear(c.values)

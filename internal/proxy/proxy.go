@@ -136,7 +136,10 @@ func (p *Proxy) Forward(c *httpx.Ctx, route *Route, tr *tracing.Tracer) *upstrea
 		c.Error(413, "request body too large")
 		return nil
 	}
-	a.body = clientBody{r: c.Req.Body, limit: route.MaxBodySize, left: route.MaxBodySize}
+	// a.body is zero (new, or reset when recycled); set field by field
+	// (a literal is copied with wide loads over narrow stores: a
+	// store-forwarding stall per request).
+	a.body.r, a.body.limit, a.body.left = c.Req.Body, route.MaxBodySize, route.MaxBodySize
 	if s, ok := c.Req.Body.(interface{ Share() }); ok && c.Req.ContentLength != 0 {
 		// The transports read the body on goroutines of their own while
 		// the response is read and written (full duplex).

@@ -698,7 +698,7 @@ func (c *conn) linger() {
 func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 	x := &c.ctx
 	req := &x.Req
-	x.Conn = httpx.ConnInfo{RemoteAddr: c.remote, LocalAddr: c.local, TLS: c.tlsState, Server: opts.Name}
+	x.Conn.RemoteAddr, x.Conn.LocalAddr, x.Conn.TLS, x.Conn.Server = c.remote, c.local, c.tlsState, opts.Name
 	x.Start = start
 	x.Scheme = "http"
 	if c.tlsState != nil {

@@ -43,7 +43,11 @@ type h1Writer struct {
 }
 
 func (w *h1Writer) reset(c *conn, http11, keepAlive bool) {
-	*w = h1Writer{c: c, http11: http11, keepAlive: keepAlive, head: c.ctx.Req.Method == "HEAD", cw: w.cw}
+	// Zero, then set (a literal would be built on the stack and copied
+	// with wide loads over narrow stores: a store-forwarding stall).
+	cw := w.cw
+	*w = h1Writer{}
+	w.c, w.http11, w.keepAlive, w.head, w.cw = c, http11, keepAlive, c.ctx.Req.Method == "HEAD", cw
 }
 
 // skipResponseField reports the fields WriteHeader writes itself or drops:
