@@ -76,9 +76,15 @@ var ErrContinueFailed = errors.New("httpx: sending 100 Continue failed")
 
 func (b *Body) reset(mode bodyMode) {
 	cr, drain := b.cr, b.drain
-	b.contMu.Lock()
-	b.cont, b.contSet, b.contDropped = nil, false, false
-	b.contMu.Unlock()
+	// Nothing reads or writes the body while it is reset (its previous
+	// request is over, its reader included): the lock, two atomic
+	// operations per request, is taken only when there is something to
+	// clear.
+	if b.cont != nil || b.contSet || b.contDropped {
+		b.contMu.Lock()
+		b.cont, b.contSet, b.contDropped = nil, false, false
+		b.contMu.Unlock()
+	}
 	b.mode, b.br, b.remaining, b.cr, b.src, b.hook = mode, nil, 0, cr, nil, nil
 	b.limit, b.n, b.err, b.counter, b.drain = 0, 0, nil, nil, drain
 	b.shared = false
