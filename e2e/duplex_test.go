@@ -6,27 +6,14 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/pingap-go/pingap/internal/testutil/streamecho"
 )
 
 // duplexEcho is a backend that answers while it reads: every byte of the
 // request body is written back as it arrives (a streaming echo).
 func duplexEcho(t *testing.T) *backend {
-	return newBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		rc.EnableFullDuplex()
-		w.WriteHeader(200)
-		buf := make([]byte, 16<<10)
-		for {
-			n, err := r.Body.Read(buf)
-			if n > 0 {
-				w.Write(buf[:n])
-				rc.Flush()
-			}
-			if err != nil {
-				return
-			}
-		}
-	}))
+	return newBackend(t, streamecho.Handler(16<<10))
 }
 
 // TestFullDuplex: a client streams a body to an HTTP/1.1 upstream that

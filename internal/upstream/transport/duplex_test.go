@@ -18,6 +18,8 @@ import (
 
 	"github.com/pingap-go/pingap/internal/config"
 	"github.com/pingap-go/pingap/internal/httpx"
+
+	"github.com/pingap-go/pingap/internal/testutil/streamecho"
 )
 
 // TestH1FullDuplexEcho: an upstream that answers while it reads the body
@@ -150,22 +152,7 @@ func TestH1BodySourceErrorEndsRoundTrip(t *testing.T) {
 // one before came back (a small piece kept in the buffer would wait
 // forever), with a declared length and chunked.
 func TestH1PingPongBody(t *testing.T) {
-	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		rc.EnableFullDuplex()
-		w.WriteHeader(200)
-		buf := make([]byte, 1024)
-		for {
-			n, err := r.Body.Read(buf)
-			if n > 0 {
-				w.Write(buf[:n])
-				rc.Flush()
-			}
-			if err != nil {
-				return
-			}
-		}
-	}))
+	ts := httptest.NewUnstartedServer(streamecho.Handler(1024))
 	ts.Start()
 	defer ts.Close()
 	rt := newH1ForTest(t, config.Upstream{ReadTimeout: config.Duration(30 * time.Second)}, backendAddr(ts))
