@@ -7,7 +7,8 @@
 #   scripts/loadtest.sh --only nginx,candidate --scenarios throughput
 # The candidate config is scripts/loadtest.toml (the harness topology, no
 # access log, h2c on). BENCH_DIR overrides where the harness lives;
-# LOADTEST_TEMPLATE another candidate template.
+# LOADTEST_TEMPLATE another candidate template; LOADTEST_CMD and
+# LOADTEST_NAME another candidate (scripts/floor.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH="${BENCH_DIR:-}"
@@ -26,5 +27,7 @@ TEMPLATE="${LOADTEST_TEMPLATE:-$PWD/scripts/loadtest.toml}"
 # `make build`: symbols cost ~2 MB of resident file pages at idle.
 CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o pingap ./cmd/pingap
 bash "$BENCH/setup.sh"
-exec bash "$BENCH/run.sh" --candidate "exec $PWD/pingap -config {CONFIG}" --candidate-name pingap-go \
+CMD="exec $PWD/pingap -config {CONFIG}"
+exec bash "$BENCH/run.sh" --candidate "${LOADTEST_CMD:-$CMD}" \
+  --candidate-name "${LOADTEST_NAME:-pingap-go}" \
   --candidate-template "$TEMPLATE" "$@"
