@@ -247,8 +247,8 @@ type conn struct {
 	onConn func(open bool)
 
 	// watch notices a client disconnect during a slow request (watch.go);
-	// made on the first request.
-	watch *watch
+	// made on the first request, read by the server's sweep.
+	watch atomic.Pointer[watch]
 
 	// pk is the state of a connection parked in the server's epoll set
 	// (park_linux.go); unused elsewhere.
@@ -391,9 +391,6 @@ func (c *conn) finish() {
 		c.releaseBuffers()
 	}
 	c.stopParkTimer()
-	if c.watch != nil {
-		c.watch.timer.Stop()
-	}
 	c.releaseSlot()
 	c.srv.removeConn(c)
 	if c.onConn != nil {
@@ -743,7 +740,7 @@ func (c *conn) serveRequest(start time.Time, opts *Options) bool {
 		bodied := req.ContentLength != 0 || c.head.Chunked
 		x.Context = c.startWatch(!bodied)
 		if bodied {
-			c.body.SetEOFHook(c.watch)
+			c.body.SetEOFHook(c.watch.Load())
 		}
 	} else {
 		x.Context = context.Background()

@@ -137,6 +137,11 @@ type Server struct {
 	poll     *poller
 	parked   atomic.Int64
 	epoch    time.Time
+
+	// The disconnect watcher's sweep (watch.go): a timer that runs while
+	// HTTP/1 requests are handled.
+	sweep    *time.Timer
+	sweeping atomic.Bool
 }
 
 // New returns a server that answers with handler.
@@ -150,6 +155,8 @@ func New(handler Handler, opts Options) *Server {
 		epoch:     time.Now(),
 	}
 	s.opts.Store(opts.withDefaults())
+	s.sweep = time.AfterFunc(time.Hour, s.sweepWatches)
+	s.sweep.Stop()
 	return s
 }
 

@@ -3,123 +3,155 @@ package server
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // watchDelay is how long an HTTP/1.1 request without a body may run before
 // the connection is watched for a client disconnect. Fast requests (the
-// common case) finish before it and cost one timer reset and stop; a slow
-// one gets a goroutine blocked in a 1-byte read on the connection, which
-// sees the client's EOF or reset and cancels the request's context (the
-// proxy then answers 499 and releases the upstream attempt, a limit slot,
-// a mock delay...).
+// common case) finish before it and cost two atomic stores; a slow one gets
+// a goroutine blocked in a 1-byte read on the connection, which sees the
+// client's EOF or reset and cancels the request's context (the proxy then
+// answers 499 and releases the upstream attempt, a limit slot, a mock
+// delay...).
+//
+// No timer per request or connection: one sweep per server (sweepWatches)
+// runs every watchDelay/2 while any HTTP/1 request is being handled and
+// starts the reads of those past watchDelay, so a request is watched from
+// between watchDelay and 1.5*watchDelay on. A per-connection timer woke a
+// goroutine every watchDelay on each connection with recent requests,
+// which at a low request rate was a good part of the process's wake-ups.
 const watchDelay = 100 * time.Millisecond
 
 // aLongTimeAgo is a read deadline in the past: it unblocks the watcher's
 // read at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
+// Values of watch.state besides a start time.
+const (
+	watchOff      int64 = 0  // no request is being handled
+	watchBody     int64 = 1  // the handler has not read the whole body yet
+	watchFrom     int64 = 2  // state-watchFrom: when it became watchable, ns since Server.epoch
+	watchStarting int64 = -1 // the sweep started a read (watchRead)
+	watchReading  int64 = -2 // watchRead cleared the deadline and reads
+)
+
 // watch is the disconnect watcher of one HTTP/1 connection, allocated on
-// its first request and reused for all later ones. It is
-// also the request's context (reqCtx), so that the context the proxy and
-// the plugins hold is the one the watcher cancels.
+// its first request and reused for all later ones. It is also the
+// request's context (reqCtx), so that the context the proxy and the
+// plugins hold is the one the watcher cancels.
+//
+// state is the hand-over between the connection's goroutine (startWatch,
+// BodyEOF, stopWatch), the sweep and the read: only the sweep moves a
+// start time to watchStarting, only watchRead moves watchStarting to
+// watchReading, and stopWatch takes any state back to watchOff and then
+// waits for a read that was started.
 type watch struct {
 	c     *conn
-	timer *time.Timer // runs fire; reused, never stopped (see fire)
-
-	mu      sync.Mutex
-	active  bool  // a request is being handled: fire may start a read
-	due     bool  // ... and may be watched from since+watchDelay on
-	since   int64 // when it became watchable, ns since Server.epoch
-	armed   bool  // the timer will run fire
-	reading bool  // fire is in its read
-	ended   chan struct{}
-	got     bool    // the read returned a byte (pipelined input)
-	one     [1]byte // that byte
-	ctx     reqCtx
+	state atomic.Int64
+	ended chan struct{} // watchRead is done
+	got   bool          // the read returned a byte (pipelined input)
+	one   [1]byte       // that byte
+	ctx   reqCtx
 }
 
 // startWatch arms the watcher for a request whose handler is about to
 // run, and returns the request's context.
 //
-// A request without a body is watched from watchDelay on (armed). One with
-// a body is armed by BodyEOF once the handler has read the whole body:
-// until then the handler's own reads see a client that goes away, and the
-// watcher must not read the connection under them.
-//
-// The timer is not reset and stopped per request (two runtime timer
-// updates): armed once, it stays armed across fast requests, and when it
-// runs, fire re-arms it for whatever is left of the current request's
-// delay, or lets it lapse when no request is watchable. A busy connection
-// thus costs one timer run per watchDelay, not two updates per request.
+// A request without a body is watchable from its start on. One with a
+// body becomes watchable in BodyEOF, once the handler has read the whole
+// body: until then the handler's own reads see a client that goes away,
+// and the watcher must not read the connection under them.
 func (c *conn) startWatch(armed bool) context.Context {
-	w := c.watch
+	w := c.watch.Load()
 	if w == nil {
 		w = &watch{c: c, ended: make(chan struct{}, 1)}
 		w.ctx.stop = w.ctx.stopSlot
-		w.timer = time.AfterFunc(time.Hour, w.fire)
-		w.timer.Stop()
-		c.watch = w
+		c.watch.Store(w)
 	}
 	w.ctx.reset()
-	w.mu.Lock()
-	w.active = true
-	w.due = armed
 	if armed {
 		// The request's start: a clock reading the server made already.
-		w.since = int64(c.ctx.Start.Sub(c.srv.epoch))
-		w.armLocked(watchDelay)
+		w.state.Store(watchFrom + max(int64(c.ctx.Start.Sub(c.srv.epoch)), 0))
+	} else {
+		w.state.Store(watchBody)
 	}
-	w.mu.Unlock()
+	c.srv.kickSweep()
 	return &w.ctx
-}
-
-// armLocked makes sure fire runs within d (w.mu held).
-func (w *watch) armLocked(d time.Duration) {
-	if !w.armed {
-		w.armed = true
-		w.timer.Reset(d)
-	}
 }
 
 // BodyEOF implements httpx.BodyEOFHook: the request's body was read to its
 // end, so nothing reads the connection until the response is done; watch
 // it from watchDelay on, as a request without a body.
 func (w *watch) BodyEOF() {
-	w.mu.Lock()
-	w.due = true
-	w.since = w.c.srv.mono()
-	w.armLocked(watchDelay)
-	w.mu.Unlock()
+	w.state.CompareAndSwap(watchBody, watchFrom+w.c.srv.mono())
 }
 
-// fire runs on the timer's goroutine once a request took watchDelay: it
-// reads one byte from the connection until the request ends (stopWatch
-// moves the read deadline into the past). EOF or an error other than that
-// timeout means the client went away: the request's context is cancelled.
-func (w *watch) fire() {
-	w.mu.Lock()
-	w.armed = false
-	if !w.active || !w.due || w.reading {
-		w.mu.Unlock()
+// kickSweep makes sure the sweep runs while requests are handled (see
+// sweepWatches for why a request that starts as it stops is not missed).
+func (s *Server) kickSweep() {
+	if !s.sweeping.Load() && s.sweeping.CompareAndSwap(false, true) {
+		s.sweep.Reset(watchDelay / 2)
+	}
+}
+
+// sweepWatches runs on the server's sweep timer: it starts the watch of
+// every request watchable for watchDelay, and re-arms itself while any
+// HTTP/1 request is being handled. Going idle, it clears sweeping and
+// then looks again: a request that started meanwhile either saw sweeping
+// cleared (and kicks) or is seen here (sequentially consistent atomics on
+// both sides), so none is left unwatched.
+func (s *Server) sweepWatches() {
+	if s.scanWatches() {
+		s.sweep.Reset(watchDelay / 2)
 		return
 	}
-	if left := watchDelay - time.Duration(w.c.srv.mono()-w.since); left > 0 {
-		// A later request than the one that armed the timer.
-		w.armLocked(left)
-		w.mu.Unlock()
-		return
+	s.sweeping.Store(false)
+	if s.scanWatches() {
+		s.kickSweep()
 	}
-	w.reading = true
+}
+
+// scanWatches starts the due watches and reports whether any request was
+// being handled.
+func (s *Server) scanWatches() (busy bool) {
+	now := s.mono()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		w := c.watch.Load()
+		if w == nil {
+			continue
+		}
+		st := w.state.Load()
+		if st == watchOff {
+			continue
+		}
+		busy = true
+		if st >= watchFrom && now-(st-watchFrom) >= int64(watchDelay) &&
+			w.state.CompareAndSwap(st, watchStarting) {
+			go w.watchRead()
+		}
+	}
+	return busy
+}
+
+// watchRead reads one byte from the connection until the request ends
+// (stopWatch moves the read deadline into the past). EOF or an error other
+// than that timeout means the client went away: the request's context is
+// cancelled.
+func (w *watch) watchRead() {
 	rwc := w.c.rwc
-	// The head's read deadline must not end the watch early. Cleared under
-	// mu, so that stopWatch's past deadline always comes after it.
+	// The head's read deadline must not end the watch early. Cleared before
+	// the state says reading, so that stopWatch's past deadline, set once
+	// it saw that, always comes after it.
 	rwc.SetReadDeadline(time.Time{})
-	w.mu.Unlock()
+	if !w.state.CompareAndSwap(watchStarting, watchReading) {
+		w.ended <- struct{}{} // the request ended first: stopWatch waits
+		return
+	}
 	n, err := rwc.Read(w.one[:])
-	w.mu.Lock()
-	stopped := !w.active
-	w.mu.Unlock()
+	stopped := w.state.Load() == watchOff
 	switch {
 	case n > 0:
 		w.got = true // the next (pipelined) request: no disconnect
@@ -130,30 +162,24 @@ func (w *watch) fire() {
 }
 
 // stopWatch ends the watch of the request whose handler returned (or
-// hijacked the connection): it stops the timer, or unblocks and waits for
-// a running read, keeping the byte it read for the next request.
+// hijacked the connection): it unblocks and waits for a read the sweep
+// started, keeping the byte it read for the next request.
 func (c *conn) stopWatch() {
-	w := c.watch
+	w := c.watch.Load()
 	if w == nil {
 		return
 	}
-	w.mu.Lock()
-	if !w.active {
-		w.mu.Unlock()
+	switch w.state.Swap(watchOff) {
+	case watchReading:
+		c.setReadDeadline(aLongTimeAgo)
+	case watchStarting:
+		// watchRead finds the state off and reads nothing.
+	default:
 		return
 	}
-	w.active = false
-	reading := w.reading
-	w.reading = false
-	w.mu.Unlock()
-	if !reading {
-		// The timer, if armed, stays so: fire sees !active, or the
-		// next request.
-		return
-	}
-	c.setReadDeadline(aLongTimeAgo)
 	<-w.ended
-	// Every later read sets its own deadline; clear the past one anyway.
+	// Every later read sets its own deadline; clear the past one (or the
+	// one watchRead cleared) anyway.
 	c.setReadDeadline(time.Time{})
 	if w.got {
 		w.got = false

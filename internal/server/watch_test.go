@@ -36,9 +36,9 @@ func slowHandler(wait time.Duration, done chan<- error) HandlerFunc {
 
 // TestDisconnectCancelsContext: a client that closes while a request
 // without a body is handled cancels the request's context, also when
-// fast requests came before it on the connection (the watch timer they
-// armed is not reset per request: it must still watch the slow one from
-// its own start).
+// fast requests came before it on the connection (the server's sweep,
+// kept running by them, must still watch the slow one from its own
+// start).
 func TestDisconnectCancelsContext(t *testing.T) {
 	for _, fastBefore := range []int{0, 20} {
 		t.Run(fmt.Sprintf("after %d fast", fastBefore), func(t *testing.T) {
@@ -272,4 +272,155 @@ func TestReqCtxAfterFunc(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("child context not cancelled")
 	}
+}
+
+// waitSweeping waits (bounded) until the server's sweep is armed or not.
+func waitSweeping(t *testing.T, s *Server, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.sweeping.Load() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("sweeping = %v after 5 s, want %v", !want, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestWatchSweepIdles: the sweep stops once no request is handled (an
+// idle server has no timer running for its connections), and a slow
+// request that comes later starts it again and is watched.
+func TestWatchSweepIdles(t *testing.T) {
+	done := make(chan error, 1)
+	addr, s := startServer(t, slowHandler(10*time.Second, done), Options{Name: "web"})
+	cl := dialRaw(t, addr)
+	cl.send("GET /fast HTTP/1.1\r\nHost: a\r\n\r\n")
+	cl.read("GET")
+	waitSweeping(t, s, false)
+	cl.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+	waitSweeping(t, s, true)
+	cl.conn.Close()
+	expectCanceled(t, done, "")
+	waitSweeping(t, s, false)
+}
+
+// sweepConn is a connection in s's set with a watcher in state st, on
+// one end of a pipe (the other end is returned).
+func sweepConn(t *testing.T, s *Server, st int64) (*conn, *watch, net.Conn) {
+	t.Helper()
+	a, b := net.Pipe()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	c := &conn{srv: s, rwc: a}
+	w := &watch{c: c, ended: make(chan struct{}, 1)}
+	w.ctx.stop = w.ctx.stopSlot
+	w.state.Store(st)
+	c.watch.Store(w)
+	s.mu.Lock()
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	return c, w, b
+}
+
+// TestSweepStates: what one sweep does with each watcher state, and the
+// hand-over between a read it starts and stopWatch.
+func TestSweepStates(t *testing.T) {
+	// A server started a while ago, so that a due start time is positive.
+	newServer := func() *Server {
+		s := New(nil, Options{})
+		s.epoch = s.epoch.Add(-time.Second)
+		return s
+	}
+	due := func(s *Server) int64 { return watchFrom + s.mono() - int64(2*watchDelay) }
+	t.Run("idle stops", func(t *testing.T) {
+		s := newServer()
+		sweepConn(t, s, watchOff)
+		s.sweeping.Store(true)
+		s.sweepWatches()
+		if s.sweeping.Load() {
+			t.Fatal("the sweep stayed armed with no request handled")
+		}
+	})
+	t.Run("busy re-arms, not due", func(t *testing.T) {
+		s := newServer()
+		defer s.sweep.Stop()
+		_, wb, _ := sweepConn(t, s, watchBody)
+		fresh := watchFrom + s.mono()
+		_, wf, _ := sweepConn(t, s, fresh)
+		s.sweeping.Store(true)
+		s.sweepWatches()
+		if !s.sweeping.Load() {
+			t.Fatal("the sweep stopped while requests are handled")
+		}
+		if st := wb.state.Load(); st != watchBody {
+			t.Fatalf("a body still being read: state %d, want %d", st, watchBody)
+		}
+		if st := wf.state.Load(); st != fresh {
+			t.Fatalf("a request younger than watchDelay: state %d, want %d", st, fresh)
+		}
+	})
+	t.Run("due: disconnect cancels", func(t *testing.T) {
+		s := newServer()
+		defer s.sweep.Stop()
+		c, w, peer := sweepConn(t, s, due(s))
+		s.sweeping.Store(true)
+		s.sweepWatches()
+		if st := w.state.Load(); st != watchStarting && st != watchReading {
+			t.Fatalf("a due request: state %d, want a read started", st)
+		}
+		peer.Close() // the client goes away
+		select {
+		case <-w.ctx.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the context was not cancelled")
+		}
+		c.stopWatch()
+		if st := w.state.Load(); st != watchOff {
+			t.Fatalf("after stopWatch: state %d", st)
+		}
+	})
+	t.Run("due: stop unblocks the read", func(t *testing.T) {
+		s := newServer()
+		defer s.sweep.Stop()
+		c, w, _ := sweepConn(t, s, due(s))
+		s.sweeping.Store(true)
+		s.sweepWatches()
+		for w.state.Load() == watchStarting {
+			runtime.Gosched() // let the read start (bounded by the test timeout)
+		}
+		stopped := make(chan struct{})
+		go func() { c.stopWatch(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			t.Fatal("stopWatch did not return")
+		}
+		if w.ctx.Err() != nil {
+			t.Fatalf("a request that ended was cancelled: %v", w.ctx.Err())
+		}
+	})
+	t.Run("due: stop before the read starts", func(t *testing.T) {
+		s := newServer()
+		c, w, _ := sweepConn(t, s, watchStarting)
+		go w.watchRead()
+		c.stopWatch() // whichever of the two moves first, both return
+		if w.ctx.Err() != nil || w.got {
+			t.Fatalf("err %v, got %v", w.ctx.Err(), w.got)
+		}
+	})
+	t.Run("due: a pipelined byte is kept", func(t *testing.T) {
+		s := newServer()
+		defer s.sweep.Stop()
+		c, _, peer := sweepConn(t, s, due(s))
+		c.reqState = new(reqState)
+		s.sweeping.Store(true)
+		s.sweepWatches()
+		// A pipe's write returns once the watcher's read has the byte.
+		peer.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		if _, err := peer.Write([]byte("G")); err != nil {
+			t.Fatal(err)
+		}
+		c.stopWatch()
+		if !c.cr.pending || c.cr.one[0] != 'G' || !c.pipelined {
+			t.Fatalf("pending %v byte %q pipelined %v", c.cr.pending, c.cr.one[0], c.pipelined)
+		}
+	})
 }
