@@ -195,41 +195,54 @@ func (c *conn) stopWatch() {
 //
 // It implements AfterFunc (the interface context.AfterFunc and the
 // upstream transport look for), with one slot that allocates nothing, so
-// that registering an abort for the upstream round trip stays free.
+// that registering an abort for the upstream round trip stays free. The
+// request path (reset, AfterFunc on the slot, its stop, Err) takes no
+// lock: two atomic read-modify-writes per request; only the Done channel
+// is made and closed under mu.
 type reqCtx struct {
+	canceled atomic.Bool
+	slot     atomic.Int32 // slotEmpty, slotSet (f waits for a cancel), slotRun
+	f        func()       // the slot's function; written before slotSet
+	stop     func() bool  // stopSlot, made once
+
 	mu   sync.Mutex
 	done chan struct{}
-	err  error
-	f    func()      // the slot's function, run on cancel
-	stop func() bool // stopSlot, made once
 }
 
+// Values of reqCtx.slot.
+const (
+	slotEmpty int32 = iota
+	slotSet
+	slotRun // cancel (or a late AfterFunc) took f to run it
+)
+
+// reset readies the context for the connection's next request. No cancel
+// runs meanwhile (stopWatch waited for the watcher's read).
 func (r *reqCtx) reset() {
-	r.mu.Lock()
-	if r.err != nil {
-		r.err = nil
+	if r.canceled.Load() {
+		r.canceled.Store(false)
+		r.mu.Lock()
 		r.done = nil // closed: made anew when asked for
+		r.mu.Unlock()
+	}
+	if r.slot.Load() != slotEmpty {
+		r.slot.Store(slotEmpty)
 	}
 	r.f = nil
-	r.mu.Unlock()
 }
 
 func (r *reqCtx) cancel() {
-	r.mu.Lock()
-	if r.err != nil {
-		r.mu.Unlock()
+	if !r.canceled.CompareAndSwap(false, true) {
 		return
 	}
-	r.err = context.Canceled
+	r.mu.Lock()
 	if r.done == nil {
 		r.done = make(chan struct{})
 	}
 	close(r.done)
-	f := r.f
-	r.f = nil
 	r.mu.Unlock()
-	if f != nil {
-		go f()
+	if r.slot.CompareAndSwap(slotSet, slotRun) {
+		go r.f()
 	}
 }
 
@@ -240,7 +253,7 @@ func (r *reqCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (r *reqCtx) Done() <-chan struct{} {
 	r.mu.Lock()
 	if r.done == nil {
-		r.done = make(chan struct{})
+		r.done = make(chan struct{}) // cancel closes it
 	}
 	d := r.done
 	r.mu.Unlock()
@@ -249,10 +262,10 @@ func (r *reqCtx) Done() <-chan struct{} {
 
 // Err implements context.Context.
 func (r *reqCtx) Err() error {
-	r.mu.Lock()
-	err := r.err
-	r.mu.Unlock()
-	return err
+	if r.canceled.Load() {
+		return context.Canceled
+	}
+	return nil
 }
 
 // Value implements context.Context: it carries none.
@@ -263,22 +276,22 @@ func (r *reqCtx) Value(any) any { return nil }
 // of context.AfterFunc). The first registration uses the allocation-free
 // slot; more at once fall back to a goroutine.
 func (r *reqCtx) AfterFunc(f func()) (stop func() bool) {
-	r.mu.Lock()
-	if r.err != nil {
-		r.mu.Unlock()
+	if r.canceled.Load() {
 		go f()
 		return func() bool { return false }
 	}
-	if r.f == nil {
+	if r.slot.Load() == slotEmpty {
 		r.f = f
-		r.mu.Unlock()
-		return r.stop
+		if r.slot.CompareAndSwap(slotEmpty, slotSet) {
+			// A cancel between the check above and the slot's setting
+			// found it empty: whichever of the two takes the slot runs f.
+			if r.canceled.Load() && r.slot.CompareAndSwap(slotSet, slotRun) {
+				go f()
+			}
+			return r.stop
+		}
 	}
-	if r.done == nil {
-		r.done = make(chan struct{})
-	}
-	done := r.done
-	r.mu.Unlock()
+	done := r.Done()
 	var once sync.Once
 	stopped := make(chan struct{})
 	go func() {
@@ -301,9 +314,5 @@ func (r *reqCtx) AfterFunc(f func()) (stop func() bool) {
 
 // stopSlot is the slot's stop function.
 func (r *reqCtx) stopSlot() bool {
-	r.mu.Lock()
-	had := r.f != nil
-	r.f = nil
-	r.mu.Unlock()
-	return had
+	return r.slot.CompareAndSwap(slotSet, slotEmpty)
 }

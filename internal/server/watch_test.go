@@ -7,6 +7,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -423,4 +424,55 @@ func TestSweepStates(t *testing.T) {
 			t.Fatalf("pending %v byte %q pipelined %v", c.cr.pending, c.cr.one[0], c.pipelined)
 		}
 	})
+}
+
+// TestReqCtxSlot: the slot's registration, stop, reuse after a stop, a
+// registration after the cancel, and a cancel racing a registration (the
+// function runs exactly once, whichever comes first).
+func TestReqCtxSlot(t *testing.T) {
+	var r reqCtx
+	r.stop = r.stopSlot
+	ran := make(chan int, 4)
+	stop := r.AfterFunc(func() { ran <- 1 })
+	if !stop() {
+		t.Fatal("stop of the pending slot reported false")
+	}
+	if stop() {
+		t.Fatal("a second stop reported true")
+	}
+	r.AfterFunc(func() { ran <- 2 }) // the slot again
+	r.cancel()
+	if n := <-ran; n != 2 {
+		t.Fatalf("ran %d, want 2", n)
+	}
+	if late := r.AfterFunc(func() { ran <- 3 }); late() {
+		t.Fatal("stop of a registration made after the cancel reported true")
+	}
+	if n := <-ran; n != 3 {
+		t.Fatalf("ran %d, want 3", n)
+	}
+	select {
+	case n := <-ran:
+		t.Fatalf("%d ran twice or a stopped function ran", n)
+	case <-time.After(20 * time.Millisecond):
+	}
+
+	for i := range 1000 {
+		r.reset()
+		var runs atomic.Int32
+		done := make(chan struct{})
+		go func() { r.cancel(); close(done) }()
+		stop := r.AfterFunc(func() { runs.Add(1) })
+		<-done
+		deadline := time.Now().Add(5 * time.Second)
+		for runs.Load() == 0 && time.Now().Before(deadline) {
+			runtime.Gosched()
+		}
+		if stop() {
+			t.Fatalf("iteration %d: stop after the cancel reported true", i)
+		}
+		if n := runs.Load(); n != 1 {
+			t.Fatalf("iteration %d: ran %d times, want 1", i, n)
+		}
+	}
 }
