@@ -61,7 +61,7 @@ const (
 
 // DurationBuckets are the histogram buckets (seconds) of both request
 // duration histograms: 0.5ms to 30s.
-var DurationBuckets = []float64{
+var DurationBuckets = [...]float64{
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 	1, 2.5, 5, 10, 30,
 }
@@ -73,19 +73,18 @@ var DurationBuckets = []float64{
 type Metrics struct {
 	reg *prometheus.Registry
 
-	requests      *prometheus.CounterVec   // method, status, server, location
-	duration      *prometheus.HistogramVec // server, location
+	requests      *prometheus.CounterVec // method, status, server, location
+	duration      *durationVec           // server, location
 	inFlight      prometheus.Gauge
 	connsOpen     *prometheus.GaugeVec   // server
 	reqBytes      *prometheus.CounterVec // server
 	respBytes     *prometheus.CounterVec // server
 	tlsHandshakes *prometheus.CounterVec // server
 
-	upRequests *prometheus.CounterVec   // upstream, server(addr)
-	upHealth   *prometheus.GaugeVec     // upstream, server(addr)
-	upDuration *prometheus.HistogramVec // upstream, server(addr)
-	upConns    *prometheus.CounterVec   // upstream, server(addr), reused
-	upErrors   *prometheus.CounterVec   // upstream, server(addr)
+	upHealth   *prometheus.GaugeVec   // upstream, server(addr)
+	upDuration *durationVec           // upstream, server(addr); also upstream_requests_total
+	upConns    *prometheus.CounterVec // upstream, server(addr), reused
+	upErrors   *prometheus.CounterVec // upstream, server(addr)
 
 	reloadOK, reloadFail prometheus.Counter
 	pluginResponses      *prometheus.CounterVec // plugin, status
@@ -124,11 +123,9 @@ func New(instance string) *Metrics {
 			Name: NameRequests,
 			Help: "HTTP requests answered, by method, status, server and location (\"\" when no location matched).",
 		}, []string{"method", "status", "server", "location"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    NameRequestDuration,
-			Help:    "Whole-request time from the request head to the last response byte.",
-			Buckets: DurationBuckets,
-		}, []string{"server", "location"}),
+		duration: newDurationVec(NameRequestDuration,
+			"Whole-request time from the request head to the last response byte.",
+			[2]string{"server", "location"}, "", ""),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: NameInFlight,
 			Help: "Requests being handled right now.",
@@ -149,19 +146,14 @@ func New(instance string) *Metrics {
 			Name: NameTLSHandshakes,
 			Help: "Completed TLS handshakes, by server.",
 		}, []string{"server"}),
-		upRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: NameUpstreamRequests,
-			Help: "Requests sent to an upstream addr (server = the addr). Health probes are not counted.",
-		}, []string{"upstream", "server"}),
 		upHealth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: NameUpstreamHealth,
 			Help: "Upstream addr health: 1 up, 0 down (1 when the upstream has no check).",
 		}, []string{"upstream", "server"}),
-		upDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    NameUpstreamDuration,
-			Help:    "Time from sending the request to an upstream addr to its response head.",
-			Buckets: DurationBuckets,
-		}, []string{"upstream", "server"}),
+		upDuration: newDurationVec(NameUpstreamDuration,
+			"Time from sending the request to an upstream addr to its response head.",
+			[2]string{"upstream", "server"}, NameUpstreamRequests,
+			"Requests sent to an upstream addr (server = the addr). Health probes are not counted."),
 		upConns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: NameUpstreamConns,
 			Help: "Upstream round trips by whether they reused a pooled connection (reused=\"false\" counts new connections).",
@@ -210,7 +202,7 @@ func New(instance string) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.requests, m.duration, m.inFlight, m.connsOpen, m.reqBytes,
-		m.respBytes, m.tlsHandshakes, m.upRequests, m.upHealth,
+		m.respBytes, m.tlsHandshakes, m.upHealth,
 		m.upDuration, m.upConns, m.upErrors, reloads, m.pluginResponses, m.certExpiry,
 		cacheVec, info,
 	)
@@ -286,7 +278,7 @@ func (m *Metrics) Retain(locations, addrs [][2]string) {
 			delete(m.locations, k)
 			l := prometheus.Labels{"server": k[0], "location": k[1]}
 			m.requests.DeletePartialMatch(l)
-			m.duration.Delete(l)
+			m.duration.delete(k[0], k[1])
 		}
 	}
 	for k := range m.servers {
@@ -309,9 +301,8 @@ func (m *Metrics) Retain(locations, addrs [][2]string) {
 		if !addrSet[k] {
 			delete(m.addrs, k)
 			l := prometheus.Labels{"upstream": k[0], "server": k[1]}
-			m.upRequests.Delete(l)
 			m.upHealth.Delete(l)
-			m.upDuration.Delete(l)
+			m.upDuration.delete(k[0], k[1])
 			m.upConns.DeletePartialMatch(l)
 			m.upErrors.Delete(l)
 		}
@@ -456,7 +447,7 @@ type statusRow [numSlots]atomic.Pointer[counterBox]
 type LocationMetrics struct {
 	vec              *prometheus.CounterVec
 	server, location string
-	duration         prometheus.Observer
+	duration         *durationHist
 	reqBytes         prometheus.Counter
 	respBytes        prometheus.Counter
 	rows             [numMethods]atomic.Pointer[statusRow]
@@ -476,7 +467,7 @@ func (m *Metrics) Location(server, location string) *LocationMetrics {
 		vec:       m.requests,
 		server:    k[0],
 		location:  k[1],
-		duration:  m.duration.WithLabelValues(k[0], k[1]),
+		duration:  m.duration.child(k[0], k[1]),
 		reqBytes:  m.reqBytes.WithLabelValues(k[0]),
 		respBytes: m.respBytes.WithLabelValues(k[0]),
 	}
@@ -494,7 +485,7 @@ func (lm *LocationMetrics) Observe(method string, status int, d time.Duration, b
 		return
 	}
 	lm.counter(methodIndex(method), status).Inc()
-	lm.duration.Observe(d.Seconds())
+	lm.duration.Observe(d)
 	if bytesIn > 0 {
 		lm.reqBytes.Add(float64(bytesIn))
 	}
@@ -594,8 +585,7 @@ func (sm *ServerMetrics) TLSHandshake() {
 
 // AddrMetrics are the pre-resolved series of one (upstream, addr).
 type AddrMetrics struct {
-	requests prometheus.Counter
-	duration prometheus.Observer
+	duration *durationHist
 	health   prometheus.Gauge
 	reused   prometheus.Counter
 	fresh    prometheus.Counter
@@ -613,8 +603,7 @@ func (m *Metrics) UpstreamAddr(upstream, addr string) *AddrMetrics {
 		return am
 	}
 	am := &AddrMetrics{
-		requests: m.upRequests.WithLabelValues(k[0], k[1]),
-		duration: m.upDuration.WithLabelValues(k[0], k[1]),
+		duration: m.upDuration.child(k[0], k[1]),
 		health:   m.upHealth.WithLabelValues(k[0], k[1]),
 		reused:   m.upConns.WithLabelValues(k[0], k[1], "true"),
 		fresh:    m.upConns.WithLabelValues(k[0], k[1], "false"),
@@ -635,8 +624,7 @@ func (am *AddrMetrics) Done(d time.Duration, reused, failed bool) {
 	if am == nil {
 		return
 	}
-	am.requests.Inc()
-	am.duration.Observe(d.Seconds())
+	am.duration.Observe(d) // upstream_requests_total too
 	if reused {
 		am.reused.Inc()
 	} else {
