@@ -331,6 +331,16 @@ func TestSweepStates(t *testing.T) {
 		return s
 	}
 	due := func(s *Server) int64 { return watchFrom + s.mono() - int64(2*watchDelay) }
+	// swept is a connection with a request watchable for 2*watchDelay
+	// after one sweep (which starts its watcher's read).
+	swept := func(t *testing.T) (*conn, *watch, net.Conn) {
+		s := newServer()
+		t.Cleanup(func() { s.sweep.Stop() })
+		c, w, peer := sweepConn(t, s, due(s))
+		s.sweeping.Store(true)
+		s.sweepWatches()
+		return c, w, peer
+	}
 	t.Run("idle stops", func(t *testing.T) {
 		s := newServer()
 		sweepConn(t, s, watchOff)
@@ -359,11 +369,7 @@ func TestSweepStates(t *testing.T) {
 		}
 	})
 	t.Run("due: disconnect cancels", func(t *testing.T) {
-		s := newServer()
-		defer s.sweep.Stop()
-		c, w, peer := sweepConn(t, s, due(s))
-		s.sweeping.Store(true)
-		s.sweepWatches()
+		c, w, peer := swept(t)
 		if st := w.state.Load(); st != watchStarting && st != watchReading {
 			t.Fatalf("a due request: state %d, want a read started", st)
 		}
@@ -379,11 +385,7 @@ func TestSweepStates(t *testing.T) {
 		}
 	})
 	t.Run("due: stop unblocks the read", func(t *testing.T) {
-		s := newServer()
-		defer s.sweep.Stop()
-		c, w, _ := sweepConn(t, s, due(s))
-		s.sweeping.Store(true)
-		s.sweepWatches()
+		c, w, _ := swept(t)
 		for w.state.Load() == watchStarting {
 			runtime.Gosched() // let the read start (bounded by the test timeout)
 		}
@@ -408,12 +410,8 @@ func TestSweepStates(t *testing.T) {
 		}
 	})
 	t.Run("due: a pipelined byte is kept", func(t *testing.T) {
-		s := newServer()
-		defer s.sweep.Stop()
-		c, _, peer := sweepConn(t, s, due(s))
+		c, _, peer := swept(t)
 		c.reqState = new(reqState)
-		s.sweeping.Store(true)
-		s.sweepWatches()
 		// A pipe's write returns once the watcher's read has the byte.
 		peer.SetWriteDeadline(time.Now().Add(5 * time.Second))
 		if _, err := peer.Write([]byte("G")); err != nil {
