@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
@@ -222,6 +223,12 @@ type conn struct {
 	// previous response was done: its responses are then flushed the
 	// ordinary way, never left to the next read (see canSendRead).
 	pipelined bool
+	// cold is set while a request that came to a parked connection after
+	// a long wait is served: the connection parks right after it (see
+	// waitForRequest). coldAfter is when a wait counts as long: ns since
+	// Server.epoch, set when the connection parks.
+	cold      bool
+	coldAfter int64
 	// rdl is the read deadline setHotDeadline set, in ns since
 	// Server.epoch, while nothing else moved it; 0: unknown.
 	rdl int64
@@ -331,6 +338,9 @@ func (c *conn) setup(opts *Options) {
 	c.cr.c = c
 	c.cw.c = c
 	c.opts = opts
+	// A new connection's first request is not after a long wait, even
+	// when its first byte came to a parked connection.
+	c.coldAfter = math.MaxInt64
 	c.remote = addrPort(c.nc.RemoteAddr())
 	c.local = addrPort(c.nc.LocalAddr())
 }
@@ -418,6 +428,7 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 	for {
 		opts := c.srv.opts.Load()
 		c.opts = opts
+		wasParked := resumed
 		if resumed {
 			resumed = false
 		} else {
@@ -433,6 +444,7 @@ func (c *conn) serveH1(deadline time.Time, resumed bool) (parked bool) {
 		opts = c.srv.opts.Load()
 		c.opts = opts
 		start := time.Now()
+		c.cold = wasParked && int64(start.Sub(c.srv.epoch)) >= c.coldAfter
 		if !c.served && opts.H2C && c.tlsState == nil && c.sniffH2Preface() {
 			c.state.Store(stateActive)
 			c.setDeadline(time.Time{})
@@ -493,7 +505,9 @@ const (
 // while this one (whose stack grew while proxying) exits. An idle
 // connection then costs a small fresh stack and no buffers instead of the
 // serving goroutine's stack plus 8 KB. Under load the next request comes
-// within idleRelease and none of this happens. Once a byte is there, the
+// within idleRelease and none of this happens. A connection whose request
+// came after a wait longer than idleRelease (cold) parks right after its
+// response instead: its next request is likely as far off. Once a byte is there, the
 // head must be complete within ReadHeaderTimeout (slowloris defence).
 func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 	if !c.served && c.br == nil {
@@ -517,6 +531,21 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 	}
 	if now.IsZero() {
 		now = time.Now()
+	}
+	if c.cold {
+		// The request came to a parked connection after a wait longer
+		// than idleRelease: such a client's next request is likely as far
+		// off, so park now rather than hold the buffers, a read deadline
+		// and its expiry's wake-up for idleRelease first. A burst after
+		// the pause costs one park: its next request comes before
+		// coldAfter and finds the hot wait again.
+		c.cold = false
+		if c.bw.Flush() != nil {
+			return waitClosed
+		}
+		c.coldAfter = int64(now.Sub(c.srv.epoch)) + int64(opts.idleRelease)
+		c.releaseBuffers()
+		return waitParked
 	}
 	hot := c.setHotDeadline(now, deadline, opts.idleRelease)
 	c.waited = false
@@ -556,6 +585,7 @@ func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 	if !isTimeout(err) || !hot.Before(deadline) {
 		return waitClosed
 	}
+	c.coldAfter = int64(hot.Sub(c.srv.epoch)) // the wait was long
 	c.releaseBuffers()
 	return waitParked
 }

@@ -337,3 +337,35 @@ func TestParkAfterBackToBackRequests(t *testing.T) {
 		waitConns(t, s, 1, wantParked(1))
 	}
 }
+
+// TestColdPark: a request that comes to a connection parked after a long
+// wait is answered, and the connection parks again at once rather than
+// after another idleRelease; the requests of a burst that follows find
+// the hot wait again.
+func TestColdPark(t *testing.T) {
+	addr, s := startServer(t, HandlerFunc(echo), Options{idleRelease: 10 * time.Millisecond})
+	c := dialRaw(t, addr)
+	c.send("GET /warm HTTP/1.1\r\nHost: h\r\n\r\n")
+	c.read("GET")
+	waitConns(t, s, 1, wantParked(1)) // after its hot wait: a long wait
+	// From here on a hot wait lasts a minute: only a cold park parks the
+	// connection within waitConns's 5 seconds.
+	o := s.Options()
+	o.idleRelease = time.Minute
+	s.SetOptions(o)
+	c.send("GET /cold HTTP/1.1\r\nHost: h\r\n\r\n")
+	if resp, _ := c.read("GET"); resp.Header.Get("X-Path") != "/cold" {
+		t.Fatalf("X-Path %q", resp.Header.Get("X-Path"))
+	}
+	waitConns(t, s, 1, wantParked(1))
+	for _, p := range []string{"/b1", "/b2"} {
+		c.send("GET " + p + " HTTP/1.1\r\nHost: h\r\n\r\n")
+		if resp, _ := c.read("GET"); resp.Header.Get("X-Path") != p {
+			t.Fatalf("X-Path %q, want %q", resp.Header.Get("X-Path"), p)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // a park would have happened by now (not a timing assertion: it must not happen at all)
+	if _, parked := s.Conns(); parked != 0 {
+		t.Fatalf("%d parked: a connection in a burst parked right after its response", parked)
+	}
+}
