@@ -139,9 +139,12 @@ type Server struct {
 	epoch    time.Time
 
 	// The disconnect watcher's sweep (watch.go): a timer that runs while
-	// HTTP/1 requests are handled.
+	// the list of connections that may be handling an HTTP/1 request is
+	// not empty.
 	sweep    *time.Timer
-	sweeping atomic.Bool
+	watchMu  sync.Mutex
+	watching []*watch
+	sweeping bool // the sweep timer is armed (watchMu)
 }
 
 // New returns a server that answers with handler.

@@ -279,7 +279,7 @@ func TestReqCtxAfterFunc(t *testing.T) {
 func waitSweeping(t *testing.T, s *Server, want bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for s.sweeping.Load() != want {
+	for s.sweepArmed() != want {
 		if time.Now().After(deadline) {
 			t.Fatalf("sweeping = %v after 5 s, want %v", !want, want)
 		}
@@ -304,8 +304,23 @@ func TestWatchSweepIdles(t *testing.T) {
 	waitSweeping(t, s, false)
 }
 
-// sweepConn is a connection in s's set with a watcher in state st, on
-// one end of a pipe (the other end is returned).
+// sweepArmed reports whether the server's sweep timer is armed.
+func (s *Server) sweepArmed() bool {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	return s.sweeping
+}
+
+// watchList is a copy of the sweep's list.
+func (s *Server) watchList() []*watch {
+	s.watchMu.Lock()
+	defer s.watchMu.Unlock()
+	return append([]*watch(nil), s.watching...)
+}
+
+// sweepConn is a connection with a watcher in state st on the sweep's
+// list (the sweep armed), on one end of a pipe (the other end is
+// returned).
 func sweepConn(t *testing.T, s *Server, st int64) (*conn, *watch, net.Conn) {
 	t.Helper()
 	a, b := net.Pipe()
@@ -315,9 +330,7 @@ func sweepConn(t *testing.T, s *Server, st int64) (*conn, *watch, net.Conn) {
 	w.ctx.stop = w.ctx.stopSlot
 	w.state.Store(st)
 	c.watch.Store(w)
-	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
+	s.listWatch(w)
 	return c, w, b
 }
 
@@ -337,17 +350,42 @@ func TestSweepStates(t *testing.T) {
 		s := newServer()
 		t.Cleanup(func() { s.sweep.Stop() })
 		c, w, peer := sweepConn(t, s, due(s))
-		s.sweeping.Store(true)
 		s.sweepWatches()
 		return c, w, peer
 	}
 	t.Run("idle stops", func(t *testing.T) {
 		s := newServer()
-		sweepConn(t, s, watchOff)
-		s.sweeping.Store(true)
+		_, w, _ := sweepConn(t, s, watchOff)
+		_, busy, _ := sweepConn(t, s, watchBody)
 		s.sweepWatches()
-		if s.sweeping.Load() {
-			t.Fatal("the sweep stayed armed with no request handled")
+		if l := s.watchList(); !s.sweepArmed() || len(l) != 1 || l[0] != busy || w.listed.Load() || !busy.listed.Load() {
+			t.Fatalf("after a sweep with one idle and one busy connection: armed %v, list %v", s.sweepArmed(), l)
+		}
+		busy.state.Store(watchOff)
+		s.sweepWatches()
+		if l := s.watchList(); s.sweepArmed() || len(l) != 0 || busy.listed.Load() {
+			t.Fatalf("the sweep stayed armed with no request handled (list %v)", l)
+		}
+	})
+	t.Run("listed twice", func(t *testing.T) {
+		// What the race between an unlisting sweep and a starting
+		// request may leave: the watch is started once, and both
+		// entries go once the request is done.
+		s := newServer()
+		defer s.sweep.Stop()
+		c, w, _ := sweepConn(t, s, due(s))
+		s.listWatch(w)
+		s.sweepWatches()
+		for w.state.Load() == watchStarting {
+			runtime.Gosched() // let the one read start (bounded by the test timeout)
+		}
+		if st := w.state.Load(); st != watchReading {
+			t.Fatalf("state %d, want reading", st)
+		}
+		c.stopWatch()
+		s.sweepWatches()
+		if l := s.watchList(); s.sweepArmed() || len(l) != 0 {
+			t.Fatalf("armed %v, list %v", s.sweepArmed(), l)
 		}
 	})
 	t.Run("busy re-arms, not due", func(t *testing.T) {
@@ -356,9 +394,8 @@ func TestSweepStates(t *testing.T) {
 		_, wb, _ := sweepConn(t, s, watchBody)
 		fresh := watchFrom + s.mono()
 		_, wf, _ := sweepConn(t, s, fresh)
-		s.sweeping.Store(true)
 		s.sweepWatches()
-		if !s.sweeping.Load() {
+		if !s.sweepArmed() || len(s.watchList()) != 2 {
 			t.Fatal("the sweep stopped while requests are handled")
 		}
 		if st := wb.state.Load(); st != watchBody {
