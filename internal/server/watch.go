@@ -53,11 +53,11 @@ const (
 type watch struct {
 	c      *conn
 	state  atomic.Int64
-	listed atomic.Bool // in Server.watching (set under its lock)
-	ended chan struct{} // watchRead is done
-	got   bool          // the read returned a byte (pipelined input)
-	one   [1]byte       // that byte
-	ctx   reqCtx
+	listed atomic.Bool   // in Server.watching (set under its lock)
+	ended  chan struct{} // watchRead is done
+	got    bool          // the read returned a byte (pipelined input)
+	one    [1]byte       // that byte
+	ctx    reqCtx
 }
 
 // startWatch arms the watcher for a request whose handler is about to
