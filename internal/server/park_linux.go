@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/pingap-go/pingap/internal/rawsock"
 )
@@ -92,11 +93,11 @@ func (p *poller) run(rc syscall.RawConn) {
 	var failed error
 	wait := func(fd uintptr) bool {
 		for {
-			n, err := syscall.EpollWait(int(fd), events, 0)
+			n, err := epollWaitNow(fd, events)
 			if err == syscall.EINTR {
 				continue
 			}
-			if err != nil {
+			if err != 0 {
 				failed = err
 				return true
 			}
@@ -113,6 +114,19 @@ func (p *poller) run(rc syscall.RawConn) {
 			return // closed
 		}
 	}
+}
+
+// epollWaitNow collects the ready events without waiting, as a raw system
+// call. syscall.EpollWait goes through the runtime's entersyscall, which
+// wakes the monitor thread (sysmon) whenever the process was idle: with
+// many connections that each send a request now and then, that was a
+// sysmon wake-up per poller wake-up (entersyscallWakeSysmon) and sysmon
+// kept polling at its shortest interval. A call that cannot block needs
+// none of it.
+func epollWaitNow(epfd uintptr, events []syscall.EpollEvent) (int, syscall.Errno) {
+	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, epfd,
+		uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	return int(r), e
 }
 
 // wake resumes the connection of an event, unless the event is stale or
