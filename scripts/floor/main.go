@@ -202,6 +202,42 @@ func writeAll(fd int, b []byte) error {
 	return nil
 }
 
+// requestDone and responseDone report whether b holds a whole request
+// (GET: its head) or a whole response.
+func requestDone(b []byte) (bool, error) { return bytes.Contains(b, headEnd), nil }
+
+func responseDone(b []byte) (bool, error) {
+	l, err := responseLen(b)
+	return l >= 0, err
+}
+
+// step reads what from has into buf[*n:] and, once buf holds a whole
+// message (complete), writes it to to. It reports whether the pair is
+// done (EOF, an error, a full buffer).
+func step(from, to int, buf []byte, n *int, complete func([]byte) (bool, error)) (done bool) {
+	if *n == len(buf) {
+		return true
+	}
+	m, err := syscall.Read(from, buf[*n:])
+	if err == syscall.EAGAIN {
+		return false
+	}
+	if m <= 0 {
+		return true
+	}
+	*n += m
+	whole, err := complete(buf[:*n])
+	if err == nil && whole {
+		err = writeAll(to, buf[:*n])
+		*n = 0
+	}
+	if err != nil {
+		log.Print(err)
+		return true
+	}
+	return false
+}
+
 func serveEpoll(addr string, upstreams []string) error {
 	runtime.LockOSThread()
 	lsa, err := sockaddr(addr)
@@ -289,59 +325,15 @@ func serveEpoll(addr string, upstreams []string) error {
 			if p == nil {
 				continue // closed earlier in this batch
 			}
+			var done bool
 			if ev.Fd%2 == 0 {
-				if p.n == len(p.rb) {
-					closePair(i)
-					continue
-				}
-				m, err := syscall.Read(p.cfd, p.rb[p.n:])
-				if err == syscall.EAGAIN {
-					continue
-				}
-				if m <= 0 {
-					closePair(i)
-					continue
-				}
-				p.n += m
-				if !bytes.Contains(p.rb[:p.n], headEnd) {
-					continue
-				}
-				if err := writeAll(p.ufd, p.rb[:p.n]); err != nil {
-					log.Print(err)
-					closePair(i)
-					continue
-				}
-				p.n = 0
-				continue
+				done = step(p.cfd, p.ufd, p.rb, &p.n, requestDone)
+			} else {
+				done = step(p.ufd, p.cfd, p.ub, &p.k, responseDone)
 			}
-			if p.k == len(p.ub) {
+			if done {
 				closePair(i)
-				continue
 			}
-			m, err := syscall.Read(p.ufd, p.ub[p.k:])
-			if err == syscall.EAGAIN {
-				continue
-			}
-			if m <= 0 {
-				closePair(i)
-				continue
-			}
-			p.k += m
-			l, err := responseLen(p.ub[:p.k])
-			if err != nil {
-				log.Print(err)
-				closePair(i)
-				continue
-			}
-			if l < 0 {
-				continue
-			}
-			if err := writeAll(p.cfd, p.ub[:p.k]); err != nil {
-				log.Print(err)
-				closePair(i)
-				continue
-			}
-			p.k = 0
 		}
 	}
 }
