@@ -507,8 +507,9 @@ const (
 // serving goroutine's stack plus 8 KB. Under load the next request comes
 // within idleRelease and none of this happens. A connection whose request
 // came after a wait longer than idleRelease (cold) parks right after its
-// response instead: its next request is likely as far off. Once a byte is there, the
-// head must be complete within ReadHeaderTimeout (slowloris defence).
+// response instead: its next request is likely as far off. Once a byte is
+// there, the head must be complete within ReadHeaderTimeout (slowloris
+// defence).
 func (c *conn) waitForRequest(deadline time.Time, opts *Options) int {
 	if !c.served && c.br == nil {
 		// A new connection (its goroutine is fresh, its stack small) waits
