@@ -121,41 +121,42 @@ func relay(c, u net.Conn) {
 	rb := make([]byte, 4096)
 	ub := make([]byte, 4096)
 	for {
-		n := 0
-		for !bytes.Contains(rb[:n], headEnd) {
-			if n == len(rb) {
-				return
-			}
-			m, err := c.Read(rb[n:])
-			if err != nil {
-				return
-			}
-			n += m
+		n, ok := readMessage(c, rb, requestDone)
+		if !ok {
+			return
 		}
 		if _, err := u.Write(rb[:n]); err != nil {
 			return
 		}
-		k := 0
-		for {
-			if k == len(ub) {
-				return
-			}
-			m, err := u.Read(ub[k:])
-			if err != nil {
-				return
-			}
-			k += m
-			if l, err := responseLen(ub[:k]); err != nil {
-				log.Print(err)
-				return
-			} else if l >= 0 {
-				break
-			}
+		if n, ok = readMessage(u, ub, responseDone); !ok {
+			return
 		}
-		if _, err := c.Write(ub[:k]); err != nil {
+		if _, err := c.Write(ub[:n]); err != nil {
 			return
 		}
 	}
+}
+
+// readMessage reads from r into buf until buf holds a whole message
+// (complete); it reports false on EOF, an error or a full buffer.
+func readMessage(r io.Reader, buf []byte, complete func([]byte) (bool, error)) (int, bool) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		if err != nil {
+			return 0, false
+		}
+		n += m
+		whole, err := complete(buf[:n])
+		if err != nil {
+			log.Print(err)
+			return 0, false
+		}
+		if whole {
+			return n, true
+		}
+	}
+	return 0, false
 }
 
 // pair is a client connection and its upstream connection in the loop.
